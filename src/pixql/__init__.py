@@ -1,0 +1,70 @@
+"""pixql: search images with SQL.
+
+``import pixql`` is light: it imports neither torch nor fastapi. Heavy pieces load on first use.
+
+Examples:
+    >>> import pixql
+    >>> db = pixql.connect("my-workspace")          # doctest: +SKIP
+    >>> db.sql("SELECT 42 AS answer").fetchall()    # doctest: +SKIP
+    [(42,)]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pixql.errors import (
+    CatalogError,
+    Error,
+    ImageError,
+    ModelError,
+    OptionError,
+    ParseError,
+    ProgrammingError,
+)
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pixql.client.http import Client
+    from pixql.workspace import Workspace
+
+__all__ = [
+    "CatalogError",
+    "Client",
+    "Error",
+    "ImageError",
+    "ModelError",
+    "OptionError",
+    "ParseError",
+    "ProgrammingError",
+    "Workspace",
+    "__version__",
+    "connect",
+]
+
+
+def connect(path: str | None = None, **kwargs: Any) -> "Workspace":
+    """Open (creating if missing) the workspace folder ``path``.
+
+    ``path`` defaults to ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``.
+    """
+    from pixql.workspace import Workspace
+
+    return Workspace(path, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Workspace":
+        from pixql.workspace import Workspace
+
+        return Workspace
+    if name == "Client":
+        from pixql.client.http import Client
+
+        return Client
+    if name == "load_ipython_extension":
+        from pixql.notebook.magic import load_ipython_extension
+
+        return load_ipython_extension
+    raise AttributeError(f"module 'pixql' has no attribute {name!r}")

@@ -1,0 +1,113 @@
+"""The ``pixql`` command: ``sql``, ``shell``, ``demo`` and ``serve``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pixql import __version__
+from pixql.errors import Error
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _workspace(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pixql.workspace import Workspace
+
+    return Workspace(args.workspace)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    """Run a query (or a script file with -f) and print the result as a table."""
+    from pixql.cli.render import emit_result
+
+    text = Path(args.file).read_text(encoding="utf-8") if args.file else args.query
+    if not text:
+        print("error: give a QUERY or -f FILE", file=sys.stderr)
+        return 2
+    with _workspace(args) as ws:
+        for result in ws.execute(text) if args.all else [ws.sql(text)]:
+            emit_result(result, ws, show=args.show, max_rows=args.max_rows)
+    return 0
+
+
+def cmd_shell(args: argparse.Namespace) -> int:
+    from pixql.cli.shell import run_shell
+
+    with _workspace(args) as ws:
+        return run_shell(ws)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pixql.demo import run_demo
+
+    workdir = Path(args.dir or args.workspace or "demo-workspace")
+    run_demo(workdir, max_epochs=args.epochs, show=True)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pixql.server.app import serve
+    from pixql.server.settings import ServerSettings
+
+    overrides = {"host": args.host, "port": args.port}
+    if args.api_key:
+        overrides["api_keys"] = args.api_key
+    if args.enable_sql:
+        overrides["enable_sql"] = True
+    settings = ServerSettings.from_env(**overrides)
+    serve(settings, args.workspace)
+    return 0
+
+
+COMMANDS: dict[str, Handler] = {
+    "sql": cmd_sql, "shell": cmd_shell, "demo": cmd_demo, "serve": cmd_serve,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pixql", description="Search images with SQL.")
+    p.add_argument("--version", action="version", version=f"pixql {__version__}")
+    p.add_argument("-w", "--workspace", default=os.environ.get("PIXQL_WORKSPACE"),
+                   help="workspace folder (default: $PIXQL_WORKSPACE or ./pixql-workspace)")
+    sub = p.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("sql", help="run SQL and print the result")
+    q.add_argument("query", nargs="?", help="one or more ;-separated statements")
+    q.add_argument("-f", "--file", help="read the statements from a file")
+    q.add_argument("--all", action="store_true", help="print every statement's result")
+    q.add_argument("--show", metavar="PNG", help="write a contact sheet of the result's images")
+    q.add_argument("--max-rows", type=int, default=20, help="rows to print (default 20)")
+    sub.add_parser("shell", help="interactive SQL shell (multi-line, history)")
+    d = sub.add_parser("demo", help="build, convert and search a small digits table")
+    d.add_argument("--dir", help="demo workspace folder (default ./demo-workspace)")
+    d.add_argument("--epochs", type=int, default=None, help="SimCLR epochs (default: demo's)")
+    s = sub.add_parser("serve", help="run the HTTP server (CLIP API, SQL over HTTP)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=9001)
+    s.add_argument("--api-key", action="append", help="require this API key (repeatable)")
+    s.add_argument("--enable-sql", action="store_true", help="enable POST /sql")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # DuckDB errors carry their own position
+        if type(e).__module__.startswith(("duckdb", "_duckdb")):
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

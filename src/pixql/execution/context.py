@@ -1,0 +1,106 @@
+"""What every statement executor gets: the workspace, a cursor, and query helpers."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from pixql.catalog.store import Catalog
+from pixql.errors import NotFoundError
+from pixql.sql.nodes import Query, Statement
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pixql.execution.result import Result
+    from pixql.workspace import Workspace
+
+_names = itertools.count()
+
+
+def to_arrow(rel: Any) -> pa.Table:
+    """A DuckDB relation as an Arrow table, on both DuckDB 1.x and 2.x."""
+    fn = getattr(rel, "to_arrow_table", None) or rel.arrow
+    table: pa.Table = fn()
+    return table
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass
+class ExecContext:
+    """Per-statement state. Nested AI subqueries are materialised as Arrow tables registered
+    on this cursor under unique names, and unregistered when the statement ends."""
+
+    ws: "Workspace"
+    cur: duckdb.DuckDBPyConnection
+    run: Callable[["ExecContext", Statement], "Result"]
+    registered: list[str] = field(default_factory=list)
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.cur)
+
+    def register(self, table: pa.Table) -> str:
+        name = f"__pixql_sub_{next(_names)}"
+        self.cur.register(name, table)
+        self.registered.append(name)
+        return name
+
+    def release(self) -> None:
+        for name in self.registered:
+            try:
+                self.cur.unregister(name)
+            except duckdb.Error:  # pragma: no cover - already gone
+                pass
+        self.registered.clear()
+
+    def render(self, query: Query) -> str:
+        """The query's SQL with each nested AI statement replaced by its materialised result."""
+        out, last = [], 0
+        for sub in query.subqueries:
+            result = self.run(self, sub.node)
+            name = self.register(result.table)
+            out.append(query.text[last : sub.start])
+            out.append(f"SELECT * FROM {quote_ident(name)}")
+            last = sub.end
+        out.append(query.text[last:])
+        return "".join(out)
+
+    def query_arrow(self, query: Query) -> pa.Table:
+        """Run a (rendered) query and return its rows."""
+        rel = self.cur.sql(self.render(query))
+        if rel is None:
+            raise NotFoundError("the AS query returned no rows table; it must be a SELECT")
+        return to_arrow(rel)
+
+    def base_table(self, query: Query) -> str | None:
+        """The table a query reads when it is a single-table SELECT (else None)."""
+        if query.subqueries:
+            return None
+        rows = self.cur.execute("SELECT json_serialize_sql(?)", [query.text]).fetchall()
+        tree = json.loads(rows[0][0]) if rows else {}
+        stmts = tree.get("statements") or []
+        if tree.get("error") or len(stmts) != 1:
+            return None
+        node = stmts[0].get("node", {})
+        src = node.get("from_table", {})
+        if node.get("type") != "SELECT_NODE" or src.get("type") != "BASE_TABLE":
+            return None
+        if node.get("cte_map", {}).get("map"):
+            return None
+        name, schema = src.get("table_name"), src.get("schema_name") or None
+        found = self.cur.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE lower(table_name) = lower(?) "
+            "AND (? IS NULL OR lower(schema_name) = lower(?)) AND NOT temporary",
+            [name, schema, schema],
+        ).fetchall()
+        if not found:
+            return None
+        return f"{schema}.{found[0][0]}" if schema else str(found[0][0])

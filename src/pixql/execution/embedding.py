@@ -1,0 +1,104 @@
+"""Run an embedder over a column of values: decode in threads, forward in batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixql.errors import ImageError
+from pixql.images import default_workers, load_image, map_ordered
+from pixql.models.base import Embedder
+from pixql.progress import progress_bar
+
+#: how many bad paths an error message names
+MAX_NAMED = 5
+
+
+@dataclass
+class Embedded:
+    """Vectors for a column: ``vectors[i]`` is meaningless where ``valid[i]`` is False."""
+
+    vectors: np.ndarray  # (n, dim) float32
+    valid: np.ndarray  # (n,) bool
+    errors: list[str]
+
+
+def _preparer(
+    embedder: Embedder, modality: str, resolve: Callable[[str], Path]
+) -> Callable[[Any], Any]:
+    def prepare(value: Any) -> Any:
+        if value is None:
+            return _Failure("NULL value")
+        try:
+            if modality == "image":
+                return embedder.preprocess(load_image(resolve(str(value))), modality)
+            if modality in ("video", "audio"):
+                return embedder.preprocess(str(resolve(str(value))), modality)
+            return embedder.preprocess(str(value), modality)
+        except ImageError as e:
+            return _Failure(str(e))
+        except Exception as e:  # noqa: BLE001 - a bad item must name itself, not kill the pool
+            return _Failure(f"{value}: {type(e).__name__}: {e}")
+
+    return prepare
+
+
+@dataclass
+class _Failure:
+    reason: str
+
+
+def embed_values(
+    embedder: Embedder,
+    values: Sequence[Any],
+    *,
+    modality: str,
+    resolve: Callable[[str], Path],
+    batch_size: int = 256,
+    workers: int | None = None,
+    on_error: str = "fail",
+    progress: bool = True,
+    desc: str = "embedding",
+) -> Embedded:
+    """Embed ``values`` (paths or texts) in order.
+
+    ``on_error='fail'`` raises ImageError naming the first bad values before anything is
+    written; ``'null'`` marks them invalid (stored as NULL) and carries on.
+    """
+    embedder.check_modality(modality)
+    n = len(values)
+    out = np.zeros((n, embedder.dim), dtype=np.float32)
+    valid = np.zeros(n, dtype=bool)
+    errors: list[str] = []
+    prepare = _preparer(embedder, modality, resolve)
+    nworkers = workers if workers is not None else default_workers()
+    done = 0
+    with progress_bar(total=n, desc=desc, unit="img" if modality == "image" else "item",
+                      enabled=progress) as bar:
+        for chunk in map_ordered(prepare, values, workers=nworkers, chunk=batch_size):
+            good = [i for i, x in enumerate(chunk) if not isinstance(x, _Failure)]
+            errors.extend(x.reason for x in chunk if isinstance(x, _Failure))
+            if errors and on_error == "fail":
+                _raise_bad(errors, values, done, chunk)
+            if good:
+                vecs = embedder.postprocess(embedder.forward([chunk[i] for i in good], modality))
+                idx = np.asarray(good) + done
+                out[idx] = vecs
+                valid[idx] = True
+            done += len(chunk)
+            bar.update(len(chunk))
+    return Embedded(out, valid, errors)
+
+
+def _raise_bad(errors: list[str], values: Sequence[Any], done: int, chunk: list[Any]) -> None:
+    shown = "; ".join(errors[:MAX_NAMED])
+    more = f" (and more)" if len(errors) > MAX_NAMED else ""
+    raise ImageError(
+        f"cannot embed {len(errors)} value(s): {shown}{more}. Nothing was changed. "
+        "Fix or remove these rows, or pass on_error='null' to store NULL embeddings for them.",
+        paths=errors[:MAX_NAMED],
+    )

@@ -1,0 +1,77 @@
+"""Statement dispatch: one executor per node type, looked up in :data:`EXECUTORS`."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+from pixql.execution.context import ExecContext, to_arrow
+from pixql.execution.result import Result
+from pixql.sql.nodes import Passthrough, Statement
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pixql.workspace import Workspace
+
+S = TypeVar("S", bound=Statement)
+Executor = Callable[[ExecContext, Statement], Result]
+
+#: node type → executor; filled by the @executes decorator in the executor modules
+EXECUTORS: dict[type[Statement], Executor] = {}
+
+_EXECUTOR_MODULES = (
+    "pixql.execution.build",
+    "pixql.execution.convert",
+    "pixql.execution.search",
+    "pixql.execution.models",
+    "pixql.execution.copy",
+    "pixql.execution.printing",
+)
+
+
+def executes(node_type: type[S]) -> Callable[[Callable[[ExecContext, S], Result]],
+                                               Callable[[ExecContext, S], Result]]:
+    """Register the decorated function as the executor of ``node_type``."""
+
+    def deco(fn: Callable[[ExecContext, S], Result]) -> Callable[[ExecContext, S], Result]:
+        EXECUTORS[node_type] = fn  # type: ignore[assignment]
+        return fn
+
+    return deco
+
+
+def _load_executors() -> None:
+    if len(EXECUTORS) > 1:
+        return
+    for mod in _EXECUTOR_MODULES:
+        importlib.import_module(mod)
+
+
+def run_node(ctx: ExecContext, node: Statement) -> Result:
+    """Execute one statement node (also used for nested subqueries)."""
+    _load_executors()
+    try:
+        executor = EXECUTORS[type(node)]
+    except KeyError:  # pragma: no cover - every node type has an executor
+        raise TypeError(f"no executor for {type(node).__name__}") from None
+    result = executor(ctx, node)
+    result.statement = node.text
+    return result
+
+
+def execute_statement(ws: "Workspace", node: Statement) -> Result:
+    """Run one top-level statement on the calling thread's cursor."""
+    ctx = ExecContext(ws=ws, cur=ws.cursor(), run=run_node)
+    try:
+        return run_node(ctx, node)
+    finally:
+        ctx.release()
+
+
+@executes(Passthrough)
+def run_passthrough(ctx: ExecContext, node: Passthrough) -> Result:
+    """Plain DuckDB SQL: sent as written (nested AI subqueries materialised first)."""
+    rel = ctx.cur.sql(ctx.render(node.query))
+    if rel is None:
+        return Result(message="Success")
+    return Result(table=to_arrow(rel))

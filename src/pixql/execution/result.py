@@ -1,0 +1,93 @@
+"""Statement results: an Arrow table with pandas/tuple views and a readable text rendering."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+MAX_ROWS_SHOWN = 20
+MAX_CELL = 40
+
+
+@dataclass
+class Result:
+    """The result of one statement.
+
+    ``table`` holds the rows (an empty table for statements without rows); ``message`` a
+    short status for statements like COPY; ``images`` the resolved image paths of a PRINT
+    IMAGE, in row order, with ``image_col`` naming the column they came from.
+    """
+
+    table: pa.Table = field(default_factory=lambda: pa.table({}))
+    message: str = ""
+    statement: str = ""
+    images: list[Path] | None = None
+    image_col: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.table.column_names)
+
+    def arrow(self) -> pa.Table:
+        return self.table
+
+    def df(self) -> Any:
+        """A pandas DataFrame (index 0..n-1); embedding columns hold numpy float32 arrays."""
+        return self.table.to_pandas()
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        cols = [c.to_pylist() for c in self.table.columns]
+        return list(zip(*cols)) if cols else []
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        return self.render()
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:  # pragma: no cover - exercised in notebooks
+        if not self.table.num_columns:
+            return f"<pre>{self.message or 'Success'}</pre>"
+        html: str = self.df().to_html(max_rows=MAX_ROWS_SHOWN * 3)
+        return html
+
+    def render(self, max_rows: int = MAX_ROWS_SHOWN) -> str:
+        """A plain-text table (embeddings abbreviated), plus the row count."""
+        if not self.table.num_columns:
+            return self.message or "Success"
+        n = self.table.num_rows
+        head = self.table.slice(0, max_rows)
+        header = self.columns
+        rows = [[_cell(v) for v in row] for row in zip(*(c.to_pylist() for c in head.columns))]
+        widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+        line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+        out = [line(header), "-+-".join("-" * w for w in widths)]
+        out += [line(r) for r in rows]
+        if n > max_rows:
+            out.append(f"... ({n - max_rows} more rows)")
+        out.append(f"[{n} rows x {len(header)} columns]")
+        if self.message:
+            out.append(self.message)
+        return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    if isinstance(value, (list, tuple)):
+        if len(value) > 4 and all(isinstance(v, (int, float)) or v is None for v in value):
+            first = ", ".join(_cell(v)[:7] for v in value[:3])
+            return f"[{first}, … ({len(value)})]"
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"

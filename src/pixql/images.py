@@ -1,0 +1,86 @@
+"""Image decoding shared by SQL and HTTP: one place for caps, EXIF and error messages."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pixql.errors import ImageError
+
+#: default cap on decoded pixels (width × height): 64 megapixels
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def _open(fp: Any, max_pixels: int, name: str) -> Any:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(fp) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ImageError(
+                    f"{name}: image is {w}x{h} = {w * h} pixels, over the cap of {max_pixels}",
+                    paths=[name],
+                )
+            img.load()
+            out = ImageOps.exif_transpose(img)
+            return out if out is not None else img.copy()
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{name}: not a decodable image ({e})", paths=[name]) from e
+    except (OSError, ValueError, SyntaxError) as e:  # truncated / corrupt data
+        raise ImageError(f"{name}: corrupt or truncated image ({e})", paths=[name]) from e
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> Any:
+    """Decode bytes into a PIL image (EXIF orientation applied); ImageError when impossible."""
+    if not data:
+        raise ImageError(f"{name}: empty image payload", paths=[name])
+    return _open(io.BytesIO(data), max_pixels, name)
+
+
+def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+    """Read and decode an image file; ImageError names the path when it is missing or bad."""
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(f"image file not found: {p}", paths=[str(p)])
+    if p.stat().st_size == 0:
+        raise ImageError(f"image file is empty: {p}", paths=[str(p)])
+    return _open(p, max_pixels, str(p))
+
+
+def map_ordered(
+    fn: Callable[[Any], Any], items: Sequence[Any], *, workers: int, chunk: int
+) -> Iterator[list[Any]]:
+    """Apply ``fn`` to ``items`` in a thread pool, yielding results in order, ``chunk`` at a time.
+
+    Results of the next chunk are computed while the caller consumes the current one, so the
+    decoding never starves the model. ``fn`` should catch its own errors when the caller wants
+    to keep going; exceptions propagate otherwise.
+    """
+    if workers <= 1:
+        for i in range(0, len(items), chunk):
+            yield [fn(x) for x in items[i : i + chunk]]
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixql-decode") as pool:
+        pending = None
+        for i in range(0, len(items), chunk):
+            futures = [pool.submit(fn, x) for x in items[i : i + chunk]]
+            if pending is not None:
+                yield [f.result() for f in pending]
+            pending = futures
+        if pending is not None:
+            yield [f.result() for f in pending]
+
+
+def default_workers() -> int:
+    """Decoding threads: the number of usable cores (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)

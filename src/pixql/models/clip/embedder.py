@@ -1,0 +1,216 @@
+"""``ClipEmbedder``: an open_clip model behind pixql's staged :class:`Embedder` interface.
+
+The same object serves SQL (``CONVERT``/``SEARCH IMAGE``) and HTTP (``/clip/*``):
+
+* ``preprocess(image, "image")`` — the transform bound to the weights (open_clip's
+  ``create_model_from_pretrained``: resize (bicubic), centre crop, CLIP mean/std) applied
+  to the PIL image converted to RGB → ``(3, H, W)`` float tensor.
+* ``preprocess(text, "text")`` — the string itself; tokenization happens per batch in
+  ``forward`` so each batch is padded to its *longest* text, not always to 77 tokens.
+* ``preprocess(path, "video")`` — ``video_frames`` frames sampled evenly → ``(N, 3, H, W)``.
+* ``forward`` — ``encode_image`` / ``encode_text`` under :func:`torch.inference_mode`.
+* ``postprocess(normalize=True)`` — L2-normalised ``float32``; ``normalize=False`` returns the
+  raw projections (what Roboflow's server returns).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from pixql.errors import ModelError
+from pixql.models.base import Embedder
+
+#: open_clip text pooling types for which trailing padding can be dropped (see _can_trim)
+_TRIMMABLE_POOLS = frozenset({"argmax", "eos", "first"})
+
+
+class ClipEmbedder(Embedder):
+    """CLIP image/text/video embedder built on open_clip.
+
+    Args:
+        model: an open_clip ``CLIP`` (or ``CustomTextCLIP``) model.
+        preprocess: the inference image transform bound to the weights.
+        tokenizer: open_clip's tokenizer for the model.
+        version_id: Roboflow's ``clip_version_id`` (``model_id`` is ``clip/<version_id>``).
+        dim: embedding dimension (``embed_dim`` of the model config).
+        source: where the weights came from (a folder, or ``"open_clip:<name>/openai"``).
+        video_frames: frames sampled per video.
+
+    Thread safety: ``preprocess`` and ``forward`` may be called from several threads at once;
+    inference on the (read-only, eval-mode) torch module is re-entrant and the tokenizer's
+    mutable BPE cache is guarded by a lock.
+    """
+
+    modalities = frozenset({"image", "text", "video"})
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        preprocess: Callable[[Any], torch.Tensor],
+        tokenizer: Callable[..., torch.Tensor],
+        *,
+        version_id: str,
+        dim: int,
+        source: str = "",
+        video_frames: int = 8,
+    ) -> None:
+        if video_frames < 1:
+            raise ValueError(f"video_frames must be >= 1, got {video_frames}")
+        self.model = model.eval().requires_grad_(False)
+        self.image_transform = preprocess
+        self.tokenizer = tokenizer
+        self.version_id = version_id
+        self.model_id = f"clip/{version_id}"
+        self.dim = int(dim)
+        self.source = source
+        self.video_frames = video_frames
+        self.device = next(model.parameters()).device
+        self._tokenizer_lock = threading.Lock()
+        self._preprocessors: dict[str, Callable[[Any], Any]] = {
+            "image": self._preprocess_image,
+            "text": self._preprocess_text,
+            "video": self._preprocess_video,
+        }
+        self._forwards: dict[str, Callable[[Sequence[Any]], torch.Tensor]] = {
+            "image": self._forward_image,
+            "text": self._forward_text,
+            "video": self._forward_video,
+        }
+
+    def __repr__(self) -> str:
+        return f"ClipEmbedder({self.model_id!r}, dim={self.dim}, source={self.source!r})"
+
+    # ------------------------------------------------------------------ text limits
+    @property
+    def max_text_tokens(self) -> int:
+        """Context length in tokens, start and end tokens included (77 for OpenAI CLIP).
+
+        Longer texts are truncated to this length (the last kept token becomes the end
+        token), as open_clip's tokenizer does; Roboflow's server answers 500 instead.
+        """
+        return int(getattr(self.model, "context_length", 0) or self.tokenizer.context_length)
+
+    def text_token_count(self, text: str) -> int:
+        """Tokens ``text`` needs, start and end tokens included (may exceed the limit)."""
+        encode = getattr(self.tokenizer, "encode", None)
+        if encode is None:  # HF tokenizers: count what fits
+            return int((self._tokenize([text]) != 0).sum())
+        with self._tokenizer_lock:
+            return len(encode(text)) + 2
+
+    # ------------------------------------------------------------------ stages
+    def preprocess(self, item: Any, modality: str) -> Any:
+        """One raw item → model input (PIL image → tensor, text → str, video path → frames)."""
+        self.check_modality(modality)
+        return self._preprocessors[modality](item)
+
+    def forward(self, batch: Sequence[Any], modality: str) -> torch.Tensor:
+        """A batch of preprocessed items → ``(n, dim)`` float tensor on the model's device."""
+        self.check_modality(modality)
+        with torch.inference_mode():
+            return self._forwards[modality](batch)
+
+    # ------------------------------------------------------------------ image
+    def _preprocess_image(self, item: Any) -> torch.Tensor:
+        if not hasattr(item, "convert"):
+            raise ModelError(
+                f"{self.model_id}: an image must be a PIL image, got {type(item).__name__}"
+            )
+        return self.image_transform(item.convert("RGB"))
+
+    def _forward_image(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        pixels = torch.stack(list(batch)).to(self.device)
+        return self.model.encode_image(pixels).float()
+
+    # ------------------------------------------------------------------ text
+    def _preprocess_text(self, item: Any) -> str:
+        if not isinstance(item, str):
+            raise ModelError(f"{self.model_id}: a text must be a str, got {type(item).__name__}")
+        return item
+
+    def _tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        with self._tokenizer_lock:
+            return self.tokenizer(list(texts))
+
+    def _forward_text(self, batch: Sequence[str]) -> torch.Tensor:
+        """Tokenize to the context length, drop the all-padding tail, encode.
+
+        Texts longer than :attr:`max_text_tokens` are truncated (see there).
+        """
+        tokens = self._tokenize(batch)
+        if self._can_trim():
+            tokens = trim_padding(tokens)
+        tokens = tokens.to(self.device)
+        if tokens.shape[1] == self.max_text_tokens:
+            return self.model.encode_text(tokens).float()
+        return _encode_text_trimmed(self.model, tokens).float()
+
+    def _can_trim(self) -> bool:
+        """Padding can be dropped when it cannot influence the pooled token.
+
+        That holds for open_clip's own text tower (``CLIP``) with a causal mask (earlier
+        tokens never attend to later padding) and a pooling that picks a real token.
+        """
+        m = self.model
+        return (
+            hasattr(m, "token_embedding")
+            and getattr(m, "attn_mask", None) is not None
+            and getattr(m, "text_pool_type", "") in _TRIMMABLE_POOLS
+        )
+
+    # ------------------------------------------------------------------ video
+    def _preprocess_video(self, item: Any) -> torch.Tensor:
+        from pixql.models.clip.video import sample_frames
+
+        frames = sample_frames(Path(str(item)), self.video_frames)
+        return torch.stack([self._preprocess_image(f) for f in frames])
+
+    def _forward_video(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Embed every frame, L2-normalise, average per video, renormalise."""
+        sizes = [int(clip.shape[0]) for clip in batch]
+        frames = torch.cat(list(batch)).to(self.device)
+        emb = F.normalize(self.model.encode_image(frames).float(), dim=-1)
+        means = torch.stack([part.mean(dim=0) for part in emb.split(sizes)])
+        return F.normalize(means, dim=-1)
+
+
+def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
+    """Drop trailing columns that are padding (0) in every row.
+
+    Token id 0 is also a real token (``!``), so only the columns after each row's last
+    non-zero token (its end token) are padding.
+    """
+    nonzero = (tokens != 0).any(dim=0).nonzero()
+    length = int(nonzero.max()) + 1 if nonzero.numel() else 1
+    return tokens[:, :length]
+
+
+def _encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """open_clip's ``CLIP.encode_text`` for a sequence shorter than the context length.
+
+    Identical to the library's method except that the positional embedding and the causal
+    mask are cut to the batch's length ``L`` (the library adds all 77 positions).
+    """
+    from open_clip.transformer import text_global_pool
+
+    length = tokens.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(
+        x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
+    )
+    if model.text_projection is not None:
+        if isinstance(model.text_projection, torch.nn.Linear):
+            x = model.text_projection(x)
+        else:
+            x = x @ model.text_projection
+    return x

@@ -1,0 +1,95 @@
+"""Model kind ``CLIP``: register pretrained CLIP weights as a named model (no training).
+
+::
+
+    BUILD MODEL my_clip USING CLIP OPTIONS (clip_version_id='ViT-B-32')
+    BUILD MODEL tiny USING CLIP OPTIONS (path='weights/tiny-clip')     -- hub-layout folder
+    CONVERT USING my_clip OPTIONS (convert_type='image') AS SELECT * FROM photos
+    SEARCH IMAGE USING my_clip OPTIONS (search_by='text', search_input='a black cat',
+                                         emb_col='convert_result') AS SELECT * FROM photos
+
+Building loads the weights once (so missing or corrupt files fail the BUILD, not a later
+CONVERT) through :func:`~pixql.models.clip.loader.load_clip`, whose per-process cache the
+HTTP server shares. Nothing is written next to the config: the weights stay where they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from pixql.errors import ProgrammingError
+from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
+from pixql.models.clip.names import CLIP_VERSIONS, resolve_version_id
+from pixql.models.registry import register
+
+
+class ClipOptions(BuildOptions):
+    """BUILD MODEL options of ``CLIP``."""
+
+    clip_version_id: str | None = Field(
+        default=None,
+        description="Roboflow name of the OpenAI CLIP weights (default $CLIP_VERSION_ID or "
+        "ViT-B-16); with path, only the model's label",
+    )
+    path: str | None = Field(
+        default=None,
+        description="folder in open_clip's hub layout (open_clip_config.json + "
+        "open_clip_model.safetensors); workspace-relative or absolute",
+    )
+    video_frames: int = Field(default=8, ge=1, le=256, description="frames sampled per video")
+    device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'")
+
+    @field_validator("clip_version_id")
+    @classmethod
+    def _known_version(cls, value: str | None) -> str | None:
+        if value is not None and value not in CLIP_VERSIONS:
+            raise ValueError(f"unknown clip_version_id; valid values: {', '.join(CLIP_VERSIONS)}")
+        return value
+
+
+@register
+class Clip(ModelKind):
+    """Model kind ``CLIP`` (pretrained; BUILD records which weights to use)."""
+
+    name: ClassVar[str] = "clip"
+    display_name: ClassVar[str] = "CLIP"
+    build_options = ClipOptions
+    needs_data: ClassVar[bool] = False
+    convert_defaults: ClassVar[dict[str, Any]] = {"batch_size": 16}
+
+    @classmethod
+    def build(cls, ctx: BuildContext, options: BuildOptions) -> BuildResult:
+        """Resolve and load the weights; record version, absolute path and dimension."""
+        assert isinstance(options, ClipOptions)
+        if ctx.rows is not None:
+            raise ProgrammingError(
+                f"BUILD MODEL {ctx.name} USING CLIP takes no AS query: CLIP is pretrained. "
+                "Drop the AS SELECT ... part, then CONVERT your table with the model."
+            )
+        version = resolve_version_id(options.clip_version_id)
+        path = str(Path(ctx.resolve(options.path)).absolute()) if options.path else None
+        embedder = _load(version, path, options.video_frames, options.device)
+        config = {
+            "clip_version_id": version,
+            "path": path,
+            "video_frames": options.video_frames,
+            "device": options.device,
+        }
+        summary = {"epochs": 0, "weights": embedder.source, "model_id": embedder.model_id}
+        return BuildResult(config=config, dim=embedder.dim, summary=summary,
+                           modalities=tuple(sorted(embedder.modalities)))
+
+    @classmethod
+    def load(cls, artifact_dir: Path, config: dict[str, Any]) -> Embedder:
+        """The shared :class:`ClipEmbedder` for the recorded version and path."""
+        return _load(str(config["clip_version_id"]), config.get("path"),
+                     int(config.get("video_frames", 8)), str(config.get("device", "cpu")))
+
+
+def _load(version: str, path: str | None, video_frames: int, device: str) -> Any:
+    from pixql.models.clip.loader import load_clip
+
+    return load_clip(version, path=path, device=device, video_frames=video_frames)

@@ -1,0 +1,244 @@
+"""The ``SimCLR`` model kind: ``BUILD MODEL m USING SimCLR OPTIONS (...) AS SELECT ...``.
+
+Example:
+    >>> import pixql                                                   # doctest: +SKIP
+    >>> db = pixql.connect("ws")                                       # doctest: +SKIP
+    >>> db.sql("BUILD MODEL digits USING SimCLR OPTIONS (max_epochs=1) "
+    ...        "AS SELECT * FROM mnist_train")                          # doctest: +SKIP
+
+Training decodes the images once, trains a backbone and projection head with NT-Xent on two
+augmented views per image (:mod:`.train`), and saves the *backbone* to
+``weights.safetensors``: embeddings are the backbone's pooled features (before the head).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from pixql.errors import ModelError
+from pixql.images import default_workers
+from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
+from pixql.models.registry import register
+from pixql.models.simclr.backbone import backbone_spec, build_backbone
+from pixql.models.simclr.data import channel_stats, decode_all, image_paths, image_to_array, probe_images
+from pixql.models.simclr.heads import ProjectionHead
+from pixql.models.simclr.train import SimCLRNet, TrainConfig, train_simclr
+from pixql.models.simclr.transforms import AugmentConfig, MultiViewTransform, SimCLRTransform
+from pixql.models.simclr.weights import load_pretrained, pretrained_info
+
+#: file holding the backbone's weights inside the artifact folder
+WEIGHTS_FILE = "weights.safetensors"
+#: version of the config layout written by :meth:`SimCLR.build`
+CONFIG_FORMAT = 1
+#: largest side ``image_size='auto'`` picks, per device type
+AUTO_MAX_SIDE = {"cpu": 96, "cuda": 224}
+#: smallest side used with ImageNet weights
+PRETRAINED_MIN_SIDE = 64
+
+
+class SimCLROptions(BuildOptions):
+    """BUILD MODEL options of ``SimCLR`` (ThanoSQL's five, then pixql's extras)."""
+
+    image_col: str = Field(default="image_path", description="column holding the image paths")
+    batch_size: int = Field(default=256, ge=2, le=65536,
+                            description="images per training step (each seen in two views)")
+    max_epochs: int = Field(default=5, ge=1, le=100_000, description="passes over the data")
+    pretrained: bool = Field(default=False,
+                             description="start from torchvision's ImageNet ResNet-18 weights")
+    backbone: Literal["auto", "small_resnet", "resnet18"] = Field(
+        default="auto", description="'auto': resnet18 when pretrained or images > 64 px, "
+        "else small_resnet (a narrow residual net that trains fast on a CPU)")
+    image_size: int | Literal["auto"] = Field(
+        default="auto", description="training/embedding side in pixels; 'auto': the images' "
+        "median shorter side (28 for MNIST), at most 96 on CPU / 224 on GPU")
+    grayscale: bool | Literal["auto"] = Field(
+        default="auto", description="train on grey images; 'auto': when the sampled images are grey")
+    projection_dim: int = Field(default=128, ge=2, le=8192, description="projection head output size")
+    learning_rate: float = Field(default=2e-3, gt=0, le=10, description="peak AdamW learning rate")
+    weight_decay: float = Field(default=1e-4, ge=0, le=1, description="AdamW weight decay")
+    temperature: float = Field(default=0.2, gt=0, le=10, description="NT-Xent temperature")
+    augmentation: float = Field(default=1.0, ge=0, le=3,
+                                description="augmentation strength (0: none, 1: default)")
+    flips: bool = Field(default=False, description="random horizontal flips (off: digits "
+                        "and text must not be mirrored)")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="random seed (reproducible runs)")
+    workers: int | None = Field(default=None, ge=1, le=64,
+                                description="image decoding threads (default: usable cores)")
+    time_budget: float | None = Field(default=None, gt=0, description="seconds; training stops "
+                                      "once exceeded (recorded in the summary)")
+    mixed_precision: bool | Literal["auto"] = Field(
+        default="auto", description="bfloat16 autocast; 'auto': where the hardware supports it")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="'auto': cuda if available")
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> SimCLROptions:
+        if self.pretrained and self.backbone == "small_resnet":
+            raise ValueError("pretrained=True needs backbone='resnet18' or 'auto' "
+                             "(there are no ImageNet weights for small_resnet)")
+        if self.pretrained and self.grayscale is True:
+            raise ValueError("pretrained=True needs RGB input: leave grayscale='auto' or "
+                             "set grayscale=False (grey images are converted to RGB)")
+        if isinstance(self.image_size, int) and not 8 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be 'auto' or 8..1024, got {self.image_size}")
+        return self
+
+
+class SimCLREmbedder(Embedder):
+    """A trained SimCLR backbone: image → pooled features (L2-normalised by postprocess)."""
+
+    modalities = frozenset({"image"})
+
+    def __init__(self, backbone: torch.nn.Module, *, image_size: int, grayscale: bool,
+                 mean: Sequence[float], std: Sequence[float], dim: int, model_id: str,
+                 device: str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.backbone = backbone.to(self.device).eval()
+        if self.device.type == "cpu":
+            self.backbone = self.backbone.to(memory_format=torch.channels_last)
+        self.image_size = image_size
+        self.grayscale = grayscale
+        self.mean = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
+        self.dim = dim
+        self.model_id = model_id
+
+    def preprocess(self, item: Any, modality: str) -> torch.Tensor:
+        """PIL image → normalised ``float32 (c, s, s)`` on the CPU (thread-safe)."""
+        arr = image_to_array(item, image_size=self.image_size, grayscale=self.grayscale)
+        return (torch.from_numpy(arr).float() / 255.0 - self.mean) / self.std
+
+    def forward(self, batch: Sequence[torch.Tensor], modality: str) -> torch.Tensor:
+        """Preprocessed images → backbone features ``(n, dim)``."""
+        x = torch.stack(list(batch)).to(self.device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            return self.backbone(x).float()
+
+
+def _pick_device(choice: str) -> str:
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ModelError("device='cuda' but no CUDA GPU is available; use device='cpu' or 'auto'")
+    return choice
+
+
+def _bf16_supported(device: str) -> bool:
+    if device == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - older builds
+        return False
+
+
+def _usable_cores() -> int:
+    return default_workers()
+
+
+@register
+class SimCLR(ModelKind):
+    """Model kind ``SimCLR``: self-supervised image embeddings (Chen et al. 2020)."""
+
+    name: ClassVar[str] = "simclr"
+    display_name: ClassVar[str] = "SimCLR"
+    build_options = SimCLROptions
+    needs_data: ClassVar[bool] = True
+    convert_defaults: ClassVar[dict[str, Any]] = {"batch_size": 256}
+
+    @classmethod
+    def build(cls, ctx: BuildContext, options: BuildOptions) -> BuildResult:
+        """Decode the images, train, save the backbone; see the module docstring."""
+        if not isinstance(options, SimCLROptions):
+            options = SimCLROptions.model_validate(options.model_dump())
+        plan = _plan(ctx, options)
+        images = decode_all(plan["paths"], image_size=plan["image_size"],
+                            grayscale=plan["grayscale"], workers=options.workers or _usable_cores(),
+                            progress=ctx.progress)
+        mean, std = plan["mean"] or channel_stats(images)
+        torch.set_num_threads(_usable_cores())
+        torch.manual_seed(options.seed)
+        backbone = build_backbone(plan["spec"])
+        pretrained = load_pretrained(plan["spec"]["name"], backbone) if options.pretrained else None
+        head = ProjectionHead(backbone.feature_dim, max(512, backbone.feature_dim), options.projection_dim)
+        net = SimCLRNet(backbone, head)
+        aug = AugmentConfig.from_strength(options.augmentation, flips=options.flips,
+                                          image_size=plan["image_size"])
+        views = MultiViewTransform(SimCLRTransform(aug, mean=mean, std=std))
+        stats = train_simclr(net, images, views, _train_config(options, plan), progress=ctx.progress)
+        _save_backbone(backbone, ctx.artifact_dir / WEIGHTS_FILE)
+        config = {"format": CONFIG_FORMAT, "backbone": plan["spec"], "weights_file": WEIGHTS_FILE,
+                  "image_size": plan["image_size"], "grayscale": plan["grayscale"],
+                  "channels": 1 if plan["grayscale"] else 3, "mean": list(mean), "std": list(std),
+                  "feature_dim": int(backbone.feature_dim), "pretrained": pretrained,
+                  "projection_dim": options.projection_dim}
+        summary = {**stats.summary(), "backbone": plan["spec"]["name"],
+                   "image_size": plan["image_size"], "device": plan["device"],
+                   "mixed_precision": plan["mixed_precision"]}
+        return BuildResult(config=config, dim=int(backbone.feature_dim), summary=summary)
+
+    @classmethod
+    def load(cls, artifact_dir: Path, config: dict[str, Any]) -> Embedder:
+        """Rebuild the backbone from ``config`` and load ``weights.safetensors``."""
+        from safetensors.torch import load_file
+
+        path = Path(artifact_dir) / str(config.get("weights_file", WEIGHTS_FILE))
+        if not path.is_file():
+            raise ModelError(f"SimCLR weights file is missing: {path}")
+        backbone = build_backbone(config["backbone"])
+        try:
+            backbone.load_state_dict(load_file(str(path)), strict=True)
+        except (RuntimeError, OSError) as e:
+            raise ModelError(f"cannot load SimCLR weights {path}: {e}") from e
+        spec = config["backbone"]
+        return SimCLREmbedder(
+            backbone, image_size=int(config["image_size"]), grayscale=bool(config["grayscale"]),
+            mean=config["mean"], std=config["std"], dim=int(config["feature_dim"]),
+            model_id=f"simclr/{spec['name']}-{config['image_size']}",
+            device=_pick_device("auto"))
+
+
+def _plan(ctx: BuildContext, options: SimCLROptions) -> dict[str, Any]:
+    """Decide paths, size, colour, device, backbone and normalisation before decoding."""
+    paths = image_paths(ctx.rows, options.image_col, ctx.resolve)
+    if len(paths) < 2:
+        raise ModelError(f"SimCLR needs at least 2 training images, the AS query gave {len(paths)}")
+    device = _pick_device(options.device)
+    probe = probe_images(paths)
+    size = options.image_size
+    if size == "auto":
+        size = max(16, min(probe.size, AUTO_MAX_SIDE[device]))
+        if options.pretrained:
+            size = max(size, PRETRAINED_MIN_SIDE)
+    grey = (not options.pretrained) and (probe.grayscale if options.grayscale == "auto"
+                                         else bool(options.grayscale))
+    spec = backbone_spec(options.backbone, image_size=int(size), in_channels=1 if grey else 3,
+                         pretrained=options.pretrained)
+    mp = options.mixed_precision
+    mixed = _bf16_supported(device) if mp == "auto" else bool(mp)
+    norm = None
+    if options.pretrained:
+        info = pretrained_info(spec["name"])
+        norm = (list(info.mean), list(info.std))
+    return {"paths": paths, "image_size": int(size), "grayscale": grey, "device": device,
+            "spec": spec, "mixed_precision": mixed, "mean": norm}
+
+
+def _train_config(options: SimCLROptions, plan: dict[str, Any]) -> TrainConfig:
+    return TrainConfig(max_epochs=options.max_epochs, batch_size=options.batch_size,
+                       learning_rate=options.learning_rate, weight_decay=options.weight_decay,
+                       temperature=options.temperature, time_budget=options.time_budget,
+                       seed=options.seed, mixed_precision=plan["mixed_precision"],
+                       device=plan["device"])
+
+
+def _save_backbone(backbone: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt", "model": "pixql-simclr-backbone"})

@@ -1,0 +1,69 @@
+"""NT-Xent, the normalised temperature-scaled cross-entropy loss of SimCLR.
+
+Chen et al. 2020 (arXiv:2002.05709), eq. 1: for a batch of ``n`` images seen in two views,
+each of the ``2n`` projections ``z_i`` has one positive (the other view of its image) and
+``2n - 2`` negatives (every other projection). With cosine similarity ``s`` and temperature
+``t``::
+
+    l(i, j) = -log( exp(s(z_i, z_j) / t) / sum_{k != i} exp(s(z_i, z_k) / t) )
+
+and the loss is the mean of ``l`` over all ``2n`` anchors.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class NTXentLoss(nn.Module):
+    """NT-Xent over two views.
+
+    Args:
+        temperature: the softmax temperature ``t`` (> 0). Smaller values weigh hard
+            negatives more; 0.1–0.5 are usual.
+
+    Raises:
+        ValueError: if ``temperature`` is not a positive number.
+
+    Examples:
+        >>> loss = NTXentLoss(temperature=0.5)
+        >>> z0, z1 = torch.randn(8, 16), torch.randn(8, 16)
+        >>> float(loss(z0, z1)) > 0
+        True
+    """
+
+    def __init__(self, temperature: float = 0.5) -> None:
+        super().__init__()
+        if not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(
+                f"NTXentLoss temperature must be a number > 0 (e.g. 0.1 to 0.5), got {temperature!r}"
+            )
+        self.temperature = float(temperature)
+
+    def forward(self, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+        """The mean loss over the ``2n`` anchors.
+
+        Args:
+            z0: projections of the first views, shape ``(n, d)``; row ``i`` is image ``i``.
+            z1: projections of the second views, shape ``(n, d)``.
+
+        Returns:
+            A scalar tensor.
+
+        Raises:
+            ValueError: when the shapes differ or ``n < 1``.
+        """
+        if z0.shape != z1.shape or z0.dim() != 2 or z0.shape[0] < 1:
+            raise ValueError(
+                "NTXentLoss expects two (n, d) tensors of the same shape with n >= 1, "
+                f"got {tuple(z0.shape)} and {tuple(z1.shape)}"
+            )
+        n = z0.shape[0]
+        z = F.normalize(torch.cat([z0, z1], dim=0).float(), dim=1)  # (2n, d)
+        logits = z @ z.t() / self.temperature  # (2n, 2n)
+        logits.fill_diagonal_(float("-inf"))  # an anchor is never its own negative
+        idx = torch.arange(n, device=z.device)
+        targets = torch.cat([idx + n, idx])  # the positive of i is i+n and vice versa
+        return F.cross_entropy(logits, targets)

@@ -1,0 +1,169 @@
+"""The SimCLR training loop: two views per image, NT-Xent, AdamW, warm-up + cosine schedule.
+
+The schedule runs on *progress*, the larger of the share of steps done and the share of the
+time budget spent, so a run cut short by its time budget still ends with a decayed learning
+rate instead of stopping mid-way at the peak.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from pixql.models.simclr.loss import NTXentLoss
+from pixql.models.simclr.transforms import MultiViewTransform
+from pixql.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (validated by the BUILD options)."""
+
+    max_epochs: int = 5
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    temperature: float = 0.2
+    warmup: float = 0.05  # share of the run spent warming the learning rate up
+    time_budget: float | None = None  # seconds
+    seed: int = 0
+    mixed_precision: bool = False  # bfloat16 autocast
+    device: str = "cpu"
+
+
+@dataclass
+class TrainStats:
+    """What happened during training (becomes the build summary)."""
+
+    epochs: int = 0
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    final_loss: float | None = None  # mean loss of the last (up to) 20 steps
+    stopped_by_time_budget: bool = False
+    epoch_losses: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary, rounded for people."""
+        rate = self.images / self.seconds if self.seconds > 0 else 0.0
+        return {
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "final_loss": None if self.final_loss is None else round(self.final_loss, 4),
+            "images": self.images,
+            "seconds": round(self.seconds, 2),
+            "images_per_s": round(rate, 1),
+            "stopped_by_time_budget": self.stopped_by_time_budget,
+            "epoch_losses": [round(v, 4) for v in self.epoch_losses],
+        }
+
+
+class SimCLRNet(nn.Module):
+    """Backbone ``f`` followed by projection head ``g``; ``forward`` returns projections."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n, c, s, s)`` → ``(n, projection_dim)``."""
+        return self.head(self.backbone(x))
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """Linear warm-up to 1 over ``warmup`` of the run, then cosine decay to 0."""
+    if progress < warmup:
+        return max(progress / warmup, 0.01)
+    rest = (progress - warmup) / max(1e-8, 1.0 - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, rest)))
+
+
+class _Run:
+    """State of one training run (keeps :func:`train_simclr` short)."""
+
+    def __init__(self, net: SimCLRNet, n_images: int, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.net = net
+        self.loss_fn = NTXentLoss(cfg.temperature)
+        decay = [p for p in net.parameters() if p.ndim > 1]
+        no_decay = [p for p in net.parameters() if p.ndim <= 1]
+        self.opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
+        self.batch = min(cfg.batch_size, n_images)
+        self.steps_per_epoch = max(1, n_images // self.batch)
+        self.total_steps = self.steps_per_epoch * cfg.max_epochs
+        self.start = time.perf_counter()
+        self.stats = TrainStats()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def progress(self) -> float:
+        p = self.stats.steps / self.total_steps
+        if self.cfg.time_budget:
+            p = max(p, self.elapsed() / self.cfg.time_budget)
+        return p
+
+    def out_of_time(self) -> bool:
+        return bool(self.cfg.time_budget) and self.elapsed() >= float(self.cfg.time_budget or 0)
+
+    def step(self, views: list[torch.Tensor]) -> float:
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.learning_rate * lr_factor(self.progress(), self.cfg.warmup)
+        n = views[0].shape[0]
+        x = torch.cat(views).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
+                            enabled=self.cfg.mixed_precision):
+            z = self.net(x)
+        loss = self.loss_fn(z[:n].float(), z[n:].float())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.stats.steps += 1
+        self.stats.images += n
+        return float(loss.detach())
+
+
+def train_simclr(net: SimCLRNet, images: torch.Tensor, views: MultiViewTransform,
+                 cfg: TrainConfig, *, progress: bool = True) -> TrainStats:
+    """Train ``net`` on ``images`` (``uint8 (n, c, s, s)``, n >= 2) and return what happened.
+
+    Stops after ``cfg.max_epochs`` epochs or once ``cfg.time_budget`` seconds have passed,
+    whichever comes first (the step that crosses the budget finishes).
+    """
+    if images.shape[0] < 2:
+        raise ValueError(f"SimCLR needs at least 2 training images, got {images.shape[0]}")
+    device = torch.device(cfg.device)
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    net.to(device).to(memory_format=torch.channels_last).train()
+    run = _Run(net, images.shape[0], cfg)
+    for epoch in range(cfg.max_epochs):
+        order = torch.randperm(images.shape[0], generator=gen)
+        losses: list[float] = []
+        with progress_bar(total=run.steps_per_epoch * run.batch, unit="img", enabled=progress,
+                          desc=f"SimCLR epoch {epoch + 1}/{cfg.max_epochs}") as bar:
+            for i in range(run.steps_per_epoch):
+                idx = order[i * run.batch:(i + 1) * run.batch]
+                losses.append(run.step(views(images[idx].to(device), aug_gen)))
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                if run.out_of_time():
+                    run.stats.stopped_by_time_budget = True
+                    break
+        run.stats.epochs = epoch + 1
+        run.stats.epoch_losses.append(sum(losses) / len(losses))
+        tail = losses[-20:]
+        run.stats.final_loss = sum(tail) / len(tail)
+        if run.stats.stopped_by_time_budget:
+            break
+    net.eval()
+    run.stats.seconds = run.elapsed()
+    return run.stats

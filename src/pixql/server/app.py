@@ -1,0 +1,154 @@
+"""The FastAPI app factory and ``serve()`` (what ``pixql serve`` runs).
+
+:func:`create_app` builds an independent app from :class:`ServerSettings` (no module-level
+app or settings): state lives on ``app.state`` (``settings``, ``models``, ``images``,
+``workspace``, ``server_id``) and reaches routes through :mod:`pixql.server.deps`. Its
+lifespan preloads ``preload_models`` in a background thread, so ``/readiness`` can say 503
+while they load.
+
+Middleware, outermost first: CORS (when ``cors_origins``) → internal-error catch-all →
+body size cap → API keys (when ``api_keys``) → routes.
+
+Examples:
+    >>> from pixql.server.app import create_app
+    >>> from pixql.server.settings import ServerSettings
+    >>> app = create_app(ServerSettings(api_keys=["secret"]))
+    >>> sorted(p for p in app.openapi()["paths"] if p.startswith("/clip"))
+    ['/clip/compare', '/clip/embed_image', '/clip/embed_text']
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from pixql import __version__
+from pixql.errors import MissingDependencyError
+from pixql.server.auth import ApiKeyMiddleware, install_log_redaction
+from pixql.server.errors import InternalErrorMiddleware, install_error_handlers
+from pixql.server.inputs import ImageLoader
+from pixql.server.manager import ClipModels
+from pixql.server.middleware import BodyLimitMiddleware
+from pixql.server.settings import ServerSettings
+
+log = logging.getLogger("pixql.server")
+
+#: routers every app mounts (module path of a module defining ``router``)
+ROUTERS = (
+    "pixql.server.routes.health",
+    "pixql.server.routes.models",
+    "pixql.server.routes.clip",
+)
+#: settings flag → router module mounted when the flag is on
+OPTIONAL_ROUTERS = {"enable_sql": "pixql.server.routes.sql"}
+
+DESCRIPTION = """pixql's HTTP API, wire-compatible with Roboflow Inference Server's CLIP
+routes (`inference_sdk.InferenceHTTPClient` works unchanged). Embeddings are raw CLIP
+projections unless `normalize` is true; similarities are cosine."""
+
+
+def _router(module: str) -> APIRouter:
+    try:
+        return importlib.import_module(module).router
+    except ModuleNotFoundError as e:
+        raise MissingDependencyError(f"server routes {module} are not available ({e})") from e
+
+
+def _workspace_root(workspace: Any) -> Path | None:
+    if workspace is None:
+        return None
+    root = getattr(workspace, "root", workspace)
+    return Path(root)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Start-up: redact keys in logs, preload models (background); shutdown: nothing held."""
+    install_log_redaction()
+    models: ClipModels = app.state.models
+    if models.settings.preload_models:
+        threading.Thread(target=models.preload, name="pixql-preload", daemon=True).start()
+    else:
+        models.mark_preloaded()
+    log.info("pixql server settings: %s", app.state.settings.public_dict())
+    yield
+
+
+def create_app(settings: ServerSettings | None = None, *, workspace: Any = None) -> FastAPI:
+    """Build the server app.
+
+    Args:
+        settings: the configuration (default: :meth:`ServerSettings.from_env`).
+        workspace: a :class:`pixql.Workspace` (or its folder) for routes that need one
+            (``{"type": "file"}`` images, SQL); available as ``app.state.workspace``.
+
+    Returns:
+        A FastAPI app; run it with uvicorn, or :func:`serve`.
+    """
+    settings = settings if settings is not None else ServerSettings.from_env()
+    app = FastAPI(
+        title="pixql",
+        version=__version__,
+        description=DESCRIPTION,
+        license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.workspace = workspace
+    app.state.server_id = str(uuid.uuid4())
+    app.state.models = ClipModels(settings)
+    app.state.images = ImageLoader(settings, _workspace_root(workspace))
+    install_error_handlers(app)
+    for module in ROUTERS:
+        app.include_router(_router(module))
+    for flag, module in OPTIONAL_ROUTERS.items():
+        if getattr(settings, flag):
+            app.include_router(_router(module))
+    _add_middleware(app, settings)
+    return app
+
+
+def _add_middleware(app: FastAPI, settings: ServerSettings) -> None:
+    """Add middleware innermost first (Starlette wraps each new one around the previous)."""
+    if settings.auth_enabled:
+        keys = [k.get_secret_value() for k in settings.api_keys]
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InternalErrorMiddleware)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+            allow_headers=["*"],
+        )
+
+
+def serve(
+    settings: ServerSettings | None = None, workspace_dir: str | Path | None = None
+) -> None:
+    """Run the server with uvicorn until interrupted (what ``pixql serve`` calls).
+
+    Args:
+        settings: host, port, keys, limits (default: from the environment).
+        workspace_dir: a workspace folder to open (``pixql.connect``), or None.
+    """
+    import uvicorn
+
+    settings = settings if settings is not None else ServerSettings.from_env()
+    workspace = None
+    if workspace_dir is not None:
+        import pixql
+
+        workspace = pixql.connect(str(workspace_dir))
+    install_log_redaction()
+    app = create_app(settings, workspace=workspace)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")

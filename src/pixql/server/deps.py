@@ -1,0 +1,42 @@
+"""Dependencies injected into routes: what ``create_app`` put on ``app.state``.
+
+Routes declare ``settings: SettingsDep``, ``models: ModelsDep``, ``images: ImagesDep`` or
+``workspace: WorkspaceDep`` instead of reaching for globals, so every app built by
+:func:`pixql.server.app.create_app` is independent (tests run several side by side).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from pixql.server.inputs import ImageLoader
+from pixql.server.manager import ClipModels
+from pixql.server.settings import ServerSettings
+
+
+async def get_settings(request: Request) -> ServerSettings:
+    """The app's :class:`ServerSettings`."""
+    return request.app.state.settings
+
+
+async def get_models(request: Request) -> ClipModels:
+    """The app's model registry."""
+    return request.app.state.models
+
+
+async def get_images(request: Request) -> ImageLoader:
+    """The app's image loader (caps, URL policy, file-input rules)."""
+    return request.app.state.images
+
+
+async def get_workspace(request: Request) -> Any:
+    """The workspace the server was started with (``None`` without ``-w``)."""
+    return request.app.state.workspace
+
+
+SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
+ModelsDep = Annotated[ClipModels, Depends(get_models)]
+ImagesDep = Annotated[ImageLoader, Depends(get_images)]
+WorkspaceDep = Annotated[Any, Depends(get_workspace)]

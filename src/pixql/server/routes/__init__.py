@@ -1,0 +1,2 @@
+"""One router per resource: ``health`` (/, /info, /healthz, /readiness), ``models``
+(/model/*), ``clip`` (/clip/*)."""

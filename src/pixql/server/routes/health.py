@@ -1,0 +1,57 @@
+"""``GET /``, ``/info``, ``/healthz`` and ``/readiness`` (open without an API key)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from pixql import __version__
+from pixql.server.deps import ModelsDep
+from pixql.server.schemas import HealthResponse, InfoResponse
+
+router = APIRouter(tags=["health"])
+
+LANDING = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>pixql</title></head>
+<body><h1>pixql {version}</h1>
+<p>Roboflow-compatible CLIP API: <code>POST /clip/embed_image</code>,
+<code>POST /clip/embed_text</code>, <code>POST /clip/compare</code>.</p>
+<p><a href="/docs">API documentation</a> · <a href="/model/registry">loaded models</a></p>
+</body></html>
+"""
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def landing() -> HTMLResponse:
+    """A small landing page (Roboflow's clients poll ``/`` for 200)."""
+    return HTMLResponse(LANDING.format(version=__version__))
+
+
+@router.get("/info", response_model=InfoResponse, summary="Server name, version and id")
+async def info(request: Request) -> InfoResponse:
+    """``{"name": "pixql", "version": ..., "uuid": <this server process>}``."""
+    return InfoResponse(name="pixql", version=__version__, uuid=request.app.state.server_id)
+
+
+@router.get(
+    "/healthz", response_model=HealthResponse, response_model_exclude_none=True,
+    summary="Liveness",
+)
+async def healthz() -> HealthResponse:
+    """``{"status": "healthy"}`` while the process serves requests."""
+    return HealthResponse(status="healthy")
+
+
+@router.get(
+    "/readiness",
+    response_model=HealthResponse,
+    response_model_exclude_none=True,
+    responses={503: {"model": HealthResponse, "description": "models not (or no longer) ready"}},
+    summary="Readiness",
+)
+def readiness(models: ModelsDep) -> HealthResponse | JSONResponse:
+    """200 once the preloaded models are loaded and their weights still on disk, else 503."""
+    reason = models.readiness()
+    if reason is None:
+        return HealthResponse(status="ready")
+    return JSONResponse({"status": "not ready", "reason": reason}, status_code=503)

@@ -1,0 +1,542 @@
+"""Parser for pixql scripts: ThanoSQL-style AI statements between plain DuckDB SQL.
+
+Only the AI statements are parsed; everything else is kept as its original text
+(:class:`~pixql.sql.nodes.Passthrough`) for DuckDB to parse. Inside any plain SQL, a
+parenthesised ``CONVERT``, ``SEARCH``, ``LIST MODEL`` or ``SHOW MODELS`` is parsed as a
+nested AI statement and recorded as a :class:`~pixql.sql.nodes.Subquery`.
+
+Examples:
+    >>> stmt = parse_statement("SEARCH IMAGE USING m OPTIONS (top_k=4) AS SELECT * FROM t")
+    >>> stmt.target, stmt.model, stmt.options, stmt.query.text
+    ('image', 'm', {'top_k': 4}, 'SELECT * FROM t')
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from pixql.errors import ParseError
+from pixql.sql.lexer import Lexer, Token, TokenKind, ascii_lower
+from pixql.sql.nodes import (
+    AiStatement,
+    BuildModel,
+    Convert,
+    CopyFrom,
+    DeleteModel,
+    GetModel,
+    ListModels,
+    Passthrough,
+    Position,
+    PrintImage,
+    Query,
+    Search,
+    Statement,
+    Subquery,
+)
+
+__all__ = ["MAX_AI_NESTING", "MAX_DEPTH", "parse_script", "parse_statement", "split_statements"]
+
+MAX_DEPTH = 200  # parentheses, brackets and braces, all kinds together
+MAX_AI_NESTING = 32  # AI subqueries inside AI subqueries
+SEARCH_TARGETS = ("image", "text", "video", "audio")
+PRINT_TARGETS = ("image", "audio", "video")
+LEGACY_SEARCH_KEYS = {"image": "image", "images": "image", "text": "text", "video": "video",
+                      "audio": "audio"}  # fmt: skip
+CONSTANTS: dict[str, Any] = {"true": True, "false": False, "none": None}
+CLOSERS = {"(": ")", "[": "]", "{": "}"}
+
+# Leading keyword -> parse method. The words in ALWAYS_AI start no DuckDB statement, so
+# at the top level they are always parsed as AI statements (with precise errors);
+# otherwise (and always inside parentheses) the second word must match SIGNATURES.
+HANDLERS = {
+    "build": "_build", "get": "_get", "convert": "_convert", "search": "_search",
+    "list": "_list", "show": "_show", "delete": "_delete", "drop": "_drop",
+    "copy": "_copy", "print": "_print",
+}  # fmt: skip
+ALWAYS_AI = frozenset({"build", "get", "convert", "search", "list", "print"})
+NESTABLE = frozenset({"convert", "search", "list", "show"})
+SIGNATURES: dict[str, frozenset[str]] = {
+    "build": frozenset({"model"}), "get": frozenset({"thanosql"}),
+    "convert": frozenset({"using"}), "search": frozenset(SEARCH_TARGETS),
+    "list": frozenset({"model", "models", "thanosql"}), "show": frozenset({"models"}),
+    "delete": frozenset({"model"}), "drop": frozenset({"model"}),
+    "print": frozenset(PRINT_TARGETS),
+}  # fmt: skip
+
+
+def _shown(tok: Token) -> str:
+    text = tok.text if len(tok.text) <= 30 else tok.text[:27] + "..."
+    return repr(text)
+
+
+class _Parser:
+    """Recursive-descent parser over a lazily lexed script (one instance per script)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.lexer = Lexer(text)
+        self.lines = self.lexer.lines
+        self.pos = 0  # offset just after the last consumed token
+        self.last_end = 0  # end offset of the last consumed token
+        self.depth = 0  # open brackets of any kind
+        self.nesting: list[Token] = []  # the '(' of each enclosing AI subquery
+        self._cache: dict[tuple[int, bool], Token] = {}
+
+    # -- tokens ---------------------------------------------------------------------
+
+    def peek(self, ahead: int = 0, *, opt: bool = False) -> Token:
+        """The token ``ahead`` tokens after the cursor (``opt``: options mode)."""
+        offset, tok = self.pos, None
+        for _ in range(ahead + 1):
+            tok = self._cache.get((offset, opt))
+            if tok is None:
+                tok = self._cache[offset, opt] = self.lexer.token_at(offset, options=opt)
+            offset = tok.end
+        assert tok is not None
+        return tok
+
+    def advance(self, *, opt: bool = False) -> Token:
+        """Consume and return the next token."""
+        tok = self.peek(opt=opt)
+        self.pos = self.last_end = tok.end
+        return tok
+
+    def is_end(self, tok: Token) -> bool:
+        """Whether ``tok`` ends the current statement (``)`` ends a nested one)."""
+        if tok.kind is TokenKind.EOF or tok.is_punct(";"):
+            return True
+        return bool(self.nesting) and tok.is_punct(")")
+
+    def error(self, message: str, offset: int, expected: list[str] | None = None) -> ParseError:
+        return self.lines.error(message, offset, expected)
+
+    def fail(self, tok: Token, expected: list[str], *, after: str = "", hint: str = "") -> NoReturn:
+        """Raise 'expected X after Y, found Z' (or 'unexpected end of statement')."""
+        wanted = " or ".join(expected)
+        if tok.kind is TokenKind.EOF or tok.is_punct(";"):
+            message = f"unexpected end of statement; expected {wanted}{hint}"
+            raise self.error(message, self.last_end, expected)
+        where = f" after {after}" if after else ""
+        raise self.error(f"expected {wanted}{where}, found {_shown(tok)}", tok.start, expected)
+
+    def expect_word(self, word: str, after: str) -> Token:
+        tok = self.peek()
+        if tok.word != word:
+            self.fail(tok, [word.upper()], after=after)
+        return self.advance()
+
+    def name(self, what: str, after: str, *, keep_case: bool = False) -> str:
+        """An identifier: unquoted ones are lower-cased (unless ``keep_case``)."""
+        tok = self.peek()
+        if tok.kind is TokenKind.QIDENT:
+            if not tok.value:
+                raise self.error("zero-length quoted identifier", tok.start, [what])
+            return self.advance().value
+        if tok.kind is not TokenKind.IDENT:
+            self.fail(tok, [what], after=after)
+        self.advance()
+        return tok.text if keep_case else ascii_lower(tok.text)
+
+    def enter(self, tok: Token) -> None:
+        """Count one more open bracket, refusing deep nesting."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            message = f"nested too deeply (more than {MAX_DEPTH} levels of brackets)"
+            raise self.error(message, tok.start)
+
+    # -- statements ------------------------------------------------------------------
+
+    def script(self) -> list[Statement]:
+        out: list[Statement] = []
+        while True:
+            tok = self.peek()
+            if tok.kind is TokenKind.EOF:
+                return out
+            if tok.is_punct(";"):
+                self.advance()
+                continue
+            out.append(self.statement())
+
+    def statement(self) -> Statement:
+        first = self.peek()
+        if first.word in ALWAYS_AI or self.signature(first):
+            return self.ai(first)
+        node = Passthrough(query=self.scan_query(None))
+        node.text, node.pos = node.query.text, Position(first.line, first.col)
+        return node
+
+    def signature(self, first: Token) -> bool:
+        """Whether the tokens at the cursor (``first`` is the next one) start an AI
+        statement by their first two words (``COPY name OPTIONS`` for COPY)."""
+        word = first.word
+        if word == "copy":
+            table = self.peek(1)
+            named = table.kind in (TokenKind.IDENT, TokenKind.QIDENT)
+            return named and self.peek(2).word == "options"
+        follow = SIGNATURES.get(word or "")
+        return follow is not None and self.peek(1).word in follow
+
+    def ai(self, first: Token) -> AiStatement:
+        """Parse the AI statement whose first token is ``first`` (at the cursor)."""
+        node: AiStatement = getattr(self, HANDLERS[first.word or ""])()
+        node.text = self.text[first.start : self.last_end]
+        node.pos = Position(first.line, first.col)
+        return node
+
+    def end(self, expected: list[str], after: str) -> None:
+        """Require the end of the statement (or the ')' closing a nested one)."""
+        tok = self.peek()
+        if not self.is_end(tok):
+            self.fail(tok, [*expected, "')'" if self.nesting else "end of statement"], after=after)
+
+    def _build(self) -> BuildModel:
+        self.advance()
+        self.expect_word("model", "BUILD")
+        name = self.name("a model name", "BUILD MODEL")
+        self.expect_word("using", f"BUILD MODEL {name}")
+        kind = self.name("a model kind", "USING", keep_case=True)
+        options, option_pos = self.options_clause()
+        query = self.as_query(option_pos is None, f"USING {kind}", required=False)
+        return BuildModel(options=options, option_pos=option_pos or {}, name=name, kind=kind,
+                          query=query)  # fmt: skip
+
+    def _get(self) -> GetModel:
+        self.advance()
+        self.expect_word("thanosql", "GET")
+        tok = self.peek()
+        if tok.word not in ("model", "dataset"):
+            self.fail(tok, ["MODEL", "DATASET"], after="GET THANOSQL")
+        self.advance()
+        name = self.name(f"a {tok.word} name", f"GET THANOSQL {tok.text}")
+        options, option_pos = self.options_clause()
+        self.end(["OPTIONS"] if option_pos is None else [], after=name)
+        source = name if tok.word == "model" else f"dataset/{name}"
+        return GetModel(options=options, option_pos=option_pos or {}, source=source)
+
+    def _convert(self) -> Convert:
+        self.advance()
+        self.expect_word("using", "CONVERT")
+        model = self.name("a model name", "USING")
+        options, option_pos = self.options_clause()
+        query = self.as_query(option_pos is None, f"USING {model}", required=True)
+        assert query is not None
+        return Convert(options=options, option_pos=option_pos or {}, model=model, query=query)
+
+    def _search(self) -> Search:
+        self.advance()
+        tok = self.peek()
+        if tok.word not in SEARCH_TARGETS:
+            self.fail(tok, [t.upper() for t in SEARCH_TARGETS], after="SEARCH")
+        self.advance()
+        options, option_pos = self.legacy_search_input(tok.text)
+        self.expect_word("using", f"SEARCH {tok.text}")
+        model = self.name("a model name", "USING")
+        more, more_pos = self.options_clause(options, option_pos)
+        query = self.as_query(more_pos is None, f"USING {model}", required=True)
+        assert query is not None
+        return Search(options=more, option_pos=more_pos or option_pos, target=tok.word or "",
+                      model=model, query=query)  # fmt: skip
+
+    def legacy_search_input(self, target: str) -> tuple[dict[str, Any], dict[str, Position]]:
+        """``SEARCH IMAGE image='x.png' USING ...`` -> search_by/search_input options."""
+        tok = self.peek()
+        if tok.kind is not TokenKind.IDENT or tok.word == "using" or not self.peek(1).is_punct("="):
+            return {}, {}
+        if tok.word not in LEGACY_SEARCH_KEYS:
+            self.fail(tok, ["USING"], after=f"SEARCH {target}")
+        self.advance()
+        self.advance()
+        value = self.value()
+        pos = Position(tok.line, tok.col)
+        by = LEGACY_SEARCH_KEYS[tok.word or ""]
+        return {"search_by": by, "search_input": value}, {"search_by": pos, "search_input": pos}
+
+    def _list(self) -> ListModels:
+        self.advance()
+        tok = self.peek()
+        expected = ["MODEL", "MODELS", "THANOSQL"]
+        if tok.word == "thanosql":
+            self.advance()
+            tok, expected = self.peek(), ["MODEL", "MODELS"]
+        if tok.word not in ("model", "models"):
+            self.fail(tok, expected, after="LIST")
+        self.advance()
+        self.end([], after=f"LIST {tok.text}")
+        return ListModels()
+
+    def _show(self) -> ListModels:
+        self.advance()
+        self.advance()
+        self.end([], after="SHOW MODELS")
+        return ListModels()
+
+    def _delete(self) -> DeleteModel:
+        self.advance()
+        self.advance()
+        name = self.name("a model name", "DELETE MODEL")
+        self.end([], after=f"DELETE MODEL {name}")
+        return DeleteModel(name=name)
+
+    def _drop(self) -> DeleteModel:
+        self.advance()
+        self.advance()
+        if_exists = self.peek().word == "if" and self.peek(1).word == "exists"
+        if if_exists:
+            self.advance()
+            self.advance()
+        name = self.name("a model name", "DROP MODEL IF EXISTS" if if_exists else "DROP MODEL")
+        self.end([], after=f"DROP MODEL {name}")
+        return DeleteModel(name=name, if_exists=if_exists)
+
+    def _copy(self) -> CopyFrom:
+        self.advance()
+        table = self.name("a table name", "COPY")
+        options, option_pos = self.options_clause()
+        self.expect_word("from", "OPTIONS (...)")
+        tok = self.peek()
+        if tok.kind is not TokenKind.STRING:
+            self.fail(tok, ["a quoted path"], after="FROM")
+        self.advance()
+        self.end([], after="the path")
+        return CopyFrom(options=options, option_pos=option_pos or {}, table=table,
+                        source=tok.value)  # fmt: skip
+
+    def _print(self) -> PrintImage:
+        self.advance()
+        tok = self.peek()
+        if tok.word not in PRINT_TARGETS:
+            self.fail(tok, [t.upper() for t in PRINT_TARGETS], after="PRINT")
+        self.advance()
+        options, option_pos = self.options_clause()
+        self.as_query(option_pos is None, f"PRINT {tok.text}", required=True, consume=False)
+        query = self.unwrapped_query()
+        return PrintImage(options=options, option_pos=option_pos or {}, target=tok.word or "",
+                          query=query)  # fmt: skip
+
+    # -- OPTIONS and values ------------------------------------------------------------
+
+    def options_clause(
+        self, options: dict[str, Any] | None = None, option_pos: dict[str, Position] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Position] | None]:
+        """``OPTIONS (k=v, ...)`` if present, added to ``options``; positions are None
+        when there is no OPTIONS clause."""
+        options, positions = dict(options or {}), dict(option_pos or {})
+        if self.peek().word != "options":
+            return options, None
+        self.advance()
+        open_tok = self.peek(opt=True)
+        if not open_tok.is_punct("("):
+            self.fail(open_tok, ["'('"], after="OPTIONS")
+        self.advance(opt=True)
+        self.enter(open_tok)
+        while not self.peek(opt=True).is_punct(")"):
+            key_tok = self.peek(opt=True)
+            if key_tok.kind is not TokenKind.IDENT:
+                self.fail(key_tok, ["an option name"], after="OPTIONS (")
+            key = ascii_lower(self.advance(opt=True).text)
+            if key in options:
+                raise self.error(f"duplicate option {key!r}", key_tok.start, [])
+            if not self.peek(opt=True).is_punct("="):
+                self.fail(self.peek(opt=True), ["'='"], after=f"option {key}")
+            self.advance(opt=True)
+            options[key], positions[key] = self.value(), Position(key_tok.line, key_tok.col)
+            self.separator(")", after=f"option {key}")
+        self.advance(opt=True)
+        self.depth -= 1
+        return options, positions
+
+    def separator(self, closer: str, after: str) -> bool:
+        """Consume a ',' (True) or stop before ``closer`` (False); anything else fails."""
+        tok = self.peek(opt=True)
+        if tok.is_punct(","):
+            self.advance(opt=True)
+            return True
+        if not tok.is_punct(closer):
+            self.fail(tok, ["','", f"'{closer}'"], after=after)
+        return False
+
+    def value(self) -> Any:
+        """A Python-like literal: string, number, True/False/None, list, tuple, dict."""
+        tok = self.peek(opt=True)
+        if tok.kind is TokenKind.STRING:
+            return self.advance(opt=True).value
+        if tok.kind is TokenKind.NUMBER or tok.is_punct("+-"):
+            return self.number()
+        if tok.word in CONSTANTS:
+            self.advance(opt=True)
+            return CONSTANTS[tok.word or ""]
+        if tok.is_punct("[({"):
+            return self.collection(tok)
+        self.fail(tok, ["a value"], hint=" (a string, number, True/False/None, list or dict)")
+
+    def number(self) -> int | float:
+        sign = self.advance(opt=True) if self.peek(opt=True).is_punct("+-") else None
+        tok = self.peek(opt=True)
+        if tok.kind is not TokenKind.NUMBER:
+            self.fail(tok, ["a number"], after=repr(sign.text) if sign else "")
+        self.advance(opt=True)
+        try:
+            value = float(tok.text) if any(c in tok.text for c in ".eE") else int(tok.text)
+        except ValueError:
+            raise self.error(f"invalid number {_shown(tok)}", tok.start, ["a number"]) from None
+        return -value if sign is not None and sign.text == "-" else value
+
+    def collection(self, open_tok: Token) -> Any:
+        """``[...]`` and ``(...)`` (a list; ``(x)`` alone is x) or ``{k: v, ...}``."""
+        closer = CLOSERS[open_tok.text]
+        self.advance(opt=True)
+        self.enter(open_tok)
+        items: list[Any] = []
+        comma = False
+        while not self.peek(opt=True).is_punct(closer):
+            key_tok = self.peek(opt=True)
+            item = self.value()
+            if closer == "}":
+                if isinstance(item, (list, dict)):
+                    raise self.error("a dict key must be a string, number, bool or None",
+                                     key_tok.start, ["a dict key"])  # fmt: skip
+                if not self.peek(opt=True).is_punct(":"):
+                    self.fail(self.peek(opt=True), ["':'"], after="the dict key")
+                self.advance(opt=True)
+                item = (item, self.value())
+            items.append(item)
+            comma = self.separator(closer, after="the item")
+        self.advance(opt=True)
+        self.depth -= 1
+        if closer == "}":
+            return dict(items)
+        return items[0] if closer == ")" and len(items) == 1 and not comma else items
+
+    # -- queries -----------------------------------------------------------------------
+
+    def as_query(self, options_allowed: bool, after: str, *, required: bool,
+                 consume: bool = True) -> Query | None:  # fmt: skip
+        """``AS <query>`` (required, or optional at the end of the statement)."""
+        tok = self.peek()
+        expected = ["OPTIONS", "AS"] if options_allowed else ["AS"]
+        if tok.word != "as":
+            if not required:
+                self.end(expected, after=after if options_allowed else "OPTIONS (...)")
+                return None
+            self.fail(tok, expected, after=after if options_allowed else "OPTIONS (...)",
+                      hint=" <query>")  # fmt: skip
+        self.advance()
+        first = self.peek()
+        if self.is_end(first):
+            self.fail(first, ["a query"], after="AS")
+        if self.signature(first):
+            message = f"put the {first.text} statement in parentheses: AS ({first.text} ...)"
+            raise self.error(message, first.start, ["("])
+        return self.scan_query(self.nesting[-1] if self.nesting else None) if consume else None
+
+    def unwrapped_query(self) -> Query:
+        """PRINT's query, without one pair of parentheses around all of it (kept when
+        they hold an AI statement, which may only appear in parentheses)."""
+        start, depth, open_tok = self.pos, self.depth, self.peek()
+        if open_tok.is_punct("("):
+            self.advance()
+            self.enter(open_tok)
+            first = self.peek()
+            if not first.is_punct(")") and not self.signature(first):
+                inner = self.scan_query(open_tok)
+                self.advance()
+                self.depth -= 1
+                if self.is_end(self.peek()):
+                    return inner
+            self.pos, self.depth = start, depth
+        return self.scan_query(None)
+
+    def scan_query(self, closing: Token | None) -> Query:
+        """Consume plain SQL to the end of the statement, or up to the ')' matching
+        ``closing``; parse the AI statements nested in its parentheses."""
+        stack: list[Token] = []
+        subs: list[Subquery] = []
+        start = end = self.peek().start
+        while True:
+            tok = self.peek()
+            if tok.kind is TokenKind.EOF or tok.is_punct(";"):
+                unclosed = stack[-1] if stack else closing
+                if unclosed is not None:
+                    closer = CLOSERS[unclosed.text]
+                    raise self.error(f"'{unclosed.text}' is never closed", unclosed.start,
+                                     [f"'{closer}'"])  # fmt: skip
+                break
+            if tok.is_punct(")]}"):
+                if not stack and closing is not None and tok.text == ")":
+                    break
+                self.close_bracket(tok, stack)
+            self.advance()
+            end = tok.end
+            if tok.is_punct("([{"):
+                self.enter(tok)
+                stack.append(tok)
+                sub = self.nested(tok) if tok.text == "(" else None
+                if sub is not None:
+                    subs.append(Subquery(sub.start - start, sub.end - start, sub.node))
+        return Query(self.text[start:end], subs)
+
+    def close_bracket(self, tok: Token, stack: list[Token]) -> None:
+        """Check that ``tok`` closes the innermost open bracket, and pop it."""
+        if not stack:
+            raise self.error(f"unmatched '{tok.text}'", tok.start, [])
+        opener = stack.pop()
+        self.depth -= 1
+        if CLOSERS[opener.text] != tok.text:
+            message = (f"'{tok.text}' does not match '{opener.text}' "
+                       f"(line {opener.line}, column {opener.col})")  # fmt: skip
+            raise self.error(message, tok.start, [f"'{CLOSERS[opener.text]}'"])
+
+    def nested(self, open_tok: Token) -> Subquery | None:
+        """The AI statement right after ``open_tok`` (absolute offsets), if there is one."""
+        first = self.peek()
+        if not self.signature(first):
+            return None
+        if first.word not in NESTABLE:
+            message = (f"{first.text} {self.peek(1).text} is a top-level statement; only "
+                       "CONVERT, SEARCH, LIST MODEL and SHOW MODELS can be nested")  # fmt: skip
+            raise self.error(message, first.start, ["CONVERT", "SEARCH", "LIST", "SHOW"])
+        if len(self.nesting) >= MAX_AI_NESTING:
+            raise self.error(f"AI subqueries nested too deeply (more than {MAX_AI_NESTING})",
+                             first.start)  # fmt: skip
+        self.nesting.append(open_tok)
+        node = self.ai(first)
+        self.nesting.pop()
+        tok = self.peek()
+        if tok.kind is TokenKind.EOF or tok.is_punct(";"):
+            raise self.error("'(' is never closed", open_tok.start, ["')'"])
+        return Subquery(first.start, self.last_end, node)
+
+
+def parse_script(text: str) -> list[Statement]:
+    """Parse a whole script into statements (empty ones dropped).
+
+    Raises:
+        ParseError: at the 1-based line and column of the first syntax error.
+    """
+    parser = _Parser(text)
+    try:
+        return parser.script()
+    except RecursionError:
+        raise parser.error("nested too deeply", parser.pos) from None
+
+
+def parse_statement(text: str) -> Statement:
+    """Parse exactly one statement (a trailing ';' is fine)."""
+    statements = parse_script(text)
+    if len(statements) == 1:
+        return statements[0]
+    lines = Lexer(text).lines
+    if not statements:
+        raise lines.error("empty statement; expected a statement", 0, ["a statement"])
+    pos = statements[1].pos
+    raise ParseError("expected a single statement, found another one", line=pos.line,
+                     col=pos.col, source_line=lines.line_text(pos.line), expected=[";"])  # fmt: skip
+
+
+def split_statements(text: str) -> list[tuple[str, Position]]:
+    """The statements of a script as (source text, position) pairs.
+
+    The split is the parser's: ';' inside strings, comments, dollar quotes, brackets or
+    OPTIONS values does not end a statement. Raises ParseError like :func:`parse_script`.
+    """
+    return [(statement.text, statement.pos) for statement in parse_script(text)]

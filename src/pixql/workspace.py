@@ -1,0 +1,130 @@
+"""A workspace: a folder with ``pixql.duckdb`` (tables + catalog) and ``models/``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from pixql.catalog.artifacts import ArtifactStore, read_config, repair
+from pixql.catalog.store import Catalog, ensure_schema
+from pixql.errors import ModelError
+from pixql.execution.result import Result
+from pixql.models.base import Embedder
+from pixql.models.registry import get_kind
+
+DB_FILE = "pixql.duckdb"
+DEFAULT_DIR = "pixql-workspace"
+
+
+class Workspace:
+    """An open workspace. Thread-safe: each thread gets its own DuckDB cursor.
+
+    Examples:
+        >>> db = Workspace("ws")                                    # doctest: +SKIP
+        >>> db.sql("COPY digits OPTIONS (if_exists='replace') FROM 'digits/'")  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 progress: bool = True, read_only: bool = False) -> None:
+        raw = path if path is not None else os.environ.get("PIXQL_WORKSPACE", DEFAULT_DIR)
+        self.root = Path(raw).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        self._con = duckdb.connect(str(self.root / DB_FILE), read_only=read_only)
+        # DuckDB's readers (read_csv('x.csv'), ...) find relative paths in the workspace
+        root_sql = str(self.root).replace("'", "''")
+        self._con.execute(f"SET file_search_path = '{root_sql}'")
+        self._local = threading.local()
+        self.write_lock = threading.RLock()
+        self._embedders: dict[str, tuple[int, Embedder]] = {}
+        self._embedder_lock = threading.Lock()
+        self.artifacts = ArtifactStore(self.root / "models")
+        if not read_only:
+            ensure_schema(self._con)
+        self.repaired = [] if read_only else repair(
+            self.artifacts, Catalog(self._con).artifact_paths(), self.root)
+
+    # -- connections ----------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """The calling thread's cursor (created on first use)."""
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cur = cur
+        return cur
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.cursor())
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- SQL ------------------------------------------------------------------------------
+    def execute(self, script: str) -> list[Result]:
+        """Parse the whole script (a syntax error anywhere runs nothing), then run each
+        statement in order; returns one Result per statement."""
+        from pixql.execution.engine import execute_statement
+        from pixql.sql import parse_script
+
+        return [execute_statement(self, node) for node in parse_script(script)]
+
+    def sql(self, script: str) -> Result:
+        """Run a script of ``;``-separated statements; return the last statement's result."""
+        results = self.execute(script)
+        return results[-1] if results else Result(message="no statement")
+
+    # -- paths ----------------------------------------------------------------------------
+    def resolve(self, path: str | os.PathLike[str]) -> Path:
+        """A path as stored in a table: relative paths are relative to the workspace root."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    def relativize(self, path: str | os.PathLike[str]) -> str:
+        """Workspace-relative when ``path`` lies inside the workspace, else absolute."""
+        p = Path(os.path.abspath(self.resolve(path)))
+        try:
+            return p.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(p)
+
+    # -- models ---------------------------------------------------------------------------
+    def load_embedder(self, name: str) -> Embedder:
+        """The embedder of model ``name`` at its current version (loaded once, cached)."""
+        rec = self.catalog.get_model(name)
+        with self._embedder_lock:
+            cached = self._embedders.get(rec.name)
+            if cached is not None and cached[0] == rec.version:
+                return cached[1]
+            folder = self.root / rec.artifact_path
+            if not folder.is_dir():
+                raise ModelError(f"artifacts of model {rec.name!r} are missing: {folder} "
+                                 f"does not exist; rebuild it with BUILD MODEL ... overwrite=True")
+            try:
+                config = read_config(folder)
+            except (OSError, ValueError) as e:
+                raise ModelError(f"model {rec.name!r}: cannot read {folder}/config.json "
+                                 f"({e})") from e
+            embedder = get_kind(rec.kind).load(folder, config)
+            self._embedders[rec.name] = (rec.version, embedder)
+            return embedder
+
+    def forget_embedder(self, name: str) -> None:
+        with self._embedder_lock:
+            self._embedders.pop(name.lower(), None)
+
+    def invalidate_vectors(self, table: str, column: str | None) -> None:
+        """Hook called when an embedding column changes (caches drop their copies)."""
+        cache = getattr(self, "_vector_cache", None)
+        if cache is not None:
+            cache.invalidate(table, column)

@@ -1,0 +1,71 @@
+"""Shared fixtures: a fresh workspace and small generated image sets (no downloads)."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("PIXQL_PROGRESS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHAPES = ("circle", "square", "cross", "triangle")
+
+
+def draw_shape(shape: str, *, size: int = 28, seed: int = 0) -> "object":
+    """A white-on-black glyph of ``shape`` with a random offset and scale (MNIST-like)."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    img = Image.new("L", (size, size), 0)
+    d = ImageDraw.Draw(img)
+    r = rng.randint(size // 4, size // 3)
+    cx = size // 2 + rng.randint(-2, 2)
+    cy = size // 2 + rng.randint(-2, 2)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    width = rng.randint(2, 3)
+    if shape == "circle":
+        d.ellipse(box, outline=255, width=width)
+    elif shape == "square":
+        d.rectangle(box, outline=255, width=width)
+    elif shape == "cross":
+        d.line((box[0], box[1], box[2], box[3]), fill=255, width=width)
+        d.line((box[0], box[3], box[2], box[1]), fill=255, width=width)
+    else:
+        d.polygon([(cx, box[1]), (box[0], box[3]), (box[2], box[3])], outline=255, width=width)
+    return img
+
+
+def make_image_folder(root: Path, *, per_class: int = 6, size: int = 28,
+                      shapes: tuple[str, ...] = SHAPES) -> list[Path]:
+    """``root/<shape>/<i>.png`` for each shape; returns the files in sorted order."""
+    files = []
+    for c, shape in enumerate(shapes):
+        (root / shape).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            path = root / shape / f"{i:03d}.png"
+            draw_shape(shape, size=size, seed=1000 * c + i).save(path)  # type: ignore[attr-defined]
+            files.append(path)
+    return sorted(files)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator["object"]:
+    """A fresh workspace in a temp folder."""
+    import pixql
+
+    db = pixql.connect(tmp_path / "ws", progress=False)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def image_ws(ws: "object") -> "object":
+    """A workspace with ``shapes/<shape>/<i>.png`` (4 classes × 6) and a table ``images``
+    (image_path, filename, label) loaded with COPY from the folder."""
+    make_image_folder(ws.root / "shapes")  # type: ignore[attr-defined]
+    ws.sql("COPY images OPTIONS (if_exists='replace') FROM 'shapes/'")  # type: ignore[attr-defined]
+    return ws

@@ -1,0 +1,62 @@
+"""Fixtures for CLIP tests: a tiny random CLIP in open_clip's hub layout (no downloads)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+    """Point Hugging Face's cache at an empty folder: weights cached on this machine must
+    not change what the tests see."""
+    import huggingface_hub.constants
+
+    cache = tmp_path_factory.mktemp("hf-cache")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny CLIP folder (open_clip_config.json + open_clip_model.safetensors)."""
+    from pixql.testing import make_tiny_clip
+
+    return make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_dir: Path):
+    """The ClipEmbedder for the tiny CLIP, loaded through load_clip."""
+    from pixql.models.clip import load_clip
+
+    return load_clip("ViT-B-32", path=tiny_clip_dir)
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_clip_dir: Path):
+    """open_clip's own (model, preprocess, tokenizer) for the same weights."""
+    import open_clip
+
+    name = f"local-dir:{tiny_clip_dir}"
+    model, preprocess = open_clip.create_model_from_pretrained(name)
+    return model.eval(), preprocess, open_clip.get_tokenizer(name)
+
+
+def _random_image(seed: int, size: tuple[int, int] = (48, 40), mode: str = "RGB"):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(arr, "RGB").convert(mode)
+
+
+@pytest.fixture(scope="session")
+def random_image():
+    """``random_image(seed, size=(w, h), mode='RGB')``: a deterministic random PIL image."""
+    return _random_image

@@ -1,0 +1,164 @@
+"""Weights resolution: explicit path, $PIXQL_CLIP_MODELS_DIR, offline errors, bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from pixql.errors import ModelError, WeightsNotFoundError
+from pixql.models.clip import load_clip
+from pixql.models.clip.loader import clear_cache, resolve_weights
+from pixql.testing import make_tiny_clip, make_tiny_clip_models_dir
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("PIXQL_CLIP_MODELS_DIR", raising=False)
+    monkeypatch.delenv("CLIP_VERSION_ID", raising=False)
+
+
+def test_make_tiny_clip_writes_hub_layout_deterministically(tmp_path):
+    from safetensors.torch import load_file
+
+    a = make_tiny_clip(tmp_path / "a", seed=3)
+    b = make_tiny_clip(tmp_path / "b", seed=3)
+    c = make_tiny_clip(tmp_path / "c", seed=4)
+    assert sorted(p.name for p in a.iterdir()) == ["open_clip_config.json",
+                                                    "open_clip_model.safetensors"]
+    cfg = json.loads((a / "open_clip_config.json").read_text())
+    assert cfg["model_cfg"]["embed_dim"] == 32
+    assert cfg["model_cfg"]["text_cfg"]["vocab_size"] == 49408
+    assert cfg["preprocess_cfg"]["interpolation"] == "bicubic"
+    wa, wb, wc = (load_file(str(p / "open_clip_model.safetensors")) for p in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(wa["token_embedding.weight"], wc["token_embedding.weight"])
+
+
+def test_load_from_explicit_path(tiny_clip_dir):
+    emb = load_clip("ViT-B-32", path=tiny_clip_dir)
+    assert emb.model_id == "clip/ViT-B-32"
+    assert emb.dim == 32
+    assert emb.source == str(tiny_clip_dir)
+    assert emb.modalities == frozenset({"image", "text", "video"})
+    assert emb.max_text_tokens == 77
+
+
+def test_same_version_and_path_share_one_instance(tiny_clip_dir):
+    a = load_clip("ViT-B-32", path=tiny_clip_dir)
+    assert load_clip("ViT-B-32", path=str(tiny_clip_dir)) is a
+    assert load_clip("RN50", path=tiny_clip_dir) is not a
+
+
+def test_load_from_models_dir_env(tmp_path, monkeypatch):
+    root = make_tiny_clip_models_dir(tmp_path / "models", "ViT-B-16", embed_dim=24)
+    monkeypatch.setenv("PIXQL_CLIP_MODELS_DIR", str(root))
+    assert resolve_weights("ViT-B-16").folder == root / "ViT-B-16"
+    emb = load_clip()  # default version ViT-B-16, resolved through the env variable
+    assert (emb.model_id, emb.dim) == ("clip/ViT-B-16", 24)
+    assert emb.source == str(root / "ViT-B-16")
+
+
+def test_models_dir_argument_overrides_env(tmp_path, monkeypatch):
+    env_root = make_tiny_clip_models_dir(tmp_path / "env", "ViT-B-32", embed_dim=16)
+    arg_root = make_tiny_clip_models_dir(tmp_path / "arg", "ViT-B-32", embed_dim=8)
+    monkeypatch.setenv("PIXQL_CLIP_MODELS_DIR", str(env_root))
+    assert load_clip("ViT-B-32").dim == 16
+    assert load_clip("ViT-B-32", models_dir=arg_root).dim == 8
+
+
+def test_env_version_id_picks_the_folder(tmp_path, monkeypatch):
+    root = make_tiny_clip_models_dir(tmp_path / "m", "RN50", embed_dim=16)
+    monkeypatch.setenv("CLIP_VERSION_ID", "RN50")
+    assert load_clip(models_dir=root).model_id == "clip/RN50"
+
+
+def test_weights_in_hugging_face_cache_are_used_offline(tmp_path, tiny_clip_dir,
+                                                       _isolated_hf_cache):
+    """A snapshot open_clip downloaded earlier is found without network."""
+    repo = _isolated_hf_cache / "models--timm--vit_base_patch32_clip_224.openai"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    shutil.copytree(tiny_clip_dir, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    src = resolve_weights("ViT-B-32")
+    assert (src.origin, src.folder) == ("hf_cache", snapshot)
+    assert load_clip("ViT-B-32").source == str(snapshot)
+
+
+def test_no_weights_offline_says_which_files_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXQL_CLIP_MODELS_DIR", str(tmp_path / "weights"))
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_clip("ViT-B-16")
+    msg = str(e.value)
+    assert f"{tmp_path / 'weights'}/ViT-B-16" in msg
+    assert "open_clip_config.json" in msg and "open_clip_model.safetensors" in msg
+    assert "open_clip_pytorch_model.bin" in msg
+    assert "PIXQL_CLIP_MODELS_DIR" in msg
+    assert "snapshot_download('timm/vit_base_patch16_clip_224.openai'" in msg
+    assert e.value.http_status == 404
+
+
+def test_pixql_offline_also_forbids_download(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("PIXQL_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match=r"\$PIXQL_CLIP_MODELS_DIR/ViT-L-14-336px"):
+        load_clip("ViT-L-14-336px")
+
+
+def test_missing_path_folder(tmp_path):
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_clip("ViT-B-32", path=tmp_path / "nowhere")
+    assert str(tmp_path / "nowhere") in str(e.value)
+    assert "does not exist" in str(e.value)
+
+
+def test_folder_without_weight_file(tmp_path, tiny_clip_dir):
+    folder = tmp_path / "cfg-only"
+    folder.mkdir()
+    shutil.copy(tiny_clip_dir / "open_clip_config.json", folder)
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_clip("ViT-B-32", path=folder)
+    assert f"no weight file in {folder}" in str(e.value)
+
+
+def test_corrupt_weights_raise_model_error_with_path(tmp_path, tiny_clip_dir):
+    folder = tmp_path / "corrupt"
+    shutil.copytree(tiny_clip_dir, folder)
+    (folder / "open_clip_model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(ModelError) as e:
+        load_clip("ViT-B-32", path=folder)
+    assert not isinstance(e.value, WeightsNotFoundError)
+    assert str(folder) in str(e.value)
+
+
+def test_weights_of_another_architecture_without_config(tmp_path, tiny_clip_dir):
+    """No config → open_clip's built-in ViT-B-32 architecture; tiny weights do not fit."""
+    folder = tmp_path / "no-config"
+    folder.mkdir()
+    shutil.copy(tiny_clip_dir / "open_clip_model.safetensors", folder)
+    with pytest.raises(ModelError, match="open_clip_model.safetensors"):
+        load_clip("ViT-B-32", path=folder)
+
+
+def test_clear_cache_reloads(tiny_clip_dir):
+    a = load_clip("ViT-B-32", path=tiny_clip_dir)
+    clear_cache()
+    b = load_clip("ViT-B-32", path=tiny_clip_dir)
+    assert a is not b
+    assert load_clip("ViT-B-32", path=tiny_clip_dir) is b
+
+
+def test_unknown_version_is_model_error(tiny_clip_dir):
+    with pytest.raises(ModelError, match="valid values: RN50"):
+        load_clip("ViT-Z-99", path=tiny_clip_dir)
+
+
+def test_relative_path_is_made_absolute(tiny_clip_dir, monkeypatch):
+    monkeypatch.chdir(Path(tiny_clip_dir).parent)
+    src = resolve_weights("ViT-B-32", path=Path(tiny_clip_dir).name)
+    assert src.folder == Path(tiny_clip_dir)
