@@ -99,3 +99,33 @@ def test_threads_get_their_own_cursor(ws):
     t.join()
     assert seen[0] is not ws.cursor()
     assert ws.cursor() is ws.cursor()
+
+
+def test_confined_workspace_keeps_sql_and_paths_inside(tmp_path):
+    from pixql.errors import AccessError
+
+    secret = tmp_path / "secret.csv"
+    secret.write_text("password\nhunter2\n")
+    (tmp_path / "ws").mkdir()
+    (tmp_path / "ws" / "ok.csv").write_text("a\n1\n")
+    (tmp_path / "ws" / "link").symlink_to(tmp_path)
+    with pixql.connect(tmp_path / "ws", confined=True) as db:
+        ok = db.root / "ok.csv"
+        assert db.sql(f"SELECT * FROM read_csv('{ok}')").fetchall() == [(1,)]
+        for stmt in (f"SELECT * FROM read_csv('{secret}')",
+                     "SELECT * FROM read_csv('/etc/passwd')",
+                     "SELECT * FROM read_csv('../secret.csv')",
+                     "SELECT * FROM read_csv('ok.csv')",  # relative: resolved against cwd
+                     f"ATTACH '{tmp_path / 'other.duckdb'}' AS o",
+                     "INSTALL httpfs", "LOAD httpfs",
+                     "SET enable_external_access = true",
+                     f"COPY (SELECT 1) TO '{tmp_path / 'evil.csv'}'"):
+            with pytest.raises(Exception) as e:
+                db.sql(stmt)
+            assert "Permission" in str(e.value) or "locked" in str(e.value), stmt
+        for bad in ("../secret.csv", str(secret), "link/secret.csv"):
+            with pytest.raises(AccessError, match="outside the workspace"):
+                db.resolve(bad)
+        with pytest.raises(AccessError):
+            db.sql(f"COPY t OPTIONS (if_exists='replace') FROM '{secret}'")
+        assert db.resolve("ok.csv") == db.root / "ok.csv"

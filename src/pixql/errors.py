@@ -129,6 +129,12 @@ class InputError(Error):
         super().__init__(message, field=field)
 
 
+class AccessError(Error):
+    """A path outside the workspace (and outside the allowed folders) in confined mode."""
+
+    http_status = 403
+
+
 class AuthError(Error):
     """Missing or invalid API key."""
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 
 from pixql.catalog.artifacts import ArtifactStore, read_config, repair
 from pixql.catalog.store import Catalog, ensure_schema
-from pixql.errors import ModelError
+from pixql.errors import AccessError, ModelError
 from pixql.execution.result import Result
 from pixql.models.base import Embedder
 from pixql.models.registry import get_kind
@@ -29,15 +30,20 @@ class Workspace:
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
-                 progress: bool = True, read_only: bool = False) -> None:
+                 progress: bool = True, read_only: bool = False, confined: bool = False,
+                 allowed_dirs: Sequence[str | os.PathLike[str]] = ()) -> None:
         raw = path if path is not None else os.environ.get("PIXQL_WORKSPACE", DEFAULT_DIR)
         self.root = Path(raw).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.progress = progress
+        self.confined = confined
+        self.allowed_dirs = [self.root] + [Path(d).expanduser().resolve() for d in allowed_dirs]
         self._con = duckdb.connect(str(self.root / DB_FILE), read_only=read_only)
         # DuckDB's readers (read_csv('x.csv'), ...) find relative paths in the workspace
         root_sql = str(self.root).replace("'", "''")
         self._con.execute(f"SET file_search_path = '{root_sql}'")
+        if confined:
+            self._confine()
         self._local = threading.local()
         self.write_lock = threading.RLock()
         self._embedders: dict[str, tuple[int, Embedder]] = {}
@@ -47,6 +53,19 @@ class Workspace:
             ensure_schema(self._con)
         self.repaired = [] if read_only else repair(
             self.artifacts, Catalog(self._con).artifact_paths(), self.root)
+
+    def _confine(self) -> None:
+        """Confine DuckDB's file access to the allowed folders; no extension install or load;
+        the configuration is locked so SQL cannot undo it (used by the server)."""
+        dirs = ", ".join("'" + (str(d) + os.sep).replace("'", "''") + "'"
+                         for d in self.allowed_dirs)
+        for stmt in (f"SET allowed_directories = [{dirs}]",
+                     "SET autoinstall_known_extensions = false",
+                     "SET autoload_known_extensions = false",
+                     "SET allow_community_extensions = false",
+                     "SET enable_external_access = false",
+                     "SET lock_configuration = true"):
+            self._con.execute(stmt)
 
     # -- connections ----------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -88,7 +107,13 @@ class Workspace:
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A path as stored in a table: relative paths are relative to the workspace root."""
         p = Path(path).expanduser()
-        return p if p.is_absolute() else self.root / p
+        p = p if p.is_absolute() else self.root / p
+        if self.confined:
+            real = Path(os.path.realpath(p))
+            if not any(real == d or d in real.parents for d in self.allowed_dirs):
+                raise AccessError(f"path {str(path)!r} is outside the workspace; only paths "
+                                  f"inside {', '.join(map(str, self.allowed_dirs))} are allowed")
+        return p
 
     def relativize(self, path: str | os.PathLike[str]) -> str:
         """Workspace-relative when ``path`` lies inside the workspace, else absolute."""

@@ -71,10 +71,13 @@ class ImageHandler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.server.seen_hosts.append(self.headers.get("Host"))
         route = ROUTES.get(url.path)
-        if route is None:
-            self._send(404, b"not found")
-            return
-        route(self, query)
+        try:
+            if route is None:
+                self._send(404, b"not found")
+            else:
+                route(self, query)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeouts, byte caps): expected
 
 
 def _image(h: ImageHandler, q: dict[str, str]) -> None:
@@ -101,16 +104,10 @@ def _big(h: ImageHandler, q: dict[str, str]) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "image/png")
         h.end_headers()  # no length: the client must count
-        try:
-            for _ in range(size // 10_000):
-                h.wfile.write(b"\0" * 10_000)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        for _ in range(size // 10_000):
+            h.wfile.write(b"\0" * 10_000)
         return
-    try:
-        h._send(200, b"\0" * size, {"Content-Type": "image/png"})
-    except (BrokenPipeError, ConnectionResetError):
-        pass
+    h._send(200, b"\0" * size, {"Content-Type": "image/png"})
 
 
 def _text(h: ImageHandler, q: dict[str, str]) -> None:
@@ -135,17 +132,23 @@ def images() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
-def image_host(images: dict[str, bytes]) -> Iterator[str]:
-    """``http://127.0.0.1:<port>`` of a local image server (see ROUTES)."""
+def image_server(images: dict[str, bytes]) -> Iterator[ThreadingHTTPServer]:
+    """A local image server (see ROUTES); ``.seen_hosts`` lists the Host headers it got."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), ImageHandler)
     server.daemon_threads = True
     server.images = images  # type: ignore[attr-defined]
     server.seen_hosts = []  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="session")
+def image_host(image_server: ThreadingHTTPServer) -> str:
+    """``http://127.0.0.1:<port>`` of :func:`image_server`."""
+    return f"http://127.0.0.1:{image_server.server_address[1]}"
 
 
 # ---------------------------------------------------------------------- CLIP + servers

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -65,8 +66,9 @@ def _router(module: str) -> APIRouter:
 def _workspace_root(workspace: Any) -> Path | None:
     if workspace is None:
         return None
-    root = getattr(workspace, "root", workspace)
-    return Path(root)
+    if isinstance(workspace, str | os.PathLike):  # a folder (note: Path has its own .root)
+        return Path(workspace)
+    return Path(workspace.root)
 
 
 @asynccontextmanager
