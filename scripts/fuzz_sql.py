@@ -28,10 +28,53 @@ from pixql.sql import parse_script, parse_statement
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "sql" / "fixtures" / "identity.sql"
 CHARS = "()[]{}'\";$-/*=,.:_+\\ \n\t\r\x00\x1f" + string.ascii_letters + string.digits + "éİ€"
-WORDS = ["SEARCH", "IMAGE", "TEXT", "USING", "OPTIONS", "AS", "CONVERT", "LIST", "MODEL",
-         "SHOW", "MODELS", "BUILD", "PRINT", "COPY", "FROM", "GET", "THANOSQL", "DELETE", "DROP",
-         "IF", "EXISTS", "SELECT", "(", ")", "[", "]", "{", "}", ";", ",", "=", "'", '"', "$$",
-         "$t$", "/*", "*/", "--", "\n", "E'", "None", "True", "-", "1e-3", "top_k"]  # fmt: skip
+WORDS = [
+    "SEARCH",
+    "IMAGE",
+    "TEXT",
+    "USING",
+    "OPTIONS",
+    "AS",
+    "CONVERT",
+    "LIST",
+    "MODEL",
+    "SHOW",
+    "MODELS",
+    "BUILD",
+    "PRINT",
+    "COPY",
+    "FROM",
+    "GET",
+    "THANOSQL",
+    "DELETE",
+    "DROP",
+    "IF",
+    "EXISTS",
+    "SELECT",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ";",
+    ",",
+    "=",
+    "'",
+    '"',
+    "$$",
+    "$t$",
+    "/*",
+    "*/",
+    "--",
+    "\n",
+    "E'",
+    "None",
+    "True",
+    "-",
+    "1e-3",
+    "top_k",
+]
 
 
 def golden() -> list[str]:
@@ -41,7 +84,9 @@ def golden() -> list[str]:
 
 
 def random_text(rng: random.Random, _golden: list[str]) -> str:
-    alphabet = CHARS if rng.random() < 0.8 else "".join(chr(rng.randrange(0x110000)) for _ in "x" * 20)
+    alphabet = (
+        CHARS if rng.random() < 0.8 else "".join(chr(rng.randrange(0x110000)) for _ in "x" * 20)
+    )
     return "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 200)))
 
 
@@ -79,13 +124,21 @@ def nested(rng: random.Random, lines: list[str]) -> str:
     if rng.random() < 0.5:
         core = "SELECT " + "(" * depth + "1" + ")" * depth
     else:
-        core = "SELECT * FROM " + "(SEARCH IMAGE USING m AS SELECT * FROM " * depth + "t" + ")" * depth
+        core = (
+            "SELECT * FROM " + "(SEARCH IMAGE USING m AS SELECT * FROM " * depth + "t" + ")" * depth
+        )
     cut = rng.randrange(len(core) + 1) if rng.random() < 0.3 else len(core)
     return core[:cut]
 
 
 GENERATORS: list[Callable[[random.Random, list[str]], str]] = [
-    random_text, random_words, mutated, mutated, mutated, glued, nested,
+    random_text,
+    random_words,
+    mutated,
+    mutated,
+    mutated,
+    glued,
+    nested,
 ]
 
 
@@ -123,9 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     for text, why in failures[:5]:
         print(f"FAILED on {text!r}:\n{why}", file=sys.stderr)
-    print(f"fuzz_sql: {args.n} inputs, {counts['parsed']} parsed, {counts['error']} ParseError, "
-          f"{counts['other']} other exceptions, {counts['roundtrip']} round-trip failures "
-          f"(seed {args.seed}, {elapsed:.1f}s)")  # fmt: skip
+    print(
+        f"fuzz_sql: {args.n} inputs, {counts['parsed']} parsed, {counts['error']} ParseError, "
+        f"{counts['other']} other exceptions, {counts['roundtrip']} round-trip failures "
+        f"(seed {args.seed}, {elapsed:.1f}s)"
+    )
     return 1 if counts["other"] or counts["roundtrip"] else 0
 
 

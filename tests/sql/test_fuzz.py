@@ -37,8 +37,30 @@ GOLDEN = [
     if line.strip() and not line.startswith("--")
 ]
 SQL_CHARS = "()[]{}'\";$-/*=,.:_+\\ \n\t\r\x00" + string.ascii_letters + string.digits + "éİ"
-KEYWORDS = ["SEARCH", "IMAGE", "USING", "OPTIONS", "AS", "CONVERT", "LIST", "MODEL", "BUILD",
-            "PRINT", "COPY", "FROM", "SELECT", "(", ")", ";", "'", '"', "$$", "/*", "--", "\n"]  # fmt: skip
+KEYWORDS = [
+    "SEARCH",
+    "IMAGE",
+    "USING",
+    "OPTIONS",
+    "AS",
+    "CONVERT",
+    "LIST",
+    "MODEL",
+    "BUILD",
+    "PRINT",
+    "COPY",
+    "FROM",
+    "SELECT",
+    "(",
+    ")",
+    ";",
+    "'",
+    '"',
+    "$$",
+    "/*",
+    "--",
+    "\n",
+]
 
 
 def check(text: str) -> None:
@@ -106,8 +128,10 @@ def test_mutated_golden_statements(text: str) -> None:
 
 
 @QUICK
-@given(st.lists(st.sampled_from(GOLDEN), min_size=1, max_size=4),
-       st.sampled_from([";", ";\n", " ; -- x\n", ";/* ; */", "\n;;\n"]))  # fmt: skip
+@given(
+    st.lists(st.sampled_from(GOLDEN), min_size=1, max_size=4),
+    st.sampled_from([";", ";\n", " ; -- x\n", ";/* ; */", "\n;;\n"]),
+)
 def test_scripts_of_golden_statements(lines: list[str], sep: str) -> None:
     statements = parse_script(sep.join(lines))
     assert statements == [parse_statement(line) for line in lines]
@@ -115,12 +139,15 @@ def test_scripts_of_golden_statements(lines: list[str], sep: str) -> None:
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3)
+    ),
     max_leaves=12,
 )
-option_dicts = st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), values,
-                               max_size=4)  # fmt: skip
+option_dicts = st.dictionaries(
+    st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), values, max_size=4
+)
 names = st.text(min_size=1, max_size=12)
 
 
@@ -129,18 +156,29 @@ def ai_nodes(draw: st.DrawFn) -> Statement:
     """Random AI statement nodes with arbitrary names and option values."""
     options: dict[str, Any] = draw(option_dicts)
     query = Query(draw(st.sampled_from(["SELECT * FROM t", "SELECT 'a;b' AS x", "(SELECT 1)"])))
-    return draw(st.sampled_from([
-        BuildModel(options=options, name=draw(names), kind=draw(names), query=query),
-        BuildModel(options=options, name=draw(names), kind=draw(names)),
-        GetModel(options=options, source=draw(names)),
-        Convert(options=options, model=draw(names), query=query),
-        Search(options=options, target=draw(st.sampled_from(["image", "text", "video", "audio"])),
-               model=draw(names), query=query),
-        DeleteModel(name=draw(names), if_exists=draw(st.booleans())),
-        CopyFrom(options=options, table=draw(names), source=draw(st.text(max_size=20))),
-        PrintImage(options=options, target=draw(st.sampled_from(["image", "audio", "video"])),
-                   query=query),
-    ]))  # fmt: skip
+    return draw(
+        st.sampled_from(
+            [
+                BuildModel(options=options, name=draw(names), kind=draw(names), query=query),
+                BuildModel(options=options, name=draw(names), kind=draw(names)),
+                GetModel(options=options, source=draw(names)),
+                Convert(options=options, model=draw(names), query=query),
+                Search(
+                    options=options,
+                    target=draw(st.sampled_from(["image", "text", "video", "audio"])),
+                    model=draw(names),
+                    query=query,
+                ),
+                DeleteModel(name=draw(names), if_exists=draw(st.booleans())),
+                CopyFrom(options=options, table=draw(names), source=draw(st.text(max_size=20))),
+                PrintImage(
+                    options=options,
+                    target=draw(st.sampled_from(["image", "audio", "video"])),
+                    query=query,
+                ),
+            ]
+        )
+    )
 
 
 @QUICK

@@ -82,10 +82,19 @@ def test_minus_is_punctuation_and_numbers_stop_at_letters() -> None:
 
 def test_parameters_and_punctuation() -> None:
     assert kinds_and_values("$1 = ( ) [ ] { } , ; : .") == [
-        (K.PARAM, "$1"), (K.PUNCT, "="), (K.PUNCT, "("), (K.PUNCT, ")"), (K.PUNCT, "["),
-        (K.PUNCT, "]"), (K.PUNCT, "{"), (K.PUNCT, "}"), (K.PUNCT, ","), (K.PUNCT, ";"),
-        (K.PUNCT, ":"), (K.PUNCT, "."),
-    ]  # fmt: skip
+        (K.PARAM, "$1"),
+        (K.PUNCT, "="),
+        (K.PUNCT, "("),
+        (K.PUNCT, ")"),
+        (K.PUNCT, "["),
+        (K.PUNCT, "]"),
+        (K.PUNCT, "{"),
+        (K.PUNCT, "}"),
+        (K.PUNCT, ","),
+        (K.PUNCT, ";"),
+        (K.PUNCT, ":"),
+        (K.PUNCT, "."),
+    ]
 
 
 def test_comments_are_skipped_including_nested_block_comments() -> None:
@@ -98,8 +107,11 @@ def test_offsets_lines_and_columns() -> None:
     text = "SELECT\n  'x',\r\n\tfoo"
     tokens = tokenize(text)
     assert [(t.start, t.end, t.line, t.col) for t in tokens[:-1]] == [
-        (0, 6, 1, 1), (9, 12, 2, 3), (12, 13, 2, 6), (16, 19, 3, 2),
-    ]  # fmt: skip
+        (0, 6, 1, 1),
+        (9, 12, 2, 3),
+        (12, 13, 2, 6),
+        (16, 19, 3, 2),
+    ]
     assert tokens[-1].start == len(text)
 
 

@@ -50,20 +50,27 @@ def one(text: str) -> object:
 def test_tutorial_build() -> None:
     node = one(TUTORIAL_BUILD)
     assert node == BuildModel(
-        name="my_image_search_model", kind="SimCLR",
+        name="my_image_search_model",
+        kind="SimCLR",
         options={"image_col": "image_path", "max_epochs": 1, "overwrite": True},
         query=Query("SELECT * FROM mnist_train"),
-    )  # fmt: skip
+    )
     assert node.option_pos["max_epochs"] == Position(2, 34)
     assert node.text == TUTORIAL_BUILD.split("  ")[0]
 
 
 def test_tutorial_search_and_convert() -> None:
     assert one(TUTORIAL_SEARCH) == Search(
-        target="image", model="my_image_search_model", query=Query("SELECT * FROM mnist_test"),
-        options={"search_by": "image", "search_input": MNIST_923, "emb_col": "convert_result",
-                 "result_col": "search_result"},
-    )  # fmt: skip
+        target="image",
+        model="my_image_search_model",
+        query=Query("SELECT * FROM mnist_test"),
+        options={
+            "search_by": "image",
+            "search_input": MNIST_923,
+            "emb_col": "convert_result",
+            "result_col": "search_result",
+        },
+    )
     node = one(TUTORIAL_CONVERT)
     assert isinstance(node, Convert) and node.model == "tutorial_search_clip"
     assert node.options["batch_size"] == 128 and node.query.text == "SELECT * FROM unsplash_data"
@@ -85,23 +92,39 @@ def test_tutorial_print_strips_one_pair_of_parentheses_and_nests_the_search() ->
 @pytest.mark.parametrize(
     ("text", "node"),
     [
-        ("GET THANOSQL MODEL clip OPTIONS (model_name='tutorial_search_clip', overwrite=True)",
-         GetModel(source="clip", options={"model_name": "tutorial_search_clip", "overwrite": True})),
-        ("GET THANOSQL DATASET mnist_data OPTIONS (overwrite=True)",
-         GetModel(source="dataset/mnist_data", options={"overwrite": True})),
-        ("COPY mnist_test  OPTIONS (if_exists='replace') FROM 'd/mnist_test.csv'",
-         CopyFrom(table="mnist_test", source="d/mnist_test.csv", options={"if_exists": "replace"})),
-        ("BUILD MODEL c USING CLIP OPTIONS (clip_version_id='ViT-B-32')",
-         BuildModel(name="c", kind="CLIP", options={"clip_version_id": "ViT-B-32"})),
-        ("list model", ListModels()), ("LIST MODELS", ListModels()),
-        ("List ThanoSQL Model", ListModels()), ("SHOW MODELS", ListModels()),
+        (
+            "GET THANOSQL MODEL clip OPTIONS (model_name='tutorial_search_clip', overwrite=True)",
+            GetModel(
+                source="clip", options={"model_name": "tutorial_search_clip", "overwrite": True}
+            ),
+        ),
+        (
+            "GET THANOSQL DATASET mnist_data OPTIONS (overwrite=True)",
+            GetModel(source="dataset/mnist_data", options={"overwrite": True}),
+        ),
+        (
+            "COPY mnist_test  OPTIONS (if_exists='replace') FROM 'd/mnist_test.csv'",
+            CopyFrom(
+                table="mnist_test", source="d/mnist_test.csv", options={"if_exists": "replace"}
+            ),
+        ),
+        (
+            "BUILD MODEL c USING CLIP OPTIONS (clip_version_id='ViT-B-32')",
+            BuildModel(name="c", kind="CLIP", options={"clip_version_id": "ViT-B-32"}),
+        ),
+        ("list model", ListModels()),
+        ("LIST MODELS", ListModels()),
+        ("List ThanoSQL Model", ListModels()),
+        ("SHOW MODELS", ListModels()),
         ("DELETE MODEL M1", DeleteModel(name="m1")),
         ('DROP MODEL IF EXISTS "M1"', DeleteModel(name="M1", if_exists=True)),
         ("PRINT VIDEO AS SELECT 1", PrintImage(target="video", query=Query("SELECT 1"))),
-        ("PRINT IMAGE OPTIONS (image_col='p') AS (SELECT p FROM t)",
-         PrintImage(options={"image_col": "p"}, query=Query("SELECT p FROM t"))),
+        (
+            "PRINT IMAGE OPTIONS (image_col='p') AS (SELECT p FROM t)",
+            PrintImage(options={"image_col": "p"}, query=Query("SELECT p FROM t")),
+        ),
     ],
-)  # fmt: skip
+)
 def test_statement_nodes(text: str, node: object) -> None:
     assert one(text) == node
 
@@ -116,12 +139,28 @@ def test_keywords_are_case_insensitive_and_names_fold_unless_quoted() -> None:
 @pytest.mark.parametrize(
     ("literal", "value"),
     [
-        ("'s'", "s"), ('"s"', "s"), ("'it\\'s'", "it's"), ("7", 7), ("-7", -7), ("+7", 7),
-        ("2.5", 2.5), ("-1e-3", -0.001), ("1E3", 1000.0), ("TRUE", True), ("false", False),
-        ("None", None), ("[]", []), ("[1, [2, 'x'],]", [1, [2, "x"]]), ("(1, 2)", [1, 2]),
-        ("(1,)", [1]), ("(1)", 1), ("()", []), ("{}", {}), ("{'a': 1, 2: [None]}", {"a": 1, 2: [None]}),
+        ("'s'", "s"),
+        ('"s"', "s"),
+        ("'it\\'s'", "it's"),
+        ("7", 7),
+        ("-7", -7),
+        ("+7", 7),
+        ("2.5", 2.5),
+        ("-1e-3", -0.001),
+        ("1E3", 1000.0),
+        ("TRUE", True),
+        ("false", False),
+        ("None", None),
+        ("[]", []),
+        ("[1, [2, 'x'],]", [1, [2, "x"]]),
+        ("(1, 2)", [1, 2]),
+        ("(1,)", [1]),
+        ("(1)", 1),
+        ("()", []),
+        ("{}", {}),
+        ("{'a': 1, 2: [None]}", {"a": 1, 2: [None]}),
     ],
-)  # fmt: skip
+)
 def test_option_values(literal: str, value: object) -> None:
     node = one(f"CONVERT USING m OPTIONS (v={literal}) AS SELECT 1")
     assert node.options == {"v": value}
@@ -203,23 +242,26 @@ def test_split_statements_respects_quotes_comments_and_brackets() -> None:
     script = (
         "SELECT ';' AS a; -- comment ; here\n"
         "/* ; */ SEARCH IMAGE USING m OPTIONS (search_input='a;b', x=\"c;d\") AS SELECT 1;;\n"
-        "SELECT $$;$$, \"we;ird\" FROM (SELECT 1) t ;  -- trailing comment only\n"
+        'SELECT $$;$$, "we;ird" FROM (SELECT 1) t ;  -- trailing comment only\n'
         ";"
     )
     assert split_statements(script) == [
         ("SELECT ';' AS a", Position(1, 1)),
-        ("SEARCH IMAGE USING m OPTIONS (search_input='a;b', x=\"c;d\") AS SELECT 1",
-         Position(2, 9)),
+        (
+            "SEARCH IMAGE USING m OPTIONS (search_input='a;b', x=\"c;d\") AS SELECT 1",
+            Position(2, 9),
+        ),
         ('SELECT $$;$$, "we;ird" FROM (SELECT 1) t', Position(3, 1)),
-    ]  # fmt: skip
+    ]
     assert split_statements(" ;; -- nothing\n") == []
 
 
 def test_statement_text_and_position_in_a_script() -> None:
     stmts = parse_script("\n\n  list model ;\n  select 1")
     assert [(s.text, s.pos) for s in stmts] == [
-        ("list model", Position(3, 3)), ("select 1", Position(4, 3)),
-    ]  # fmt: skip
+        ("list model", Position(3, 3)),
+        ("select 1", Position(4, 3)),
+    ]
 
 
 def test_ai_query_runs_to_the_end_of_the_statement() -> None:

@@ -40,8 +40,17 @@ def validate_identity(stmt: Statement) -> None:
 def test_fixture_is_big_enough_and_covers_every_node_type() -> None:
     assert len(LINES) >= 40
     kinds = {type(parse_statement(line)) for line in LINES}
-    assert kinds == {BuildModel, Convert, CopyFrom, DeleteModel, GetModel, ListModels,
-                     Passthrough, PrintImage, Search}  # fmt: skip
+    assert kinds == {
+        BuildModel,
+        Convert,
+        CopyFrom,
+        DeleteModel,
+        GetModel,
+        ListModels,
+        Passthrough,
+        PrintImage,
+        Search,
+    }
 
 
 @pytest.mark.parametrize("line", LINES)

@@ -102,6 +102,7 @@ def create_app(settings: ServerSettings | None = None, *, workspace: Any = None)
         description=DESCRIPTION,
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         lifespan=lifespan,
+        strict_content_type=False,  # a body sent without Content-Type is parsed as JSON
     )
     app.state.settings = settings
     app.state.workspace = workspace

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +76,14 @@ class UrlPolicy:
     max_redirects: int = 5
     user_agent: str = "pixql"
     headers: dict[str, str] = field(default_factory=dict)
+    #: CA bundle (PEM) trusted for https images instead of the system's (None: system)
+    ca_bundle: str | None = None
+
+    def tls(self) -> ssl.SSLContext:
+        """The TLS context for https images (certificates and host names are verified)."""
+        if self.ca_bundle:
+            return ssl.create_default_context(cafile=self.ca_bundle)
+        return httpx.create_ssl_context()  # certifi's bundle, as httpx by default
 
     @classmethod
     def from_entries(cls, entries: list[str], **kwargs: object) -> UrlPolicy:
@@ -276,7 +285,8 @@ def fetch_url(url: str, policy: UrlPolicy) -> bytes:
     limits = httpx.Limits(max_keepalive_connections=0)
     headers = {"User-Agent": policy.user_agent, **policy.headers}
     with httpx.Client(
-        timeout=timeout, limits=limits, trust_env=False, follow_redirects=False, headers=headers
+        timeout=timeout, limits=limits, trust_env=False, follow_redirects=False, headers=headers,
+        verify=policy.tls(),
     ) as client:
         try:
             return _follow(client, parsed, policy)

@@ -60,6 +60,7 @@ class ImageLoader:
             total_timeout_s=settings.url_total_timeout_s,
             max_bytes=settings.url_max_bytes,
             max_redirects=settings.url_max_redirects,
+            ca_bundle=str(settings.url_ca_bundle) if settings.url_ca_bundle else None,
         )
         #: image ``type`` → loader(value, name) returning a PIL image
         self.loaders: dict[str, Callable[[Any, str], Any]] = {

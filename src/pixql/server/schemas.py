@@ -14,7 +14,7 @@ Field names and their order follow Roboflow's pydantic models (``ClipImageEmbedd
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,9 +87,9 @@ class ClipTextEmbeddingRequest(ClipInferenceRequest):
     truncate: bool = Field(default=True, description=TRUNCATE_DESCRIPTION)
 
 
-PromptItem = Union[ImageInput, str]
+PromptItem = ImageInput | str
 Prompt = Annotated[
-    Union[ImageInput, str, list[PromptItem], dict[str, PromptItem]],
+    ImageInput | str | list[PromptItem] | dict[str, PromptItem],
     Field(union_mode="left_to_right"),
 ]
 
@@ -102,7 +102,7 @@ class ClipCompareRequest(ClipInferenceRequest):
     ``value`` keys is one image, as in Roboflow.
     """
 
-    subject: Union[ImageInput, str] = Field(description="the image or text to compare")
+    subject: ImageInput | str = Field(description="the image or text to compare")
     subject_type: InputType = Field(default="image", description="'image' or 'text'")
     prompt: Prompt = Field(description="an item, a list of items or a dict of named items")
     prompt_type: InputType = Field(default="text", description="'image' or 'text'")

@@ -101,6 +101,9 @@ class ServerSettings(BaseModel):
     )
     url_max_bytes: int = Field(default=20 * MIB, ge=1, description="download size cap")
     url_max_redirects: int = Field(default=5, ge=0, description="redirects followed at most")
+    url_ca_bundle: Path | None = Field(
+        default=None, description="PEM CA bundle trusted for https images (None: the system's)"
+    )
     cors_origins: list[str] = Field(default_factory=list, description="CORS allowed origins")
     enable_sql: bool = Field(default=False, description="mount the SQL-over-HTTP routes")
 

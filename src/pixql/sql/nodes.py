@@ -76,7 +76,7 @@ class Subquery:
 
     start: int
     end: int
-    node: "AiStatement"
+    node: AiStatement
 
 
 @dataclass(eq=False)

@@ -40,8 +40,13 @@ MAX_DEPTH = 200  # parentheses, brackets and braces, all kinds together
 MAX_AI_NESTING = 32  # AI subqueries inside AI subqueries
 SEARCH_TARGETS = ("image", "text", "video", "audio")
 PRINT_TARGETS = ("image", "audio", "video")
-LEGACY_SEARCH_KEYS = {"image": "image", "images": "image", "text": "text", "video": "video",
-                      "audio": "audio"}  # fmt: skip
+LEGACY_SEARCH_KEYS = {
+    "image": "image",
+    "images": "image",
+    "text": "text",
+    "video": "video",
+    "audio": "audio",
+}
 CONSTANTS: dict[str, Any] = {"true": True, "false": False, "none": None}
 CLOSERS = {"(": ")", "[": "]", "{": "}"}
 
@@ -49,19 +54,30 @@ CLOSERS = {"(": ")", "[": "]", "{": "}"}
 # at the top level they are always parsed as AI statements (with precise errors);
 # otherwise (and always inside parentheses) the second word must match SIGNATURES.
 HANDLERS = {
-    "build": "_build", "get": "_get", "convert": "_convert", "search": "_search",
-    "list": "_list", "show": "_show", "delete": "_delete", "drop": "_drop",
-    "copy": "_copy", "print": "_print",
-}  # fmt: skip
+    "build": "_build",
+    "get": "_get",
+    "convert": "_convert",
+    "search": "_search",
+    "list": "_list",
+    "show": "_show",
+    "delete": "_delete",
+    "drop": "_drop",
+    "copy": "_copy",
+    "print": "_print",
+}
 ALWAYS_AI = frozenset({"build", "get", "convert", "search", "list", "print"})
 NESTABLE = frozenset({"convert", "search", "list", "show"})
 SIGNATURES: dict[str, frozenset[str]] = {
-    "build": frozenset({"model"}), "get": frozenset({"thanosql"}),
-    "convert": frozenset({"using"}), "search": frozenset(SEARCH_TARGETS),
-    "list": frozenset({"model", "models", "thanosql"}), "show": frozenset({"models"}),
-    "delete": frozenset({"model"}), "drop": frozenset({"model"}),
+    "build": frozenset({"model"}),
+    "get": frozenset({"thanosql"}),
+    "convert": frozenset({"using"}),
+    "search": frozenset(SEARCH_TARGETS),
+    "list": frozenset({"model", "models", "thanosql"}),
+    "show": frozenset({"models"}),
+    "delete": frozenset({"model"}),
+    "drop": frozenset({"model"}),
     "print": frozenset(PRINT_TARGETS),
-}  # fmt: skip
+}
 
 
 def _shown(tok: Token) -> str:
@@ -86,13 +102,17 @@ class _Parser:
 
     def peek(self, ahead: int = 0, *, opt: bool = False) -> Token:
         """The token ``ahead`` tokens after the cursor (``opt``: options mode)."""
-        offset, tok = self.pos, None
-        for _ in range(ahead + 1):
-            tok = self._cache.get((offset, opt))
-            if tok is None:
-                tok = self._cache[offset, opt] = self.lexer.token_at(offset, options=opt)
-            offset = tok.end
-        assert tok is not None
+        tok = self._token(self.pos, opt)
+        for _ in range(ahead):
+            tok = self._token(tok.end, opt)
+        return tok
+
+    def _token(self, offset: int, opt: bool) -> Token:
+        tok = self._cache.get((offset, opt))
+        if tok is None:
+            if len(self._cache) > 16:  # only lookahead is re-read: keep memory flat
+                self._cache.clear()
+            tok = self._cache[offset, opt] = self.lexer.token_at(offset, options=opt)
         return tok
 
     def advance(self, *, opt: bool = False) -> Token:
@@ -197,8 +217,9 @@ class _Parser:
         kind = self.name("a model kind", "USING", keep_case=True)
         options, option_pos = self.options_clause()
         query = self.as_query(option_pos is None, f"USING {kind}", required=False)
-        return BuildModel(options=options, option_pos=option_pos or {}, name=name, kind=kind,
-                          query=query)  # fmt: skip
+        return BuildModel(
+            options=options, option_pos=option_pos or {}, name=name, kind=kind, query=query
+        )
 
     def _get(self) -> GetModel:
         self.advance()
@@ -234,8 +255,13 @@ class _Parser:
         more, more_pos = self.options_clause(options, option_pos)
         query = self.as_query(more_pos is None, f"USING {model}", required=True)
         assert query is not None
-        return Search(options=more, option_pos=more_pos or option_pos, target=tok.word or "",
-                      model=model, query=query)  # fmt: skip
+        return Search(
+            options=more,
+            option_pos=more_pos or option_pos,
+            target=tok.word or "",
+            model=model,
+            query=query,
+        )
 
     def legacy_search_input(self, target: str) -> tuple[dict[str, Any], dict[str, Position]]:
         """``SEARCH IMAGE image='x.png' USING ...`` -> search_by/search_input options."""
@@ -298,8 +324,7 @@ class _Parser:
             self.fail(tok, ["a quoted path"], after="FROM")
         self.advance()
         self.end([], after="the path")
-        return CopyFrom(options=options, option_pos=option_pos or {}, table=table,
-                        source=tok.value)  # fmt: skip
+        return CopyFrom(options=options, option_pos=option_pos or {}, table=table, source=tok.value)
 
     def _print(self) -> PrintImage:
         self.advance()
@@ -310,8 +335,9 @@ class _Parser:
         options, option_pos = self.options_clause()
         self.as_query(option_pos is None, f"PRINT {tok.text}", required=True, consume=False)
         query = self.unwrapped_query()
-        return PrintImage(options=options, option_pos=option_pos or {}, target=tok.word or "",
-                          query=query)  # fmt: skip
+        return PrintImage(
+            options=options, option_pos=option_pos or {}, target=tok.word or "", query=query
+        )
 
     # -- OPTIONS and values ------------------------------------------------------------
 
@@ -393,8 +419,11 @@ class _Parser:
             item = self.value()
             if closer == "}":
                 if isinstance(item, (list, dict)):
-                    raise self.error("a dict key must be a string, number, bool or None",
-                                     key_tok.start, ["a dict key"])  # fmt: skip
+                    raise self.error(
+                        "a dict key must be a string, number, bool or None",
+                        key_tok.start,
+                        ["a dict key"],
+                    )
                 if not self.peek(opt=True).is_punct(":"):
                     self.fail(self.peek(opt=True), ["':'"], after="the dict key")
                 self.advance(opt=True)
@@ -409,8 +438,9 @@ class _Parser:
 
     # -- queries -----------------------------------------------------------------------
 
-    def as_query(self, options_allowed: bool, after: str, *, required: bool,
-                 consume: bool = True) -> Query | None:  # fmt: skip
+    def as_query(
+        self, options_allowed: bool, after: str, *, required: bool, consume: bool = True
+    ) -> Query | None:
         """``AS <query>`` (required, or optional at the end of the statement)."""
         tok = self.peek()
         expected = ["OPTIONS", "AS"] if options_allowed else ["AS"]
@@ -418,8 +448,9 @@ class _Parser:
             if not required:
                 self.end(expected, after=after if options_allowed else "OPTIONS (...)")
                 return None
-            self.fail(tok, expected, after=after if options_allowed else "OPTIONS (...)",
-                      hint=" <query>")  # fmt: skip
+            self.fail(
+                tok, expected, after=after if options_allowed else "OPTIONS (...)", hint=" <query>"
+            )
         self.advance()
         first = self.peek()
         if self.is_end(first):
@@ -458,15 +489,15 @@ class _Parser:
                 unclosed = stack[-1] if stack else closing
                 if unclosed is not None:
                     closer = CLOSERS[unclosed.text]
-                    raise self.error(f"'{unclosed.text}' is never closed", unclosed.start,
-                                     [f"'{closer}'"])  # fmt: skip
+                    raise self.error(
+                        f"'{unclosed.text}' is never closed", unclosed.start, [f"'{closer}'"]
+                    )
                 break
             if tok.is_punct(")]}"):
                 if not stack and closing is not None and tok.text == ")":
                     break
                 self.close_bracket(tok, stack)
-            self.advance()
-            end = tok.end
+            self.pos = self.last_end = end = tok.end
             if tok.is_punct("([{"):
                 self.enter(tok)
                 stack.append(tok)
@@ -482,8 +513,10 @@ class _Parser:
         opener = stack.pop()
         self.depth -= 1
         if CLOSERS[opener.text] != tok.text:
-            message = (f"'{tok.text}' does not match '{opener.text}' "
-                       f"(line {opener.line}, column {opener.col})")  # fmt: skip
+            message = (
+                f"'{tok.text}' does not match '{opener.text}' "
+                f"(line {opener.line}, column {opener.col})"
+            )
             raise self.error(message, tok.start, [f"'{CLOSERS[opener.text]}'"])
 
     def nested(self, open_tok: Token) -> Subquery | None:
@@ -492,12 +525,15 @@ class _Parser:
         if not self.signature(first):
             return None
         if first.word not in NESTABLE:
-            message = (f"{first.text} {self.peek(1).text} is a top-level statement; only "
-                       "CONVERT, SEARCH, LIST MODEL and SHOW MODELS can be nested")  # fmt: skip
+            message = (
+                f"{first.text} {self.peek(1).text} is a top-level statement; only "
+                "CONVERT, SEARCH, LIST MODEL and SHOW MODELS can be nested"
+            )
             raise self.error(message, first.start, ["CONVERT", "SEARCH", "LIST", "SHOW"])
         if len(self.nesting) >= MAX_AI_NESTING:
-            raise self.error(f"AI subqueries nested too deeply (more than {MAX_AI_NESTING})",
-                             first.start)  # fmt: skip
+            raise self.error(
+                f"AI subqueries nested too deeply (more than {MAX_AI_NESTING})", first.start
+            )
         self.nesting.append(open_tok)
         node = self.ai(first)
         self.nesting.pop()
@@ -529,8 +565,13 @@ def parse_statement(text: str) -> Statement:
     if not statements:
         raise lines.error("empty statement; expected a statement", 0, ["a statement"])
     pos = statements[1].pos
-    raise ParseError("expected a single statement, found another one", line=pos.line,
-                     col=pos.col, source_line=lines.line_text(pos.line), expected=[";"])  # fmt: skip
+    raise ParseError(
+        "expected a single statement, found another one",
+        line=pos.line,
+        col=pos.col,
+        source_line=lines.line_text(pos.line),
+        expected=[";"],
+    )
 
 
 def split_statements(text: str) -> list[tuple[str, Position]]:

@@ -42,7 +42,7 @@ def image_to_array(img: Any, *, image_size: int, grayscale: bool) -> np.ndarray:
     img = img.convert("L" if grayscale else "RGB")
     if img.size != (image_size, image_size):
         img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    arr = np.asarray(img, dtype=np.uint8)
+    arr = np.array(img, dtype=np.uint8)  # a writable copy
     return arr[None] if grayscale else np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 

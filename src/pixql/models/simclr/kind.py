@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from pixql.errors import ModelError
 from pixql.images import default_workers
@@ -75,17 +75,28 @@ class SimCLROptions(BuildOptions):
         default="auto", description="bfloat16 autocast; 'auto': where the hardware supports it")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="'auto': cuda if available")
 
-    @model_validator(mode="after")
-    def _check_combination(self) -> SimCLROptions:
-        if self.pretrained and self.backbone == "small_resnet":
+    @field_validator("image_size")
+    @classmethod
+    def _check_size(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 8 <= value <= 1024:
+            raise ValueError(f"image_size must be 'auto' or an integer from 8 to 1024, got {value}")
+        return value
+
+    @field_validator("backbone")
+    @classmethod
+    def _check_backbone(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("pretrained") and value == "small_resnet":
             raise ValueError("pretrained=True needs backbone='resnet18' or 'auto' "
                              "(there are no ImageNet weights for small_resnet)")
-        if self.pretrained and self.grayscale is True:
-            raise ValueError("pretrained=True needs RGB input: leave grayscale='auto' or "
-                             "set grayscale=False (grey images are converted to RGB)")
-        if isinstance(self.image_size, int) and not 8 <= self.image_size <= 1024:
-            raise ValueError(f"image_size must be 'auto' or 8..1024, got {self.image_size}")
-        return self
+        return value
+
+    @field_validator("grayscale")
+    @classmethod
+    def _check_grayscale(cls, value: bool | str, info: ValidationInfo) -> bool | str:
+        if info.data.get("pretrained") and value is True:
+            raise ValueError("pretrained=True needs RGB input: leave grayscale='auto' or set "
+                             "grayscale=False (grey images are then converted to RGB)")
+        return value
 
 
 class SimCLREmbedder(Embedder):

@@ -1,0 +1,317 @@
+"""The ``%pixql`` / ``%%pixql`` IPython magic (modelled on ThanoSQL's ``%%thanosql``).
+
+Load it with ``%load_ext pixql``. Then::
+
+    %pixql -w my-workspace                 # open (creating) a workspace; or %pixql connect DIR
+    %pixql SELECT count(*) FROM images     # one statement; the result is a DataFrame
+
+    %%pixql -o res
+    COPY images OPTIONS (if_exists='replace') FROM 'shapes/';
+    SELECT * FROM images LIMIT 5           -- ;-separated; the LAST result is shown
+
+Options (before the statement): ``-w/--workspace DIR``, ``-o/--out VAR`` (store the
+:class:`~pixql.execution.result.Result` in ``VAR``), ``-q/--quiet`` (show nothing),
+``--thumbs`` (rows with an ``image_path`` column as a thumbnail table), ``--max-images N``
+(pictures shown, default 100), ``-h/--help``. Line commands: ``connect [DIR]``, ``close``,
+``workspace``.
+
+A result with rows is returned as a pandas DataFrame (so ``_`` holds it); PRINT IMAGE draws
+its pictures in a grid; a statement without rows prints its message (``Success``). Errors
+show pixql's message (with the caret of a syntax error) without a Python traceback, and
+stop "Run All" like any failing cell; ``%tb`` shows the full traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+
+from pixql.errors import Error
+from pixql.notebook.display import MAX_IMAGES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from pixql.execution.result import Result
+    from pixql.workspace import Workspace
+
+USAGE = """\
+%pixql [options] <statement>          run one statement
+%%pixql [options]                     run the cell's ;-separated statements, show the last
+%pixql connect [DIR] | close | workspace
+
+options:
+  -w, --workspace DIR   open the workspace DIR (default $PIXQL_WORKSPACE or ./pixql-workspace)
+  -o, --out VAR         store the last Result in the variable VAR
+  -q, --quiet           show nothing (errors still show)
+  --thumbs              show rows with an image_path column as a thumbnail table
+  --max-images N        most pictures shown by PRINT IMAGE / --thumbs (default 100)
+  -h, --help            this text"""
+
+
+@dataclass
+class MagicArgs:
+    """The options of one magic call."""
+
+    workspace: str | None = None
+    out: str | None = None
+    quiet: bool = False
+    thumbs: bool = False
+    max_images: int = MAX_IMAGES
+    help: bool = False
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _identifier(text: str) -> str:
+    if not text.isidentifier():
+        raise ValueError(text)
+    return text
+
+
+#: flag → (MagicArgs field, converter of its value; None for a switch)
+FLAGS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
+    "-w": ("workspace", str), "--workspace": ("workspace", str),
+    "-o": ("out", _identifier), "--out": ("out", _identifier),
+    "-q": ("quiet", None), "--quiet": ("quiet", None),
+    "--thumbs": ("thumbs", None),
+    "--max-images": ("max_images", _positive_int),
+    "-h": ("help", None), "--help": ("help", None),
+}
+
+
+_OPTION_LIKE = re.compile(r"-[A-Za-z]|--[A-Za-z][\w-]*")
+
+
+def next_token(text: str) -> tuple[str, str]:
+    """The first word of ``text`` (a quoted string loses its quotes) and the rest."""
+    text = text.lstrip()
+    if text[:1] in ("'", '"'):
+        end = text.find(text[0], 1)
+        if end < 0:
+            raise UsageError(f"unterminated quote in: {text}")
+        return text[1:end], text[end + 1:]
+    parts = text.split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def parse_args(line: str) -> tuple[MagicArgs, str]:
+    """Leading options of a magic line, and the rest of the line (a statement or command).
+
+    Options end at the first word that is not an option; a word shaped like an option
+    (``-x``, ``--word``) that is not one of :data:`FLAGS` is an error.
+    """
+    args, rest = MagicArgs(), line
+    while True:
+        word, after = next_token(rest)
+        if word not in FLAGS:
+            if _OPTION_LIKE.fullmatch(word):
+                raise UsageError(f"unknown option {word!r} of %pixql\n{USAGE}")
+            return args, rest.strip()
+        field, convert = FLAGS[word]
+        if convert is None:
+            setattr(args, field, True)
+            rest = after
+            continue
+        value, rest = next_token(after)
+        if not value:
+            raise UsageError(f"option {word} needs a value\n{USAGE}")
+        try:
+            setattr(args, field, convert(value))
+        except ValueError:
+            raise UsageError(f"bad value {value!r} for option {word}\n{USAGE}") from None
+
+
+class PixqlMagicError(Exception):
+    """A statement failed: IPython shows only pixql's message, not a traceback."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook: the lines shown instead of the traceback."""
+        name = type(self.error).__name__
+        lines = str(self.error).splitlines() or [name]
+        return [f"\x1b[0;31m{name}\x1b[0m: {lines[0]}", *lines[1:]]
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    import duckdb
+
+    return (Error, duckdb.Error)
+
+
+@magics_class
+class PixqlMagics(Magics):
+    """``%pixql`` / ``%%pixql``: run pixql SQL against a workspace from a notebook."""
+
+    def __init__(self, shell: "InteractiveShell | None" = None) -> None:
+        super().__init__(shell)
+        self._ws: Workspace | None = None
+
+    # -- the workspace --------------------------------------------------------------------
+    @property
+    def workspace(self) -> "Workspace":
+        """The open workspace (the default one is opened on first use)."""
+        if self._ws is None:
+            self.connect(None)
+            assert self._ws is not None
+            print(f"pixql: using workspace {self._ws.root} (change it with %pixql -w DIR)")
+        return self._ws
+
+    def connect(self, path: str | None) -> "Workspace":
+        """Open ``path`` (default ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``)."""
+        import pixql
+
+        target = os.path.abspath(os.path.expanduser(
+            path or os.environ.get("PIXQL_WORKSPACE", "pixql-workspace")))
+        if self._ws is not None and str(self._ws.root) == os.path.realpath(target):
+            return self._ws
+        self.close()
+        try:
+            self._ws = pixql.connect(target)
+        except _database_errors() as e:
+            raise PixqlMagicError(e) from e
+        return self._ws
+
+    def close(self) -> None:
+        """Close the workspace (releasing the database file for other processes)."""
+        if self._ws is not None:
+            self._ws.close()
+            self._ws = None
+
+    # -- line commands --------------------------------------------------------------------
+    def _cmd_connect(self, rest: str) -> None:
+        path, _ = next_token(rest)
+        ws = self.connect(path or None)
+        print(f"pixql: workspace {ws.root}")
+
+    def _cmd_close(self, rest: str) -> None:
+        self.close()
+        print("pixql: workspace closed")
+
+    def _cmd_workspace(self, rest: str) -> None:
+        print(f"pixql: workspace {self._ws.root}" if self._ws else "pixql: no workspace open")
+
+    COMMANDS: dict[str, Callable[["PixqlMagics", str], None]] = {
+        "connect": _cmd_connect, "close": _cmd_close, "workspace": _cmd_workspace,
+    }
+
+    # -- the magic ------------------------------------------------------------------------
+    @no_var_expand
+    @line_cell_magic
+    def pixql(self, line: str, cell: str | None = None) -> Any:
+        """Run pixql SQL; see ``%pixql --help``."""
+        args, rest = parse_args(line)
+        if args.help:
+            print(USAGE)
+            return None
+        if args.workspace:
+            self._cmd_connect(args.workspace)
+        if cell is None:
+            word, tail = next_token(rest)
+            command = self.COMMANDS.get(word.lower())
+            if command is not None:
+                command(self, tail)
+                return None
+            script = rest
+        elif rest:
+            raise UsageError(f"unexpected text after the %%pixql options: {rest!r} "
+                             "(put the statements in the cell body)")
+        else:
+            script = cell
+        if not script.strip():
+            if args.workspace:
+                return None
+            raise UsageError(f"nothing to run\n{USAGE}")
+        return self.run(script, args)
+
+    def run(self, script: str, args: MagicArgs) -> Any:
+        """Run ``script``; store/show its last result as ``args`` say."""
+        try:
+            results = self.workspace.execute(script)
+        except _database_errors() as e:
+            raise PixqlMagicError(e) from e
+        result = results[-1] if results else None
+        if args.out:
+            self.shell.user_ns[args.out] = result  # type: ignore[union-attr]
+        if result is None or args.quiet:
+            return None
+        return show(result, self.workspace, thumbs=args.thumbs, max_images=args.max_images)
+
+
+def show(result: "Result", ws: "Workspace", *, thumbs: bool = False,
+         max_images: int = MAX_IMAGES) -> Any:
+    """Display ``result`` in the notebook: a picture grid (PRINT IMAGE), a thumbnail table
+    (``thumbs``), or the message of a statement without rows; else return its DataFrame."""
+    from IPython.display import HTML, display
+
+    from pixql.notebook.display import image_grid, thumbnail_table
+
+    if result.images is not None:
+        display(HTML(image_grid(result, ws, max_images=max_images)))
+        return None
+    if not result.table.num_columns:
+        print(result.message or "Success")
+        return None
+    if thumbs:
+        display(HTML(thumbnail_table(result, ws, max_rows=max_images)))
+        return None
+    return result.df()
+
+
+def get_magics(shell: "InteractiveShell | None" = None) -> PixqlMagics:
+    """The :class:`PixqlMagics` registered in ``shell`` (default: the running one)."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    if shell is None:
+        raise RuntimeError("not running inside IPython")
+    magics = shell.magics_manager.registry.get("PixqlMagics")
+    if magics is None:
+        raise RuntimeError("the pixql extension is not loaded: run %load_ext pixql")
+    return magics  # type: ignore[no-any-return]
+
+
+def get_workspace(shell: "InteractiveShell | None" = None) -> "Workspace":
+    """The workspace ``%pixql`` uses, e.g. ``db = get_workspace(); db.sql(...)``."""
+    return get_magics(shell).workspace
+
+
+def load_ipython_extension(ipython: "InteractiveShell") -> None:
+    """``%load_ext pixql``: register the magics."""
+    ipython.register_magics(PixqlMagics(ipython))
+
+
+def unload_ipython_extension(ipython: "InteractiveShell") -> None:
+    """``%unload_ext pixql``: close the workspace (the magic itself stays registered)."""
+    magics = ipython.magics_manager.registry.get("PixqlMagics")
+    if isinstance(magics, PixqlMagics):
+        magics.close()
+
+
+__all__ = [
+    "MagicArgs",
+    "PixqlMagicError",
+    "PixqlMagics",
+    "get_workspace",
+    "load_ipython_extension",
+    "parse_args",
+    "show",
+    "unload_ipython_extension",
+]
