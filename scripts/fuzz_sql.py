@@ -2,8 +2,9 @@
 """Long fuzz run of pixql's SQL parser.
 
 Feeds ``--n`` generated inputs (random text, mutated golden statements, glued scripts and
-deep nesting) to :func:`pixql.sql.parse_script`. Every input must either parse, with
-each statement's ``.sql()`` parsing back to an equal node, or raise ``ParseError``.
+deep nesting) to :func:`pixql.sql.split_statements` and :func:`pixql.sql.parse_script`.
+Every input must either parse, with each statement's ``.sql()`` parsing back to an equal
+node and the split agreeing with the parse, or raise ``ParseError``.
 Any other exception (or a round-trip mismatch) is a bug: the script prints the first
 few and exits with status 1.
 
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pixql.errors import ParseError
-from pixql.sql import parse_script, parse_statement
+from pixql.sql import parse_script, parse_statement, split_statements
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "sql" / "fixtures" / "identity.sql"
@@ -84,6 +85,7 @@ def golden() -> list[str]:
 
 
 def random_text(rng: random.Random, _golden: list[str]) -> str:
+    """Random characters, mostly SQL punctuation and letters, sometimes any code point."""
     alphabet = (
         CHARS if rng.random() < 0.8 else "".join(chr(rng.randrange(0x110000)) for _ in "x" * 20)
     )
@@ -91,6 +93,7 @@ def random_text(rng: random.Random, _golden: list[str]) -> str:
 
 
 def random_words(rng: random.Random, _golden: list[str]) -> str:
+    """Random keywords and punctuation separated by spaces."""
     return " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 40)))
 
 
@@ -115,11 +118,13 @@ def mutated(rng: random.Random, lines: list[str]) -> str:
 
 
 def glued(rng: random.Random, lines: list[str]) -> str:
+    """Several golden statements joined by assorted separators."""
     seps = [";", ";\n", " ; -- c\n", ";/* ; */", "\n;;\n", " "]
     return "".join(rng.choice(lines) + rng.choice(seps) for _ in range(rng.randint(1, 5)))
 
 
 def nested(rng: random.Random, lines: list[str]) -> str:
+    """Deep parentheses or AI subqueries around the limits, sometimes cut short."""
     depth = rng.choice([5, 31, 33, 150, 199, 201, 1000])
     if rng.random() < 0.5:
         core = "SELECT " + "(" * depth + "1" + ")" * depth
@@ -143,11 +148,18 @@ GENERATORS: list[Callable[[random.Random, list[str]], str]] = [
 
 
 def run_one(text: str) -> str:
-    """'parsed', 'error' (ParseError) or 'roundtrip' (a node that does not round-trip)."""
+    """'parsed', 'error' (ParseError) or 'roundtrip' (a node that does not round-trip,
+    or a split that disagrees with the parse)."""
+    try:
+        split = split_statements(text)
+    except ParseError:
+        split = None
     try:
         statements = parse_script(text)
     except ParseError:
         return "error"
+    if split != [(statement.text, statement.pos) for statement in statements]:
+        return "roundtrip"
     for statement in statements:
         if parse_statement(statement.sql()) != statement:
             return "roundtrip"
@@ -155,6 +167,7 @@ def run_one(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the fuzzer; 0 when every input parsed or raised ParseError."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--n", type=int, default=10_000, help="number of inputs (default 10000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

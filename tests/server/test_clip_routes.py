@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -197,3 +200,24 @@ def test_long_text_is_truncated_or_refused(client: httpx.Client, embedder: Any) 
     r = client.post("/clip/embed_text", json={"text": ["ok", long], "truncate": False})
     assert r.status_code == 400
     assert "text[1]" in r.json()["message"] and "77" in r.json()["message"]
+
+
+def test_a_slow_request_does_not_block_others(
+    start_server: Callable[..., tuple[str, Any]], image_host: str, image_server: Any
+) -> None:
+    """Handlers run in the thread pool: while one waits on a slow image, others are served."""
+    base, _ = start_server(url_allow_hosts=["127.0.0.1"], url_timeout_s=10)
+    seen = len(image_server.seen_hosts)
+    slow = {"type": "url", "value": f"{image_host}/slow?s=2"}
+    result: dict[str, httpx.Response] = {}
+    worker = threading.Thread(target=lambda: result.update(
+        r=httpx.post(f"{base}/clip/embed_image", json={"image": slow}, timeout=30)))
+    worker.start()
+    while len(image_server.seen_hosts) == seen:  # the slow download has started
+        time.sleep(0.01)
+    with httpx.Client(base_url=base, timeout=30) as other:
+        assert other.get("/healthz").status_code == 200
+        assert other.post("/clip/embed_text", json={"text": "x"}).status_code == 200
+    assert worker.is_alive()  # both answered while the slow request was still running
+    worker.join()
+    assert result["r"].status_code == 200

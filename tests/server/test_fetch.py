@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -187,3 +187,62 @@ def test_url_input_can_be_disabled(start_server: Callable[..., tuple[str, Any]],
     base, _ = start_server(allow_url_input=False, url_allow_hosts=["127.0.0.1"])
     with httpx.Client(base_url=base, timeout=30) as c:
         assert "URL is disabled" in url_error(c, f"{image_host}/image.png")
+
+
+# ---------------------------------------------------------------------- https + pinning
+@pytest.fixture(scope="module")
+def tls_host(
+    tmp_path_factory: pytest.TempPathFactory, image_server: Any
+) -> Iterator[tuple[int, str]]:
+    """An https image server for ``images.pixql.test`` (self-signed): (port, CA file)."""
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from tests.server.conftest import ImageHandler
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=images.pixql.test", "-addext", "subjectAltName=DNS:images.pixql.test",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), ImageHandler)
+    server.images = image_server.images  # type: ignore[attr-defined]
+    server.seen_hosts = []  # type: ignore[attr-defined]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1], str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``*.pixql.test`` resolves to 127.0.0.1."""
+    real = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: real(
+        "127.0.0.1" if str(host).endswith(".pixql.test") else host, *a, **k))
+
+
+def test_https_is_pinned_with_sni_and_certificate_checks(
+    tls_host: tuple[int, str], images: dict[str, bytes], fake_dns: None
+) -> None:
+    port, ca = tls_host
+    policy = UrlPolicy.from_entries(["127.0.0.1"], ca_bundle=ca)
+    assert fetch_url(f"https://images.pixql.test:{port}/image.png", policy) == images["red"]
+    # same IP, another name: the certificate does not match it, so the fetch fails
+    with pytest.raises(ImageError, match="CERTIFICATE_VERIFY_FAILED.*[Hh]ostname mismatch"):
+        fetch_url(f"https://other.pixql.test:{port}/image.png", policy)
+    # an untrusted certificate fails too
+    with pytest.raises(ImageError, match="CERTIFICATE_VERIFY_FAILED"):
+        fetch_url(f"https://images.pixql.test:{port}/image.png",
+                  UrlPolicy.from_entries(["127.0.0.1"]))

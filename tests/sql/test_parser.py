@@ -35,7 +35,7 @@ TUTORIAL_PRINT = """PRINT IMAGE AS (
     AS SELECT * FROM mnist_test))"""
 TUTORIAL_CONVERT = """CONVERT USING tutorial_search_clip
   OPTIONS (image_col='image_path', convert_type='image', batch_size=128, result_col='convert_result')
-  AS SELECT * FROM unsplash_data                     -- [24968 rows x 6 columns], ~3 min"""
+  AS SELECT * FROM unsplash_data                     -- [24968 rows x 6 columns], ~3 min"""  # noqa: E501
 TUTORIAL_SEARCH = """SEARCH IMAGE USING my_image_search_model
 OPTIONS (search_by='image', search_input='thanosql-dataset/mnist_data/test/923.jpg',
          emb_col='convert_result', result_col='search_result')
@@ -254,6 +254,25 @@ def test_split_statements_respects_quotes_comments_and_brackets() -> None:
         ('SELECT $$;$$, "we;ird" FROM (SELECT 1) t', Position(3, 1)),
     ]
     assert split_statements(" ;; -- nothing\n") == []
+
+
+def test_split_is_lenient_about_ai_syntax_errors_but_not_about_open_quotes() -> None:
+    script = "LIST TABLES; CONVERT USING m OPTIONS (a=) AS SELECT 1;\nSELECT 2"
+    assert split_statements(script) == [
+        ("LIST TABLES", Position(1, 1)),
+        ("CONVERT USING m OPTIONS (a=) AS SELECT 1", Position(1, 14)),
+        ("SELECT 2", Position(2, 1)),
+    ]
+    for incomplete in ["SELECT 'abc;", "SELECT (1;", "LIST MODEL /* ;", 'SELECT "x;']:
+        with pytest.raises(ParseError):
+            split_statements(incomplete)
+
+
+def test_semicolon_inside_brackets_does_not_end_the_statement() -> None:
+    (stmt,) = parse_script("SELECT (1;\n2) AS x;")
+    assert stmt.text == "SELECT (1;\n2) AS x"
+    with pytest.raises(ParseError, match="expected '\\)' after LIST MODEL, found ';'"):
+        parse_script("SELECT * FROM (LIST MODEL;)")
 
 
 def test_statement_text_and_position_in_a_script() -> None:

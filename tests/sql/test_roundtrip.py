@@ -81,7 +81,8 @@ def test_fixture_as_one_script_gives_the_same_statements_in_order() -> None:
         "    OPTIONS (search_by='image', search_input='x/923.jpg',\n"
         "             emb_col='convert_result', result_col='search_result', top_k=4)\n"
         "    AS SELECT * FROM mnist_test))",
-        "SEARCH TEXT USING m OPTIONS (search_input='multi\nline\\tand \\'quotes\\' \\\\') AS SELECT 1",
+        "SEARCH TEXT USING m OPTIONS (search_input='multi\nline\\tand \\'quotes\\' \\\\')"
+        " AS SELECT 1",
         "BUILD MODEL x USING k OPTIONS (a=1e999, b=-1e999, c=-0.0, d=1.7976931348623157e+308)",
         "COPY t OPTIONS () FROM E'it\\'s'",
         "COPY t OPTIONS (if_exists='replace') FROM $$C:\\new\\it's$$",

@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", help="demo workspace folder (default ./demo-workspace)")
     d.add_argument("--epochs", type=int, default=None, help="SimCLR epochs (default: demo's)")
     s = sub.add_parser("serve", help="run the HTTP server (CLIP API, SQL over HTTP)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=9001)
+    s.add_argument("--host", default=None, help="default: $PIXQL_HOST or 127.0.0.1")
+    s.add_argument("--port", type=int, default=None, help="default: $PIXQL_PORT or 9001")
     s.add_argument("--api-key", action="append", help="require this API key (repeatable)")
     s.add_argument("--enable-sql", action="store_true", help="enable POST /sql")
     return p

@@ -16,50 +16,64 @@ T = TypeVar("T", bound=Options)
 class ConvertOptions(Options):
     """CONVERT USING m OPTIONS (...)."""
 
-    image_col: str = "image_path"
-    text_col: str = "text"
-    video_col: str = "video_path"
-    convert_type: Literal["image", "text", "video"] = "image"
-    result_col: str = "convert_result"
-    batch_size: int = Field(default=256, ge=1, le=65536)
-    workers: int | None = Field(default=None, ge=0, le=64)
-    on_error: Literal["fail", "null"] = "fail"
-    table_name: str | None = None  # legacy ThanoSQL spelling; accepted, checked
+    image_col: str = Field(default="image_path", description="column of image paths")
+    text_col: str = Field(default="text", description="column of texts (convert_type='text')")
+    video_col: str = Field(default="video_path",
+                           description="column of video paths (convert_type='video')")
+    convert_type: Literal["image", "text", "video"] = Field(
+        default="image", description="what the source column holds")
+    result_col: str = Field(default="convert_result", description="the FLOAT[d] column to store")
+    batch_size: int = Field(default=256, ge=1, le=65536,
+                            description="items per forward pass (CLIP's default: 16)")
+    workers: int | None = Field(default=None, ge=0, le=64,
+                                description="decoding threads (default: usable cores)")
+    on_error: Literal["fail", "null"] = Field(
+        default="fail", description="bad images: fail and change nothing, or store NULL")
+    table_name: str | None = Field(
+        default=None, description="ThanoSQL's old spelling; checked against the query's table")
 
 
 class SearchOptions(Options):
     """SEARCH IMAGE USING m OPTIONS (...)."""
 
-    search_by: Literal["image", "text", "video", "audio"]
-    search_input: str
-    emb_col: str
-    result_col: str = "search_result"
-    top_k: int | None = Field(default=1000, ge=1)
-    column_name: str | None = None  # legacy spelling of result_col
+    search_by: Literal["image", "text", "video", "audio"] = Field(
+        description="what search_input is (audio: no model embeds it)")
+    search_input: str = Field(description="a file path (workspace-relative or absolute) or a text")
+    emb_col: str = Field(description="the embedding column made by CONVERT")
+    result_col: str = Field(default="search_result", description="the similarity column")
+    top_k: int | None = Field(default=1000, ge=1, description="rows to return; None for all")
+    column_name: str | None = Field(default=None,
+                                    description="ThanoSQL's old spelling of result_col")
 
 
 class CopyOptions(Options):
     """COPY t OPTIONS (...) FROM 'source'."""
 
-    if_exists: Literal["fail", "replace", "append"] = "fail"
-    overwrite: bool | None = None  # legacy: overwrite=True means if_exists='replace'
-    resolve_paths: str | list[str] | None = None
-    image_col: str = "image_path"
+    if_exists: Literal["fail", "replace", "append"] = Field(
+        default="fail", description="what to do when the table exists")
+    overwrite: bool | None = Field(
+        default=None, description="ThanoSQL's old spelling: True means if_exists='replace'")
+    resolve_paths: str | list[str] | None = Field(
+        default=None, description="columns of paths relative to the file's own folder, "
+                                  "rewritten to workspace-relative (or absolute) paths")
+    image_col: str = Field(default="image_path",
+                           description="name of the path column when copying a folder")
 
 
 class PrintOptions(Options):
     """PRINT IMAGE OPTIONS (...)."""
 
-    image_col: str = "image_path"
+    image_col: str = Field(default="image_path", description="column of image paths to show")
 
 
 class GetModelOptions(Options):
     """GET THANOSQL MODEL clip OPTIONS (...)."""
 
-    model_name: str | None = None
-    overwrite: bool = False
-    clip_version_id: str | None = None
-    path: str | None = None
+    model_name: str | None = Field(default=None, description="name to register (default: clip)")
+    overwrite: bool = Field(default=False, description="replace a model of that name")
+    clip_version_id: str | None = Field(default=None,
+                                        description="Roboflow CLIP name (default ViT-B-16)")
+    path: str | None = Field(default=None, description="a local weights folder (hub layout)")
 
 
 def validate(model: type[T], node: AiStatement, *, extra: dict[str, Any] | None = None,

@@ -8,7 +8,7 @@ problem; it never fails the whole view.
 
 Examples:
     >>> from pixql.notebook.display import image_grid, thumbnail_table
-    >>> res = db.sql("PRINT IMAGE AS SELECT image_path, label FROM images LIMIT 8")  # doctest: +SKIP
+    >>> res = db.sql("PRINT IMAGE AS SELECT * FROM images LIMIT 8")  # doctest: +SKIP
     >>> html = image_grid(res, db)                                  # doctest: +SKIP
     >>> html = thumbnail_table(db.sql("SELECT * FROM images"), db)  # doctest: +SKIP
 """
@@ -91,7 +91,7 @@ def format_value(value: Any, *, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def pictures(result: Result, ws: "Workspace", *, limit: int = MAX_IMAGES,
+def pictures(result: Result, ws: Workspace, *, limit: int = MAX_IMAGES,
              caption_fields: int = MAX_CAPTION_FIELDS) -> tuple[list[Picture], int]:
     """The first ``limit`` pictures of ``result`` in row order, and how many there are in all.
 
@@ -101,13 +101,14 @@ def pictures(result: Result, ws: "Workspace", *, limit: int = MAX_IMAGES,
     col = image_column(result)
     if col is None:
         return [], 0
-    others = [c for c in result.columns if c != col]
     values = result.table.column(col).to_pylist()
     chosen = [i for i, v in enumerate(values) if v is not None]
-    rows = [result.table.slice(i, 1).to_pylist()[0] for i in chosen[:limit]]
+    others = [(name, result.table.column(j)) for j, name in enumerate(result.columns)
+              if name != col]
     out = []
-    for i, row in zip(chosen, rows):
-        caption = [f"{c}={format_value(row[c])}" for c in others if not is_vector(row[c])]
+    for i in chosen[:limit]:
+        cells = [(name, column[i].as_py()) for name, column in others]
+        caption = [f"{name}={format_value(v)}" for name, v in cells if not is_vector(v)]
         stored = str(values[i])
         out.append(Picture(i, stored, ws.resolve(stored), caption[:caption_fields]))
     return out, len(chosen)
@@ -139,7 +140,8 @@ def img_tag(path: Path, size: int, *, title: str = "") -> str:
     pixelated = ";image-rendering:pixelated" if max(w, h) < size else ""
     style = f"width:{size}px;height:{size}px;object-fit:contain{pixelated}"
     src = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-    return f'<img src="{src}" style="{style}" title="{html.escape(title)}" alt="{html.escape(title)}">'
+    label = html.escape(title)
+    return f'<img src="{src}" style="{style}" title="{label}" alt="{label}">'
 
 
 def _short(error: ImageError) -> str:
@@ -151,7 +153,7 @@ def render_tags(items: Sequence[Path], size: int, titles: Sequence[str]) -> list
     """``img_tag`` of each path, in order (read in a few threads)."""
     from pixql.images import map_ordered
 
-    pairs = list(zip(items, titles))
+    pairs = list(zip(items, titles, strict=True))
     make: Callable[[tuple[Path, str]], str] = lambda p: img_tag(p[0], size, title=p[1])  # noqa: E731
     tags: list[str] = []
     for chunk in map_ordered(make, pairs, workers=min(WORKERS, max(1, len(pairs))), chunk=16):
@@ -167,7 +169,7 @@ def more_note(shown: int, total: int, what: str) -> str:
             f"{what}; narrow it with LIMIT or show more with --max-images N</p>")
 
 
-def image_grid(result: Result, ws: "Workspace", *, size: int = GRID_SIZE,
+def image_grid(result: Result, ws: Workspace, *, size: int = GRID_SIZE,
                max_images: int = MAX_IMAGES) -> str:
     """One HTML block showing the result's pictures in a wrapping grid, in row order.
 
@@ -179,7 +181,7 @@ def image_grid(result: Result, ws: "Workspace", *, size: int = GRID_SIZE,
         return '<p style="font:12px monospace">no images in this result</p>'
     tags = render_tags([p.path for p in pics], size, [p.stored for p in pics])
     figures = []
-    for pic, tag in zip(pics, tags):
+    for pic, tag in zip(pics, tags, strict=True):
         lines = [html.escape(format_value(pic.stored, limit=MAX_TEXT * 2))]
         lines += [html.escape(c) for c in pic.caption]
         caption = "<br>".join(lines)
@@ -191,26 +193,28 @@ def image_grid(result: Result, ws: "Workspace", *, size: int = GRID_SIZE,
             + more_note(len(pics), total, "images"))
 
 
-def thumbnail_table(result: Result, ws: "Workspace", *, size: int = TABLE_SIZE,
+def thumbnail_table(result: Result, ws: Workspace, *, size: int = TABLE_SIZE,
                     max_rows: int = MAX_IMAGES) -> str:
     """An HTML table of the result's first ``max_rows`` rows with the image column drawn
     as thumbnails (path underneath) and embeddings abbreviated."""
+    head_rows = result.table.slice(0, max_rows)
+    columns = [c.to_pylist() for c in head_rows.columns]
     col = image_column(result)
-    rows = result.table.slice(0, max_rows).to_pylist()
-    paths = [r.get(col) if col else None for r in rows]
+    paths = columns[result.columns.index(col)] if col else [None] * head_rows.num_rows
     with_image = [i for i, p in enumerate(paths) if p is not None]
-    tags = dict(zip(with_image, render_tags([ws.resolve(str(paths[i])) for i in with_image],
-                                            size, [str(paths[i]) for i in with_image])))
+    rendered = render_tags([ws.resolve(str(paths[i])) for i in with_image], size,
+                           [str(paths[i]) for i in with_image])
+    tags = dict(zip(with_image, rendered, strict=True))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in result.columns)
     body = []
-    for i, row in enumerate(rows):
+    for i in range(head_rows.num_rows):
         cells = []
-        for c in result.columns:
-            text = html.escape(format_value(row[c]))
-            if c == col and i in tags:
+        for name, values in zip(result.columns, columns, strict=True):
+            text = html.escape(format_value(values[i]))
+            if name == col and i in tags:
                 text = f"{tags[i]}<br>{text}"
             cells.append(f"<td>{text}</td>")
         body.append(f"<tr><th>{i}</th>{''.join(cells)}</tr>")
     table = (f'<table class="dataframe pixql-thumbs"><thead><tr><th></th>{head}</tr></thead>'
              f"<tbody>{''.join(body)}</tbody></table>")
-    return table + more_note(len(rows), result.table.num_rows, "rows")
+    return table + more_note(head_rows.num_rows, result.table.num_rows, "rows")

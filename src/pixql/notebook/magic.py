@@ -159,13 +159,13 @@ def _database_errors() -> tuple[type[BaseException], ...]:
 class PixqlMagics(Magics):
     """``%pixql`` / ``%%pixql``: run pixql SQL against a workspace from a notebook."""
 
-    def __init__(self, shell: "InteractiveShell | None" = None) -> None:
+    def __init__(self, shell: InteractiveShell | None = None) -> None:
         super().__init__(shell)
         self._ws: Workspace | None = None
 
     # -- the workspace --------------------------------------------------------------------
     @property
-    def workspace(self) -> "Workspace":
+    def workspace(self) -> Workspace:
         """The open workspace (the default one is opened on first use)."""
         if self._ws is None:
             self.connect(None)
@@ -173,7 +173,7 @@ class PixqlMagics(Magics):
             print(f"pixql: using workspace {self._ws.root} (change it with %pixql -w DIR)")
         return self._ws
 
-    def connect(self, path: str | None) -> "Workspace":
+    def connect(self, path: str | None) -> Workspace:
         """Open ``path`` (default ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``)."""
         import pixql
 
@@ -207,7 +207,7 @@ class PixqlMagics(Magics):
     def _cmd_workspace(self, rest: str) -> None:
         print(f"pixql: workspace {self._ws.root}" if self._ws else "pixql: no workspace open")
 
-    COMMANDS: dict[str, Callable[["PixqlMagics", str], None]] = {
+    COMMANDS: dict[str, Callable[[PixqlMagics, str], None]] = {
         "connect": _cmd_connect, "close": _cmd_close, "workspace": _cmd_workspace,
     }
 
@@ -254,7 +254,18 @@ class PixqlMagics(Magics):
         return show(result, self.workspace, thumbs=args.thumbs, max_images=args.max_images)
 
 
-def show(result: "Result", ws: "Workspace", *, thumbs: bool = False,
+#: DuckDB's answers to statements without rows (CREATE → Count, SET/DROP → Success)
+STATUS_COLUMNS = (["Success"], ["Count"])
+
+
+def status_only(result: Result) -> bool:
+    """Whether ``result`` carries a status rather than rows (shown as its message)."""
+    if not result.table.num_columns:
+        return True
+    return result.table.num_rows == 0 and result.columns in STATUS_COLUMNS
+
+
+def show(result: Result, ws: Workspace, *, thumbs: bool = False,
          max_images: int = MAX_IMAGES) -> Any:
     """Display ``result`` in the notebook: a picture grid (PRINT IMAGE), a thumbnail table
     (``thumbs``), or the message of a statement without rows; else return its DataFrame."""
@@ -265,7 +276,7 @@ def show(result: "Result", ws: "Workspace", *, thumbs: bool = False,
     if result.images is not None:
         display(HTML(image_grid(result, ws, max_images=max_images)))
         return None
-    if not result.table.num_columns:
+    if status_only(result):
         print(result.message or "Success")
         return None
     if thumbs:
@@ -274,7 +285,7 @@ def show(result: "Result", ws: "Workspace", *, thumbs: bool = False,
     return result.df()
 
 
-def get_magics(shell: "InteractiveShell | None" = None) -> PixqlMagics:
+def get_magics(shell: InteractiveShell | None = None) -> PixqlMagics:
     """The :class:`PixqlMagics` registered in ``shell`` (default: the running one)."""
     if shell is None:
         from IPython import get_ipython
@@ -288,17 +299,17 @@ def get_magics(shell: "InteractiveShell | None" = None) -> PixqlMagics:
     return magics  # type: ignore[no-any-return]
 
 
-def get_workspace(shell: "InteractiveShell | None" = None) -> "Workspace":
+def get_workspace(shell: InteractiveShell | None = None) -> Workspace:
     """The workspace ``%pixql`` uses, e.g. ``db = get_workspace(); db.sql(...)``."""
     return get_magics(shell).workspace
 
 
-def load_ipython_extension(ipython: "InteractiveShell") -> None:
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """``%load_ext pixql``: register the magics."""
     ipython.register_magics(PixqlMagics(ipython))
 
 
-def unload_ipython_extension(ipython: "InteractiveShell") -> None:
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
     """``%unload_ext pixql``: close the workspace (the magic itself stays registered)."""
     magics = ipython.magics_manager.registry.get("PixqlMagics")
     if isinstance(magics, PixqlMagics):

@@ -48,8 +48,8 @@ ROUTERS = (
     "pixql.server.routes.models",
     "pixql.server.routes.clip",
 )
-#: settings flag → router module mounted when the flag is on
-OPTIONAL_ROUTERS = {"enable_sql": "pixql.server.routes.sql"}
+#: settings property → router module mounted when it is true
+OPTIONAL_ROUTERS = {"sql_enabled": "pixql.server.routes.sql"}
 
 DESCRIPTION = """pixql's HTTP API, wire-compatible with Roboflow Inference Server's CLIP
 routes (`inference_sdk.InferenceHTTPClient` works unchanged). Embeddings are raw CLIP
@@ -142,7 +142,8 @@ def serve(
 
     Args:
         settings: host, port, keys, limits (default: from the environment).
-        workspace_dir: a workspace folder to open (``pixql.connect``), or None.
+        workspace_dir: a workspace folder to open (``pixql.connect(..., confined=True)``),
+            or None.
     """
     import uvicorn
 
@@ -151,7 +152,12 @@ def serve(
     if workspace_dir is not None:
         import pixql
 
-        workspace = pixql.connect(str(workspace_dir))
+        # confined: SQL over HTTP may touch files inside the workspace only
+        workspace = pixql.connect(str(workspace_dir), progress=False, confined=True)
     install_log_redaction()
     app = create_app(settings, workspace=workspace)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    finally:
+        if workspace is not None:
+            workspace.close()

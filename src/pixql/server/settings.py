@@ -105,7 +105,9 @@ class ServerSettings(BaseModel):
         default=None, description="PEM CA bundle trusted for https images (None: the system's)"
     )
     cors_origins: list[str] = Field(default_factory=list, description="CORS allowed origins")
-    enable_sql: bool = Field(default=False, description="mount the SQL-over-HTTP routes")
+    enable_sql: bool = Field(
+        default=False,
+        description="mount POST /sql (also on whenever api_keys are configured)")
 
     @field_validator("api_keys")
     @classmethod
@@ -113,6 +115,11 @@ class ServerSettings(BaseModel):
         if any(not k.get_secret_value() for k in keys):
             raise ValueError("API keys must not be empty strings")
         return keys
+
+    @property
+    def sql_enabled(self) -> bool:
+        """Whether ``POST /sql`` is served: asked for, or implied by configured keys."""
+        return self.enable_sql or bool(self.api_keys)
 
     @property
     def auth_enabled(self) -> bool:

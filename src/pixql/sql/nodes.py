@@ -103,8 +103,9 @@ class Query:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Query):
             return NotImplemented
-        return self.segments() == other.segments() and [s.node for s in self.subqueries] == [
-            s.node for s in other.subqueries
+        nodes = [sub.node for sub in self.subqueries]
+        return self.segments() == other.segments() and nodes == [
+            sub.node for sub in other.subqueries
         ]
 
     __hash__ = None  # type: ignore[assignment]

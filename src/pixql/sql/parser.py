@@ -13,10 +13,10 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import Any
 
 from pixql.errors import ParseError
-from pixql.sql.lexer import Lexer, Token, TokenKind, ascii_lower
+from pixql.sql.lexer import CLOSERS, MAX_DEPTH, Lexer, Token, TokenKind, TokenStream, ascii_lower
 from pixql.sql.nodes import (
     AiStatement,
     BuildModel,
@@ -36,137 +36,47 @@ from pixql.sql.nodes import (
 
 __all__ = ["MAX_AI_NESTING", "MAX_DEPTH", "parse_script", "parse_statement", "split_statements"]
 
-MAX_DEPTH = 200  # parentheses, brackets and braces, all kinds together
 MAX_AI_NESTING = 32  # AI subqueries inside AI subqueries
 SEARCH_TARGETS = ("image", "text", "video", "audio")
 PRINT_TARGETS = ("image", "audio", "video")
-LEGACY_SEARCH_KEYS = {
-    "image": "image",
-    "images": "image",
-    "text": "text",
-    "video": "video",
-    "audio": "audio",
-}
-CONSTANTS: dict[str, Any] = {"true": True, "false": False, "none": None}
-CLOSERS = {"(": ")", "[": "]", "{": "}"}
+LEGACY_SEARCH_KEYS = dict(image="image", images="image", text="text", video="video", audio="audio")
 
-# Leading keyword -> parse method. The words in ALWAYS_AI start no DuckDB statement, so
-# at the top level they are always parsed as AI statements (with precise errors);
-# otherwise (and always inside parentheses) the second word must match SIGNATURES.
-HANDLERS = {
-    "build": "_build",
-    "get": "_get",
-    "convert": "_convert",
-    "search": "_search",
-    "list": "_list",
-    "show": "_show",
-    "delete": "_delete",
-    "drop": "_drop",
-    "copy": "_copy",
-    "print": "_print",
+# Leading keyword -> (parse method, words that may follow it). Words in ALWAYS_AI start
+# no DuckDB statement, so at the top level they always parse as AI statements (with
+# precise errors); otherwise, and always inside parentheses, the second word must match
+# (COPY is special: ``COPY name OPTIONS``).
+STATEMENTS: dict[str, tuple[str, frozenset[str]]] = {
+    "build": ("_build", frozenset({"model"})),
+    "get": ("_get", frozenset({"thanosql"})),
+    "convert": ("_convert", frozenset({"using"})),
+    "search": ("_search", frozenset(SEARCH_TARGETS)),
+    "list": ("_list", frozenset({"model", "models", "thanosql"})),
+    "show": ("_show", frozenset({"models"})),
+    "delete": ("_delete", frozenset({"model"})),
+    "drop": ("_drop", frozenset({"model"})),
+    "copy": ("_copy", frozenset()),
+    "print": ("_print", frozenset(PRINT_TARGETS)),
 }
 ALWAYS_AI = frozenset({"build", "get", "convert", "search", "list", "print"})
 NESTABLE = frozenset({"convert", "search", "list", "show"})
-SIGNATURES: dict[str, frozenset[str]] = {
-    "build": frozenset({"model"}),
-    "get": frozenset({"thanosql"}),
-    "convert": frozenset({"using"}),
-    "search": frozenset(SEARCH_TARGETS),
-    "list": frozenset({"model", "models", "thanosql"}),
-    "show": frozenset({"models"}),
-    "delete": frozenset({"model"}),
-    "drop": frozenset({"model"}),
-    "print": frozenset(PRINT_TARGETS),
-}
 
 
-def _shown(tok: Token) -> str:
-    text = tok.text if len(tok.text) <= 30 else tok.text[:27] + "..."
-    return repr(text)
-
-
-class _Parser:
+class _Parser(TokenStream):
     """Recursive-descent parser over a lazily lexed script (one instance per script)."""
 
     def __init__(self, text: str) -> None:
-        self.text = text
-        self.lexer = Lexer(text)
-        self.lines = self.lexer.lines
-        self.pos = 0  # offset just after the last consumed token
-        self.last_end = 0  # end offset of the last consumed token
-        self.depth = 0  # open brackets of any kind
+        super().__init__(text)
         self.nesting: list[Token] = []  # the '(' of each enclosing AI subquery
-        self._cache: dict[tuple[int, bool], Token] = {}
-
-    # -- tokens ---------------------------------------------------------------------
-
-    def peek(self, ahead: int = 0, *, opt: bool = False) -> Token:
-        """The token ``ahead`` tokens after the cursor (``opt``: options mode)."""
-        tok = self._token(self.pos, opt)
-        for _ in range(ahead):
-            tok = self._token(tok.end, opt)
-        return tok
-
-    def _token(self, offset: int, opt: bool) -> Token:
-        tok = self._cache.get((offset, opt))
-        if tok is None:
-            if len(self._cache) > 16:  # only lookahead is re-read: keep memory flat
-                self._cache.clear()
-            tok = self._cache[offset, opt] = self.lexer.token_at(offset, options=opt)
-        return tok
-
-    def advance(self, *, opt: bool = False) -> Token:
-        """Consume and return the next token."""
-        tok = self.peek(opt=opt)
-        self.pos = self.last_end = tok.end
-        return tok
+        self.lexical = False  # True: only split, parse no nested AI statements
 
     def is_end(self, tok: Token) -> bool:
         """Whether ``tok`` ends the current statement (``)`` ends a nested one)."""
-        if tok.kind is TokenKind.EOF or tok.is_punct(";"):
-            return True
-        return bool(self.nesting) and tok.is_punct(")")
-
-    def error(self, message: str, offset: int, expected: list[str] | None = None) -> ParseError:
-        return self.lines.error(message, offset, expected)
-
-    def fail(self, tok: Token, expected: list[str], *, after: str = "", hint: str = "") -> NoReturn:
-        """Raise 'expected X after Y, found Z' (or 'unexpected end of statement')."""
-        wanted = " or ".join(expected)
-        if tok.kind is TokenKind.EOF or tok.is_punct(";"):
-            message = f"unexpected end of statement; expected {wanted}{hint}"
-            raise self.error(message, self.last_end, expected)
-        where = f" after {after}" if after else ""
-        raise self.error(f"expected {wanted}{where}, found {_shown(tok)}", tok.start, expected)
-
-    def expect_word(self, word: str, after: str) -> Token:
-        tok = self.peek()
-        if tok.word != word:
-            self.fail(tok, [word.upper()], after=after)
-        return self.advance()
-
-    def name(self, what: str, after: str, *, keep_case: bool = False) -> str:
-        """An identifier: unquoted ones are lower-cased (unless ``keep_case``)."""
-        tok = self.peek()
-        if tok.kind is TokenKind.QIDENT:
-            if not tok.value:
-                raise self.error("zero-length quoted identifier", tok.start, [what])
-            return self.advance().value
-        if tok.kind is not TokenKind.IDENT:
-            self.fail(tok, [what], after=after)
-        self.advance()
-        return tok.text if keep_case else ascii_lower(tok.text)
-
-    def enter(self, tok: Token) -> None:
-        """Count one more open bracket, refusing deep nesting."""
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            message = f"nested too deeply (more than {MAX_DEPTH} levels of brackets)"
-            raise self.error(message, tok.start)
+        return self.at_end(tok) or (bool(self.nesting) and tok.is_punct(")"))
 
     # -- statements ------------------------------------------------------------------
 
     def script(self) -> list[Statement]:
+        """All statements of the script; empty ones are skipped."""
         out: list[Statement] = []
         while True:
             tok = self.peek()
@@ -177,7 +87,26 @@ class _Parser:
                 continue
             out.append(self.statement())
 
+    def split(self) -> list[tuple[str, Position]]:
+        """Each statement's text and position; a statement with an AI syntax error is
+        still split, by its brackets and ';' alone."""
+        out: list[tuple[str, Position]] = []
+        while (first := self.peek()).kind is not TokenKind.EOF:
+            if first.is_punct(";"):
+                self.advance()
+                continue
+            start = self.pos
+            try:
+                node = self.statement()
+                out.append((node.text, node.pos))
+            except ParseError:
+                self.pos, self.depth, self.nesting, self.lexical = start, 0, [], True
+                out.append((self.scan_query(None).text, Position(first.line, first.col)))
+                self.lexical = False
+        return out
+
     def statement(self) -> Statement:
+        """One top-level statement: an AI statement, or plain SQL as a Passthrough."""
         first = self.peek()
         if first.word in ALWAYS_AI or self.signature(first):
             return self.ai(first)
@@ -193,12 +122,12 @@ class _Parser:
             table = self.peek(1)
             named = table.kind in (TokenKind.IDENT, TokenKind.QIDENT)
             return named and self.peek(2).word == "options"
-        follow = SIGNATURES.get(word or "")
-        return follow is not None and self.peek(1).word in follow
+        entry = STATEMENTS.get(word or "")
+        return entry is not None and self.peek(1).word in entry[1]
 
     def ai(self, first: Token) -> AiStatement:
         """Parse the AI statement whose first token is ``first`` (at the cursor)."""
-        node: AiStatement = getattr(self, HANDLERS[first.word or ""])()
+        node: AiStatement = getattr(self, STATEMENTS[first.word or ""][0])()
         node.text = self.text[first.start : self.last_end]
         node.pos = Position(first.line, first.col)
         return node
@@ -371,71 +300,6 @@ class _Parser:
         self.depth -= 1
         return options, positions
 
-    def separator(self, closer: str, after: str) -> bool:
-        """Consume a ',' (True) or stop before ``closer`` (False); anything else fails."""
-        tok = self.peek(opt=True)
-        if tok.is_punct(","):
-            self.advance(opt=True)
-            return True
-        if not tok.is_punct(closer):
-            self.fail(tok, ["','", f"'{closer}'"], after=after)
-        return False
-
-    def value(self) -> Any:
-        """A Python-like literal: string, number, True/False/None, list, tuple, dict."""
-        tok = self.peek(opt=True)
-        if tok.kind is TokenKind.STRING:
-            return self.advance(opt=True).value
-        if tok.kind is TokenKind.NUMBER or tok.is_punct("+-"):
-            return self.number()
-        if tok.word in CONSTANTS:
-            self.advance(opt=True)
-            return CONSTANTS[tok.word or ""]
-        if tok.is_punct("[({"):
-            return self.collection(tok)
-        self.fail(tok, ["a value"], hint=" (a string, number, True/False/None, list or dict)")
-
-    def number(self) -> int | float:
-        sign = self.advance(opt=True) if self.peek(opt=True).is_punct("+-") else None
-        tok = self.peek(opt=True)
-        if tok.kind is not TokenKind.NUMBER:
-            self.fail(tok, ["a number"], after=repr(sign.text) if sign else "")
-        self.advance(opt=True)
-        try:
-            value = float(tok.text) if any(c in tok.text for c in ".eE") else int(tok.text)
-        except ValueError:
-            raise self.error(f"invalid number {_shown(tok)}", tok.start, ["a number"]) from None
-        return -value if sign is not None and sign.text == "-" else value
-
-    def collection(self, open_tok: Token) -> Any:
-        """``[...]`` and ``(...)`` (a list; ``(x)`` alone is x) or ``{k: v, ...}``."""
-        closer = CLOSERS[open_tok.text]
-        self.advance(opt=True)
-        self.enter(open_tok)
-        items: list[Any] = []
-        comma = False
-        while not self.peek(opt=True).is_punct(closer):
-            key_tok = self.peek(opt=True)
-            item = self.value()
-            if closer == "}":
-                if isinstance(item, (list, dict)):
-                    raise self.error(
-                        "a dict key must be a string, number, bool or None",
-                        key_tok.start,
-                        ["a dict key"],
-                    )
-                if not self.peek(opt=True).is_punct(":"):
-                    self.fail(self.peek(opt=True), ["':'"], after="the dict key")
-                self.advance(opt=True)
-                item = (item, self.value())
-            items.append(item)
-            comma = self.separator(closer, after="the item")
-        self.advance(opt=True)
-        self.depth -= 1
-        if closer == "}":
-            return dict(items)
-        return items[0] if closer == ")" and len(items) == 1 and not comma else items
-
     # -- queries -----------------------------------------------------------------------
 
     def as_query(
@@ -485,7 +349,7 @@ class _Parser:
         start = end = self.peek().start
         while True:
             tok = self.peek()
-            if tok.kind is TokenKind.EOF or tok.is_punct(";"):
+            if self.at_end(tok):
                 unclosed = stack[-1] if stack else closing
                 if unclosed is not None:
                     closer = CLOSERS[unclosed.text]
@@ -522,7 +386,7 @@ class _Parser:
     def nested(self, open_tok: Token) -> Subquery | None:
         """The AI statement right after ``open_tok`` (absolute offsets), if there is one."""
         first = self.peek()
-        if not self.signature(first):
+        if self.lexical or not self.signature(first):
             return None
         if first.word not in NESTABLE:
             message = (
@@ -537,8 +401,7 @@ class _Parser:
         self.nesting.append(open_tok)
         node = self.ai(first)
         self.nesting.pop()
-        tok = self.peek()
-        if tok.kind is TokenKind.EOF or tok.is_punct(";"):
+        if self.peek().kind is TokenKind.EOF:
             raise self.error("'(' is never closed", open_tok.start, ["')'"])
         return Subquery(first.start, self.last_end, node)
 
@@ -552,7 +415,7 @@ def parse_script(text: str) -> list[Statement]:
     parser = _Parser(text)
     try:
         return parser.script()
-    except RecursionError:
+    except RecursionError:  # a safety net: MAX_DEPTH and MAX_AI_NESTING come first
         raise parser.error("nested too deeply", parser.pos) from None
 
 
@@ -575,9 +438,17 @@ def parse_statement(text: str) -> Statement:
 
 
 def split_statements(text: str) -> list[tuple[str, Position]]:
-    """The statements of a script as (source text, position) pairs.
+    """The statements of a script as (source text, position) pairs, as
+    :func:`parse_script` splits them: a ';' inside a string, comment, dollar quote,
+    bracket or OPTIONS value does not end a statement.
 
-    The split is the parser's: ';' inside strings, comments, dollar quotes, brackets or
-    OPTIONS values does not end a statement. Raises ParseError like :func:`parse_script`.
+    Lenient where parse_script is not: an AI statement with a syntax error is still
+    split (up to the next top-level ';'). Only unterminated strings, comments or quoted
+    identifiers, and unbalanced brackets, raise :class:`ParseError` (an interactive shell
+    reads on after those).
     """
-    return [(statement.text, statement.pos) for statement in parse_script(text)]
+    parser = _Parser(text)
+    try:
+        return parser.split()
+    except RecursionError:
+        raise parser.error("nested too deeply", parser.pos) from None

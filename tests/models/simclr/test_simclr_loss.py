@@ -52,7 +52,8 @@ def test_invariant_to_scale_and_shared_row_order() -> None:
 
 
 def test_single_pair_has_no_negatives_so_zero_loss() -> None:
-    assert float(NTXentLoss(0.5)(torch.randn(1, 4), torch.randn(1, 4))) == pytest.approx(0.0, abs=1e-6)
+    loss = NTXentLoss(0.5)(torch.randn(1, 4), torch.randn(1, 4))
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
 
 
 @pytest.mark.parametrize("n", [2, 3, 10])
@@ -81,7 +82,8 @@ def test_rejects_bad_temperature(bad: object) -> None:
         NTXentLoss(bad)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("shapes", [((4, 8), (3, 8)), ((4, 8), (4, 7)), ((0, 8), (0, 8)), ((8,), (8,))])
+@pytest.mark.parametrize("shapes", [((4, 8), (3, 8)), ((4, 8), (4, 7)), ((0, 8), (0, 8)),
+                                    ((8,), (8,))])
 def test_rejects_mismatched_shapes(shapes: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
     with pytest.raises(ValueError, match="two \\(n, d\\) tensors"):
         NTXentLoss()(torch.randn(*shapes[0]), torch.randn(*shapes[1]))

@@ -8,7 +8,9 @@ The same object serves SQL (``CONVERT``/``SEARCH IMAGE``) and HTTP (``/clip/*``)
 * ``preprocess(text, "text")`` — the string itself; tokenization happens per batch in
   ``forward`` so each batch is padded to its *longest* text, not always to 77 tokens.
 * ``preprocess(path, "video")`` — ``video_frames`` frames sampled evenly → ``(N, 3, H, W)``.
-* ``forward`` — ``encode_image`` / ``encode_text`` under :func:`torch.inference_mode`.
+* ``forward`` — ``encode_image`` / ``encode_text`` under :func:`torch.inference_mode`, or
+  the runners of another backend (ONNX Runtime, OpenVINO) when ``towers`` is set (see
+  :mod:`pixql.models.clip.backends`).
 * ``postprocess(normalize=True)`` — L2-normalised ``float32``; ``normalize=False`` returns the
   raw projections (what Roboflow's server returns).
 """
@@ -18,13 +20,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from pixql.errors import ModelError
 from pixql.models.base import Embedder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pixql.models.clip.backends import Towers
 
 #: open_clip text pooling types for which trailing padding can be dropped (see _can_trim)
 _TRIMMABLE_POOLS = frozenset({"argmax", "eos", "first"})
@@ -41,6 +46,8 @@ class ClipEmbedder(Embedder):
         dim: embedding dimension (``embed_dim`` of the model config).
         source: where the weights came from (a folder, or ``"open_clip:<name>/openai"``).
         video_frames: frames sampled per video.
+        towers: runners replacing the torch towers (``None``: torch; see
+            :func:`pixql.models.clip.backends.attach_backend`).
 
     Thread safety: ``preprocess`` and ``forward`` may be called from several threads at once;
     inference on the (read-only, eval-mode) torch module is re-entrant and the tokenizer's
@@ -59,6 +66,7 @@ class ClipEmbedder(Embedder):
         dim: int,
         source: str = "",
         video_frames: int = 8,
+        towers: Towers | None = None,
     ) -> None:
         if video_frames < 1:
             raise ValueError(f"video_frames must be >= 1, got {video_frames}")
@@ -70,6 +78,7 @@ class ClipEmbedder(Embedder):
         self.dim = int(dim)
         self.source = source
         self.video_frames = video_frames
+        self.towers = towers
         self.device = next(model.parameters()).device
         self._tokenizer_lock = threading.Lock()
         self._preprocessors: dict[str, Callable[[Any], Any]] = {
@@ -84,7 +93,13 @@ class ClipEmbedder(Embedder):
         }
 
     def __repr__(self) -> str:
-        return f"ClipEmbedder({self.model_id!r}, dim={self.dim}, source={self.source!r})"
+        return (f"ClipEmbedder({self.model_id!r}, dim={self.dim}, source={self.source!r}, "
+                f"backend={self.backend!r})")
+
+    @property
+    def backend(self) -> str:
+        """The backend computing the embeddings (``'torch'`` unless ``towers`` is set)."""
+        return self.towers.name if self.towers is not None else "torch"
 
     # ------------------------------------------------------------------ text limits
     @property
@@ -126,7 +141,11 @@ class ClipEmbedder(Embedder):
 
     def _forward_image(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         pixels = torch.stack(list(batch)).to(self.device)
-        return self.model.encode_image(pixels).float()
+        return self._encode_image(pixels)
+
+    def _encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        run = self.towers.image if self.towers is not None else None
+        return run(pixels) if run is not None else self.model.encode_image(pixels).float()
 
     # ------------------------------------------------------------------ text
     def _preprocess_text(self, item: Any) -> str:
@@ -138,15 +157,23 @@ class ClipEmbedder(Embedder):
         with self._tokenizer_lock:
             return self.tokenizer(list(texts))
 
+    def tokens_for(self, texts: Sequence[str]) -> torch.Tensor:
+        """Tokenize to the context length and drop the all-padding tail (when allowed)."""
+        tokens = self._tokenize(texts)
+        return trim_padding(tokens) if self._can_trim() else tokens
+
     def _forward_text(self, batch: Sequence[str]) -> torch.Tensor:
         """Tokenize to the context length, drop the all-padding tail, encode.
 
         Texts longer than :attr:`max_text_tokens` are truncated (see there).
         """
-        tokens = self._tokenize(batch)
-        if self._can_trim():
-            tokens = trim_padding(tokens)
-        tokens = tokens.to(self.device)
+        tokens = self.tokens_for(batch)
+        run = self.towers.text if self.towers is not None else None
+        if run is not None:
+            return run(tokens)
+        return self._encode_text_torch(tokens.to(self.device))
+
+    def _encode_text_torch(self, tokens: torch.Tensor) -> torch.Tensor:
         if tokens.shape[1] == self.max_text_tokens:
             return self.model.encode_text(tokens).float()
         return _encode_text_trimmed(self.model, tokens).float()
@@ -175,7 +202,7 @@ class ClipEmbedder(Embedder):
         """Embed every frame, L2-normalise, average per video, renormalise."""
         sizes = [int(clip.shape[0]) for clip in batch]
         frames = torch.cat(list(batch)).to(self.device)
-        emb = F.normalize(self.model.encode_image(frames).float(), dim=-1)
+        emb = F.normalize(self._encode_image(frames), dim=-1)
         means = torch.stack([part.mean(dim=0) for part in emb.split(sizes)])
         return F.normalize(means, dim=-1)
 

@@ -125,7 +125,8 @@ def build_backbone(spec: dict[str, Any]) -> nn.Module:
     return builder(spec)
 
 
-def backbone_spec(name: str, *, image_size: int, in_channels: int, pretrained: bool) -> dict[str, Any]:
+def backbone_spec(name: str, *, image_size: int, in_channels: int,
+                  pretrained: bool) -> dict[str, Any]:
     """The spec for backbone option ``name`` (``'auto'`` picks by image size and weights).
 
     ``auto`` picks ``resnet18`` for pretrained weights or images larger than

@@ -31,7 +31,8 @@ class ProjectionHead(nn.Module):
         for label, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim),
                              ("output_dim", output_dim)):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"ProjectionHead {label} must be a positive integer, got {value!r}")
+                raise ValueError(
+                    f"ProjectionHead {label} must be a positive integer, got {value!r}")
         self.layers = nn.Sequential(
             nn.Linear(input_dim, hidden_dim, bias=False),
             nn.BatchNorm1d(hidden_dim),

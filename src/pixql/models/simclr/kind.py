@@ -25,7 +25,13 @@ from pixql.images import default_workers
 from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
 from pixql.models.registry import register
 from pixql.models.simclr.backbone import backbone_spec, build_backbone
-from pixql.models.simclr.data import channel_stats, decode_all, image_paths, image_to_array, probe_images
+from pixql.models.simclr.data import (
+    channel_stats,
+    decode_all,
+    image_paths,
+    image_to_array,
+    probe_images,
+)
 from pixql.models.simclr.heads import ProjectionHead
 from pixql.models.simclr.train import SimCLRNet, TrainConfig, train_simclr
 from pixql.models.simclr.transforms import AugmentConfig, MultiViewTransform, SimCLRTransform
@@ -57,8 +63,10 @@ class SimCLROptions(BuildOptions):
         default="auto", description="training/embedding side in pixels; 'auto': the images' "
         "median shorter side (28 for MNIST), at most 96 on CPU / 224 on GPU")
     grayscale: bool | Literal["auto"] = Field(
-        default="auto", description="train on grey images; 'auto': when the sampled images are grey")
-    projection_dim: int = Field(default=128, ge=2, le=8192, description="projection head output size")
+        default="auto",
+        description="train on grey images; 'auto': when the sampled images are grey")
+    projection_dim: int = Field(default=128, ge=2, le=8192,
+                                description="projection head output size")
     learning_rate: float = Field(default=2e-3, gt=0, le=10, description="peak AdamW learning rate")
     weight_decay: float = Field(default=1e-4, ge=0, le=1, description="AdamW weight decay")
     temperature: float = Field(default=0.2, gt=0, le=10, description="NT-Xent temperature")
@@ -73,7 +81,8 @@ class SimCLROptions(BuildOptions):
                                       "once exceeded (recorded in the summary)")
     mixed_precision: bool | Literal["auto"] = Field(
         default="auto", description="bfloat16 autocast; 'auto': where the hardware supports it")
-    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="'auto': cuda if available")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto",
+                                                   description="'auto': cuda if available")
 
     @field_validator("image_size")
     @classmethod
@@ -176,12 +185,14 @@ class SimCLR(ModelKind):
         torch.manual_seed(options.seed)
         backbone = build_backbone(plan["spec"])
         pretrained = load_pretrained(plan["spec"]["name"], backbone) if options.pretrained else None
-        head = ProjectionHead(backbone.feature_dim, max(512, backbone.feature_dim), options.projection_dim)
+        head = ProjectionHead(backbone.feature_dim, max(512, backbone.feature_dim),
+                              options.projection_dim)
         net = SimCLRNet(backbone, head)
         aug = AugmentConfig.from_strength(options.augmentation, flips=options.flips,
                                           image_size=plan["image_size"])
         views = MultiViewTransform(SimCLRTransform(aug, mean=mean, std=std))
-        stats = train_simclr(net, images, views, _train_config(options, plan), progress=ctx.progress)
+        stats = train_simclr(net, images, views, _train_config(options, plan),
+                             progress=ctx.progress)
         _save_backbone(backbone, ctx.artifact_dir / WEIGHTS_FILE)
         config = {"format": CONFIG_FORMAT, "backbone": plan["spec"], "weights_file": WEIGHTS_FILE,
                   "image_size": plan["image_size"], "grayscale": plan["grayscale"],

@@ -38,7 +38,8 @@ class NTXentLoss(nn.Module):
         super().__init__()
         if not isinstance(temperature, (int, float)) or not temperature > 0:
             raise ValueError(
-                f"NTXentLoss temperature must be a number > 0 (e.g. 0.1 to 0.5), got {temperature!r}"
+                "NTXentLoss temperature must be a number > 0 (e.g. 0.1 to 0.5), "
+                f"got {temperature!r}"
             )
         self.temperature = float(temperature)
 

@@ -111,6 +111,13 @@ class _Run:
             p = max(p, self.elapsed() / self.cfg.time_budget)
         return p
 
+    def postfix(self, loss: float) -> dict[str, str]:
+        """What the progress bar shows next to its rate and ETA."""
+        shown = {"loss": f"{loss:.3f}"}
+        if self.cfg.time_budget:
+            shown["budget_left"] = f"{max(0.0, self.cfg.time_budget - self.elapsed()):.0f}s"
+        return shown
+
     def out_of_time(self) -> bool:
         return bool(self.cfg.time_budget) and self.elapsed() >= float(self.cfg.time_budget or 0)
 
@@ -154,7 +161,7 @@ def train_simclr(net: SimCLRNet, images: torch.Tensor, views: MultiViewTransform
                 idx = order[i * run.batch:(i + 1) * run.batch]
                 losses.append(run.step(views(images[idx].to(device), aug_gen)))
                 bar.update(len(idx))
-                bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+                bar.set_postfix(run.postfix(losses[-1]), refresh=False)
                 if run.out_of_time():
                     run.stats.stopped_by_time_budget = True
                     break

@@ -87,12 +87,14 @@ class SimCLRTransform:
     def __init__(self, config: AugmentConfig, *, mean: Sequence[float],
                  std: Sequence[float]) -> None:
         if len(mean) != len(std) or min(std) <= 0:
-            raise ValueError(f"mean and std need one entry per channel and std > 0, got {mean}, {std}")
+            raise ValueError(
+                f"mean and std need one entry per channel and std > 0, got {mean}, {std}")
         self.config = config
         self.mean = torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
         """Augment and normalise a batch."""
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         x = self._geometry(x, generator)
@@ -104,7 +106,8 @@ class SimCLRTransform:
 
     def _rand(self, n: int, lo: float, hi: float, x: torch.Tensor,
               g: torch.Generator | None) -> torch.Tensor:
-        return torch.rand(n, generator=g, device=g.device if g else x.device).to(x.device) * (hi - lo) + lo
+        u = torch.rand(n, generator=g, device=g.device if g else x.device).to(x.device)
+        return u * (hi - lo) + lo
 
     def _geometry(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         """Random resized crop, rotation, shear and flip as one affine warp per image."""
@@ -137,7 +140,8 @@ class SimCLRTransform:
         if x.shape[1] == 3:
             grey = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
             keep = 1.0 - self._rand(n, 0.0, c.saturation, x, g).view(shape)
-            keep = torch.where(self._rand(n, 0.0, 1.0, x, g).view(shape) < c.grayscale_prob, 0.0, keep)
+            to_grey = self._rand(n, 0.0, 1.0, x, g).view(shape) < c.grayscale_prob
+            keep = torch.where(to_grey, 0.0, keep)
             x = grey + (x - grey) * keep
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         contrast = self._rand(n, 1 - c.contrast, 1 + c.contrast, x, g).view(shape)
@@ -198,6 +202,7 @@ class MultiViewTransform:
         self.transform = transform
         self.n_views = n_views
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+    def __call__(self, images: torch.Tensor,
+                 generator: torch.Generator | None = None) -> list[torch.Tensor]:
         """The views, in order."""
         return [self.transform(images, generator) for _ in range(self.n_views)]

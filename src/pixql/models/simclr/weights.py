@@ -74,7 +74,8 @@ def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def load_pretrained(backbone_name: str, net: nn.Module, *, progress: bool = False) -> dict[str, Any]:
+def load_pretrained(backbone_name: str, net: nn.Module, *,
+                    progress: bool = False) -> dict[str, Any]:
     """Copy ImageNet weights into ``net`` (its classifier is absent and skipped).
 
     Returns a JSON-ready record of what was loaded (weights name and file).

@@ -1,0 +1,209 @@
+"""Which runtime computes a CLIP model's embeddings: PyTorch, ONNX Runtime or OpenVINO.
+
+``load_clip(..., backend=...)``, ``$PIXQL_CLIP_BACKEND`` and the ``backend`` option of
+``BUILD MODEL ... USING CLIP`` take one of :data:`BACKENDS`:
+
+* ``torch`` — open_clip's PyTorch model (exact; any device). The default.
+* ``onnx`` — both towers exported to ONNX (fp32) and run by ONNX Runtime on the CPU.
+* ``onnx-int8`` — the same, dynamically quantized to int8 (weights int8, activations
+  quantized on the fly); the fastest on CPUs with AVX-512 VNNI / AVX2.
+* ``openvino`` — OpenVINO runs the fp32 ONNX files (it picks bf16 itself where the CPU has it).
+* ``auto`` — per tower, the first of :data:`AUTO_ORDER` that is installed and whose
+  embeddings stay within cosine :data:`MIN_COSINE` of torch fp32 on a calibration batch;
+  torch otherwise (and always off the CPU).
+
+Preprocessing and tokenization stay in the :class:`~pixql.models.clip.embedder.ClipEmbedder`;
+only ``encode_image`` / ``encode_text`` are swapped, so texts are still padded to the
+batch's longest text. Exports are cached on disk (see :mod:`pixql.models.clip.export`) and
+each file's cosine vs torch is checked once and recorded in the cache's manifest.
+
+This module imports neither torch nor a runtime at import time (option validation uses it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pixql.errors import MissingDependencyError, ModelError, OptionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from pixql.models.clip.embedder import ClipEmbedder
+
+log = logging.getLogger(__name__)
+
+#: environment variable choosing the backend when none is given
+BACKEND_ENV = "PIXQL_CLIP_BACKEND"
+#: the backend used when neither the caller nor the environment names one
+DEFAULT_BACKEND = "torch"
+#: backend name → what it is
+BACKENDS: dict[str, str] = {
+    "torch": "open_clip's PyTorch model (exact, any device)",
+    "onnx": "ONNX Runtime fp32 on the CPU (needs pixql[onnx])",
+    "onnx-int8": "ONNX Runtime with dynamic int8 quantization on the CPU (needs pixql[onnx])",
+    "openvino": "OpenVINO on the CPU, bf16 where supported (needs pixql[onnx,openvino])",
+    "auto": "the fastest installed CPU backend whose embeddings keep cosine >= 0.99 vs torch",
+}
+#: candidates of ``auto``, fastest first (benchmarks/RESULTS.md, section clip_cpu)
+AUTO_ORDER = ("onnx-int8", "openvino", "onnx")
+#: the least per-row cosine similarity to torch fp32 a backend must keep
+MIN_COSINE = 0.99
+TOWERS = ("image", "text")
+
+Runner = Callable[["torch.Tensor"], "torch.Tensor"]
+
+
+@dataclass
+class Towers:
+    """The runners replacing ``encode_image`` / ``encode_text`` (``None``: torch's)."""
+
+    name: str
+    image: Runner | None = None
+    text: Runner | None = None
+    #: tower → backend actually used, and the validated min cosine vs torch
+    chosen: dict[str, str] = field(default_factory=dict)
+    cosine: dict[str, float] = field(default_factory=dict)
+
+
+def valid_backend(name: str) -> str:
+    """``name`` if it is a backend; OptionError listing the valid ones otherwise."""
+    if name not in BACKENDS:
+        raise OptionError(
+            f"unknown CLIP backend {name!r}; valid values: {', '.join(BACKENDS)}",
+            option="backend", allowed=list(BACKENDS),
+        )
+    return name
+
+
+def resolve_backend(name: str | None = None) -> str:
+    """``name``, else ``$PIXQL_CLIP_BACKEND``, else :data:`DEFAULT_BACKEND`; validated."""
+    chosen = name or os.environ.get(BACKEND_ENV, "").strip().lower() or DEFAULT_BACKEND
+    return valid_backend(chosen)
+
+
+def attach_backend(embedder: ClipEmbedder, backend: str | None = None) -> ClipEmbedder:
+    """Make ``embedder`` compute embeddings with ``backend`` (see the module docstring).
+
+    Raises:
+        OptionError: unknown backend.
+        MissingDependencyError: an explicit backend whose runtime is not installed.
+        ModelError: an explicit ONNX backend on a non-CPU device, or a failed export.
+    """
+    name = resolve_backend(backend)
+    embedder.towers = _BUILDERS[name](embedder, name)
+    return embedder
+
+
+def _torch(embedder: ClipEmbedder, name: str) -> Towers | None:
+    return None
+
+
+def _explicit(embedder: ClipEmbedder, name: str) -> Towers:
+    """One ONNX-based backend for both towers; warns when it strays from torch."""
+    if embedder.device.type != "cpu":
+        raise ModelError(f"the CLIP backend {name!r} runs on the CPU only, but the model is "
+                         f"on {embedder.device}; use backend='torch' (or 'auto') there")
+    from pixql.models.clip.onnx_backend import require_runtime
+
+    require_runtime(name)
+    towers = Towers(name)
+    for tower in TOWERS:
+        runner, cosine = _runner_and_cosine(embedder, name, tower)
+        if cosine < MIN_COSINE:
+            log.warning("CLIP backend %s: %s embeddings reach only cosine %.4f vs torch fp32",
+                        name, tower, cosine)
+        setattr(towers, tower, runner)
+        towers.chosen[tower], towers.cosine[tower] = name, cosine
+    return towers
+
+
+def _auto(embedder: ClipEmbedder, name: str) -> Towers | None:
+    """Per tower, the first installed candidate that keeps :data:`MIN_COSINE`."""
+    if embedder.device.type != "cpu":
+        return None
+    from pixql.models.clip.onnx_backend import runtime_available
+
+    candidates = [b for b in AUTO_ORDER if runtime_available(b)]
+    towers = Towers("auto")
+    for tower in TOWERS:
+        for backend in candidates:
+            try:
+                runner, cosine = _runner_and_cosine(embedder, backend, tower)
+            except (MissingDependencyError, ModelError) as e:
+                log.warning("CLIP backend auto: skipping %s for the %s tower: %s",
+                            backend, tower, e)
+                continue
+            if cosine >= MIN_COSINE:
+                setattr(towers, tower, runner)
+                towers.chosen[tower], towers.cosine[tower] = backend, cosine
+                break
+        towers.chosen.setdefault(tower, "torch")
+    if towers.image is None and towers.text is None:
+        return None
+    towers.name = "auto(" + ", ".join(f"{t}={b}" for t, b in towers.chosen.items()) + ")"
+    return towers
+
+
+_BUILDERS: dict[str, Callable[[Any, str], Towers | None]] = {
+    "torch": _torch,
+    "onnx": _explicit,
+    "onnx-int8": _explicit,
+    "openvino": _explicit,
+    "auto": _auto,
+}
+
+
+# ---------------------------------------------------------------------- export + check
+def _runner_and_cosine(embedder: ClipEmbedder, backend: str, tower: str) -> tuple[Runner, float]:
+    """The runner of ``tower`` for ``backend`` and its min cosine vs torch (cached)."""
+    from pixql.models.clip import export
+    from pixql.models.clip.onnx_backend import RUNNERS, require_runtime
+
+    require_runtime(backend)
+    precision, factory = RUNNERS[backend]
+    folder = _export_folder(embedder)
+    path = export.ensure_files(embedder.model, folder, [(tower, precision)],
+                               trimmed=embedder._can_trim())[(tower, precision)]
+    runner = factory(path)
+    cosine = export.recorded_cosine(folder, path.name, backend)
+    if cosine is None:
+        cosine = min_cosine(embedder, tower, runner)
+        export.record_cosine(folder, path.name, backend, cosine)
+    return runner, cosine
+
+
+def _export_folder(embedder: ClipEmbedder) -> Any:
+    """The cache folder of ``embedder``'s weights (fingerprint computed once per embedder)."""
+    from pixql.models.clip import export
+
+    folder = getattr(embedder, "_export_folder", None)
+    if folder is None:
+        key = export.fingerprint(embedder.model, embedder.version_id, embedder._can_trim())
+        folder = embedder._export_folder = export.cache_root() / key
+    return folder
+
+
+def min_cosine(embedder: ClipEmbedder, tower: str, runner: Runner) -> float:
+    """Least per-row cosine similarity between ``runner`` and torch fp32 on the calibration
+    batch of ``tower`` (see :mod:`pixql.models.clip.calibration`)."""
+    import torch
+    import torch.nn.functional as F
+
+    from pixql.models.clip.calibration import calibration_batch
+
+    inputs = calibration_batch(embedder, tower)
+    with torch.inference_mode():
+        expected = _TORCH_TOWERS[tower](embedder, inputs)
+    got = runner(inputs)
+    return float(F.cosine_similarity(got.float(), expected.float(), dim=-1).min())
+
+
+_TORCH_TOWERS: dict[str, Callable[[Any, Any], Any]] = {
+    "image": lambda e, x: e.model.encode_image(x.to(e.device)).float(),
+    "text": lambda e, x: e._encode_text_torch(x.to(e.device)),
+}

@@ -1,0 +1,313 @@
+"""Export a CLIP model's two towers to ONNX once, cache them on disk, quantize to int8.
+
+Layout of the cache (``$PIXQL_CACHE_DIR/onnx`` or ``~/.cache/pixql/onnx``)::
+
+    <fingerprint>/               sha256 of the weights, the architecture and the export format
+      image.onnx  text.onnx      fp32 towers (dynamic batch; text also dynamic length)
+      image.int8.onnx  ...       onnxruntime dynamic int8 quantization of the fp32 files
+      manifest.json              size + sha256 of every file (+ its cosine vs torch, when known)
+      .lock                      held (flock) while a process exports
+
+Every file is written under a temporary name and renamed into place, so a crash never
+leaves a half-written model behind; a file whose size or sha256 differs from the manifest
+(truncated, corrupted) is exported again. The text tower is open_clip's ``encode_text``
+with the positional embedding and the causal mask cut to the batch's length, so batches
+padded to their longest text (not to 77 tokens) run unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pixql.errors import MissingDependencyError, ModelError
+
+log = logging.getLogger(__name__)
+
+#: environment variable naming pixql's cache folder (ONNX files go to ``<it>/onnx``)
+CACHE_ENV = "PIXQL_CACHE_DIR"
+#: bump when the exported graphs change, so old caches are not reused
+EXPORT_FORMAT = 1
+#: ONNX opset of the exported graphs
+OPSET = 18
+MANIFEST = "manifest.json"
+#: file name of each (tower, precision)
+FILES: dict[tuple[str, str], str] = {
+    ("image", "fp32"): "image.onnx",
+    ("text", "fp32"): "text.onnx",
+    ("image", "int8"): "image.int8.onnx",
+    ("text", "int8"): "text.int8.onnx",
+}
+ONNX_EXTRA = "pip install 'pixql[onnx]' (onnxruntime, onnx, onnxscript)"
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+class ImageTower(torch.nn.Module):
+    """``model.encode_image`` as a module (what is exported)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """``(n, 3, H, W)`` float pixels → ``(n, dim)`` unnormalised embeddings."""
+        return self.model.encode_image(pixels).float()
+
+
+class TextTower(torch.nn.Module):
+    """``encode_text`` for token batches of any length up to the context length."""
+
+    def __init__(self, model: torch.nn.Module, trimmed: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.trimmed = trimmed
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(n, L)`` int64 tokens → ``(n, dim)`` unnormalised embeddings."""
+        if not self.trimmed:
+            return self.model.encode_text(tokens).float()
+        from pixql.models.clip.embedder import _encode_text_trimmed
+
+        return _encode_text_trimmed(self.model, tokens).float()
+
+
+def cache_root() -> Path:
+    """``$PIXQL_CACHE_DIR/onnx``, else ``~/.cache/pixql/onnx``."""
+    base = os.environ.get(CACHE_ENV, "").strip()
+    root = Path(base).expanduser() if base else Path("~/.cache/pixql").expanduser()
+    return (root / "onnx").absolute()
+
+
+def fingerprint(model: torch.nn.Module, version_id: str, trimmed: bool) -> str:
+    """sha256 over the weights (names, dtypes, shapes, bytes), module types and format."""
+    h = hashlib.sha256()
+    modules = sorted({type(m).__name__ for m in model.modules()})
+    head = [version_id, str(trimmed), str(EXPORT_FORMAT), str(OPSET), torch.__version__]
+    h.update(json.dumps(head + modules).encode())
+    for name, value in sorted(model.state_dict().items()):
+        t = value.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def ensure_files(
+    model: torch.nn.Module,
+    folder: Path,
+    wanted: list[tuple[str, str]],
+    *,
+    trimmed: bool,
+) -> dict[tuple[str, str], Path]:
+    """Make sure the ``(tower, precision)`` files exist and are intact; export what is not.
+
+    Safe against other threads (a lock per folder) and other processes (``flock``).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with _thread_lock(folder), _process_lock(folder):
+        manifest = read_manifest(folder)
+        for tower, precision in _with_sources(wanted):
+            name = FILES[(tower, precision)]
+            if file_ok(folder, name, manifest):
+                continue
+            log.info("exporting CLIP %s tower (%s) to %s", tower, precision, folder / name)
+            _EXPORTERS[precision](model, folder, tower, trimmed)
+            manifest.setdefault("files", {})[name] = _describe(folder / name)
+            write_manifest(folder, manifest)
+    return {key: folder / FILES[key] for key in wanted}
+
+
+def _with_sources(wanted: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``wanted`` plus the fp32 file each int8 file is quantized from (fp32 first)."""
+    needed = {(tower, "fp32") for tower, p in wanted if p == "int8"} | set(wanted)
+    return sorted(needed, key=lambda k: (k[1] != "fp32", k[0]))
+
+
+def file_ok(folder: Path, name: str, manifest: dict[str, Any]) -> bool:
+    """Whether ``folder/name`` exists with the size and sha256 the manifest records."""
+    entry = manifest.get("files", {}).get(name)
+    path = folder / name
+    if not entry or not path.is_file() or path.stat().st_size != entry.get("size"):
+        return False
+    if sha256_file(path) != entry.get("sha256"):
+        log.warning("cached ONNX file %s is corrupt (sha256 mismatch); exporting again", path)
+        return False
+    return True
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The folder's manifest, or an empty one when missing, unreadable or of another format."""
+    try:
+        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"format": EXPORT_FORMAT, "files": {}}
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        return {"format": EXPORT_FORMAT, "files": {}}
+    data.setdefault("files", {})
+    return data
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest atomically."""
+    manifest["format"] = EXPORT_FORMAT
+    _atomic_write(folder / MANIFEST,
+                  lambda tmp: tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8"))
+
+
+def recorded_cosine(folder: Path, name: str, backend: str) -> float | None:
+    """The cosine recorded for ``name`` run by ``backend``, if any."""
+    entry = read_manifest(folder)["files"].get(name) or {}
+    value = (entry.get("cosine") or {}).get(backend)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def record_cosine(folder: Path, name: str, backend: str, cosine: float) -> None:
+    """Store the min cosine vs torch of ``name`` run by ``backend`` (while the file is the
+    one the manifest describes)."""
+    with _thread_lock(folder), _process_lock(folder):
+        manifest = read_manifest(folder)
+        entry = manifest["files"].get(name)
+        if entry and entry.get("sha256") == sha256_file(folder / name):
+            entry.setdefault("cosine", {})[backend] = round(float(cosine), 6)
+            write_manifest(folder, manifest)
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------- exporters
+def _export_fp32(model: torch.nn.Module, folder: Path, tower: str, trimmed: bool) -> None:
+    """torch.onnx.export (dynamo) of one tower with a dynamic batch (and text length)."""
+    _require("onnx", "onnxscript")
+    from torch.export import Dim
+
+    batch = Dim("batch", min=1, max=65536)
+    if tower == "image":
+        module: torch.nn.Module = ImageTower(model)
+        size = _image_size(model)
+        example: torch.Tensor = torch.zeros(2, 3, *size)
+        shapes = {"pixels": {0: batch}}
+    else:
+        module = TextTower(model, trimmed)
+        context = int(getattr(model, "context_length", 77))
+        example = torch.ones(2, 8 if trimmed else context, dtype=torch.long)
+        shapes = {"tokens": {0: batch, 1: Dim("length", min=2, max=context)} if trimmed
+                  else {0: batch}}
+    (name,) = shapes
+
+    def write(tmp: Path) -> None:
+        with _quiet():
+            torch.onnx.export(module.eval(), (example,), str(tmp), input_names=[name],
+                              output_names=["embeddings"], dynamic_shapes=shapes, dynamo=True,
+                              external_data=False, opset_version=OPSET, verbose=False)
+
+    try:
+        _atomic_write(folder / FILES[(tower, "fp32")], write)
+    except MissingDependencyError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the exporter raises many unrelated types
+        raise ModelError(f"cannot export the CLIP {tower} tower to ONNX: "
+                         f"{type(e).__name__}: {e}. Use backend='torch'.") from e
+
+
+def _export_int8(model: torch.nn.Module, folder: Path, tower: str, trimmed: bool) -> None:
+    """onnxruntime dynamic quantization (int8 weights, uint8 activations) of the fp32 file."""
+    _require("onnxruntime")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = folder / FILES[(tower, "fp32")]
+
+    def write(tmp: Path) -> None:
+        with _quiet():
+            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8)
+
+    _atomic_write(folder / FILES[(tower, "int8")], write)
+
+
+_EXPORTERS: dict[str, Callable[[torch.nn.Module, Path, str, bool], None]] = {
+    "fp32": _export_fp32,
+    "int8": _export_int8,
+}
+
+
+def _image_size(model: torch.nn.Module) -> tuple[int, int]:
+    size = getattr(getattr(model, "visual", None), "image_size", 224)
+    if isinstance(size, int):
+        return size, size
+    return int(size[0]), int(size[1])
+
+
+# ---------------------------------------------------------------------- helpers
+def _require(*modules: str) -> None:
+    """Import ``modules`` or raise MissingDependencyError naming the ``onnx`` extra."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise MissingDependencyError(
+                f"exporting CLIP to ONNX needs the Python package {module!r}: {ONNX_EXTRA}"
+            ) from e
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary path next to ``target``, then rename it over it."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the exporter's progress prints and warnings."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _thread_lock(folder: Path) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(folder, threading.Lock())
+
+
+@contextlib.contextmanager
+def _process_lock(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder/.lock`` (no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(folder / ".lock", "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,55 @@
+"""The demo, end to end on scikit-learn's digits (a very short training run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pixql.demo import precision_at_k, run_demo, write_digits
+
+
+def test_run_demo_builds_searches_and_draws(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_demo(tmp_path / "demo", max_epochs=1, time_budget=5, show=True, top_k=4)
+    root = tmp_path / "demo"
+    assert out["images"] == 1797 and len(list((root / "digits").rglob("*.png"))) == 1797
+    assert out["query"].startswith("digits/3/")
+    assert len(out["matches"]) == 4 and all(m["image_path"] != out["query"] for m in out["matches"])
+    scores = [m["score"] for m in out["matches"]]
+    assert scores == sorted(scores, reverse=True)
+    p = out["precision_at_10"]
+    assert 0.0 <= p["simclr"] <= 1.0 and p["pixels"] > 0.8  # raw pixels already separate digits
+    assert out["build"]["kind"] == "SimCLR" and out["build"]["epochs"] == 1
+    with Image.open(out["contact_sheet"]) as sheet:
+        assert Path(out["contact_sheet"]) == root / "demo_results.png"
+        assert sheet.width > 5 * 112 and sheet.height > 112
+    printed = capsys.readouterr().out
+    assert "precision@10" in printed and "best matches" in printed
+
+
+def test_digits_are_written_once_as_mnist_like_pngs(tmp_path: Path) -> None:
+    assert write_digits(tmp_path) == 1797
+    first = tmp_path / "0" / "0000.png"
+    with Image.open(first) as img:
+        assert img.size == (28, 28) and img.mode == "L"
+        arr = np.asarray(img)
+    assert arr[14, 14] < arr.max()  # a zero: dark centre, bright ink around it
+    stamp = first.stat().st_mtime_ns
+    write_digits(tmp_path)
+    assert first.stat().st_mtime_ns == stamp
+
+
+def test_precision_at_k_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(60, 5)).astype(np.float32)
+    labels = rng.integers(0, 3, 60)
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+    expected = []
+    for i in range(60):
+        sims = unit @ unit[i]
+        sims[i] = -np.inf
+        expected.append(np.mean(labels[np.argsort(-sims)[:10]] == labels[i]))
+    assert precision_at_k(vecs, labels, k=10, chunk=7) == pytest.approx(np.mean(expected))
