@@ -84,3 +84,19 @@ def test_thumbnail_table_keeps_every_column(ws):
 ])
 def test_format_value(value, text):
     assert format_value(value) == text
+
+
+def test_large_jpeg_is_drafted_and_exif_orientation_applied(ws):
+    path = ws.root / "photo.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    Image.new("RGB", (1200, 600), (200, 10, 10)).save(path, exif=exif.tobytes())
+    data, original = thumbnail_png(path, 240)
+    assert original == (1200, 600)
+    assert Image.open(io.BytesIO(data)).size == (120, 240)  # upright: taller than wide
+
+
+def test_corrupt_file_becomes_a_placeholder(ws):
+    (ws.root / "bad.png").write_bytes(b"\x89PNG not really")
+    html = image_grid(Result(table=pa.table({"image_path": ["bad.png"]})), ws)
+    assert "unreadable image" in html and "<img " not in html

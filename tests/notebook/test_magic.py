@@ -139,6 +139,9 @@ def test_help_connect_and_default_workspace(ipython, tmp_path, monkeypatch):
     out = sh.cell(f"%pixql connect '{tmp_path / 'other dir'}'")
     assert f"workspace {tmp_path / 'other dir'}" in out.stdout
     assert get_workspace(ipython).root == tmp_path / "other dir"
+    out = sh.cell(f"%pixql -w \"{tmp_path / 'third dir'}\" SELECT 3 AS three")
+    assert out.value["three"].tolist() == [3]
+    assert get_workspace(ipython).root == tmp_path / "third dir"
     sh.cell("%pixql close")
 
 

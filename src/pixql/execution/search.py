@@ -4,22 +4,64 @@ Semantics (ThanoSQL's, reference §1.6): every column of the AS query in order p
 ``result_col`` last; sorted by similarity descending, ties in the query's row order; the
 first ``top_k`` rows (default 1000, None = all); the query item is not excluded. Rows whose
 embedding is NULL are never ranked.
+
+Two paths give the same rows, order and scores (docs/performance.md):
+
+* **fast** — the AS query is ``SELECT * FROM t [WHERE ...]`` on a base table: the column's
+  vectors come from the workspace's :class:`~pixql.execution.vectors.VectorCache`, DuckDB
+  only evaluates the WHERE clause (``SELECT rowid ...``) and fetches the ``top_k`` winners;
+* **general** — any other query: its rows are materialised and scored block by block.
+
+``index='hnsw'`` or ``'ivf'`` asks for an approximate search (fast path only), re-ranked
+exactly; the default ``index='exact'`` scores every row.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
 from pixql.catalog.store import ModelRecord
-from pixql.errors import CatalogError, ModelError, NotFoundError, ProgrammingError
-from pixql.execution.context import ExecContext
+from pixql.errors import CatalogError, ModelError, NotFoundError
+from pixql.execution.context import ExecContext, quote_ident, to_arrow
 from pixql.execution.engine import executes
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
+from pixql.execution.vectors import ColumnVectors, TableRef, arrow_vectors, read_snapshot
 from pixql.images import load_image
+from pixql.index.exact import BLOCK_ROWS, dot_scores, query_unit, unit_rows
+from pixql.index.exact import rank as rank_scores
 from pixql.models.base import Embedder
-from pixql.sql.nodes import Search
+from pixql.sql.nodes import Query, Search
+
+_names = itertools.count()
+
+
+class SearchIndexOptions(SearchOptions):
+    """SEARCH options plus the choice of exact or approximate (ANN) ranking."""
+
+    index: Literal["exact", "hnsw", "ivf"] = Field(
+        default="exact", description="'exact' scores every row; 'hnsw'/'ivf' use an "
+        "approximate index (built on first use, saved under indexes/), re-ranked exactly")
+    ef_search: int | None = Field(default=None, ge=1, le=1_000_000,
+                                  description="HNSW search breadth (default 128)")
+    nprobe: int | None = Field(default=None, ge=1, le=1_000_000,
+                               description="IVF lists probed (default 32)")
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """An AS query the fast path can run: ``SELECT * FROM table [WHERE ...]``."""
+
+    table: TableRef
+    label: str  # the table as the query names it (how CONVERT recorded it in the catalog)
+    rowid_sql: str | None  # SELECT rowid FROM table WHERE ... (None: no WHERE clause)
 
 
 @executes(Search)
@@ -27,28 +69,47 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
     if node.target == "audio":
         raise ModelError("SEARCH AUDIO is not supported: no pixql model embeds audio")
     rec = ctx.catalog.get_model(node.model)
-    opts = validate(SearchOptions, node, what=f"SEARCH {node.target.upper()}")
+    opts = validate(SearchIndexOptions, node, what=f"SEARCH {node.target.upper()}")
     result_col = opts.column_name or opts.result_col
     embedder = ctx.ws.load_embedder(rec.name)
     embedder.check_modality(opts.search_by)
-    rows = ctx.query_arrow(node.query)
-    if opts.emb_col not in rows.column_names:
-        raise NotFoundError(f"emb_col {opts.emb_col!r} is not a column of the AS query; "
+    plan = plan_query(ctx, node.query)
+    rows = None
+    if plan is None or opts.emb_col not in plan.table.columns:
+        rows = _query_rows(ctx, node.query, opts.emb_col)
+    table = plan.label if plan is not None else ctx.base_table(node.query)
+    _check_provenance(ctx, table, rec, opts.emb_col)
+    q = query_unit(query_vector(ctx, embedder, opts.search_by, opts.search_input))
+    if rows is None:
+        assert plan is not None
+        found = fast_search(ctx, plan, opts, rec.dim, q)
+        if found is not None:
+            return _result(*found, result_col)
+        rows = _query_rows(ctx, node.query, opts.emb_col)
+    order, scores = general_rank(rows.column(opts.emb_col), rec.dim, opts.emb_col, q,
+                                 opts.top_k)
+    note = "" if opts.index == "exact" else \
+        f"index={opts.index!r} needs SELECT * FROM <table> [WHERE ...]: exact search used"
+    return _result(rows.take(pa.array(order, type=pa.int64())), scores, note, result_col)
+
+
+def _query_rows(ctx: ExecContext, query: Query, emb_col: str) -> pa.Table:
+    rows = ctx.query_arrow(query)
+    if emb_col not in rows.column_names:
+        raise NotFoundError(f"emb_col {emb_col!r} is not a column of the AS query; "
                             f"columns: {', '.join(rows.column_names)}. Run CONVERT first.")
-    _check_provenance(ctx, node, rec, opts.emb_col)
-    matrix, valid = column_matrix(rows.column(opts.emb_col), rec.dim, opts.emb_col)
-    query = query_vector(ctx, embedder, opts.search_by, opts.search_input)
-    scores = cosine_scores(matrix, query)
-    order = rank(scores, valid, opts.top_k)
+    return rows
+
+
+def _result(rows: pa.Table, scores: np.ndarray, note: str, result_col: str) -> Result:
     if result_col in rows.column_names:
         rows = rows.drop_columns([result_col])
-    out = rows.take(pa.array(order, type=pa.int64()))
-    out = out.append_column(result_col, pa.array(scores[order].astype(np.float64)))
-    return Result(table=out)
+    out = rows.append_column(result_col, pa.array(scores.astype(np.float64)))
+    return Result(table=out, message=note)
 
 
-def _check_provenance(ctx: ExecContext, node: Search, rec: ModelRecord, emb_col: str) -> None:
-    table = ctx.base_table(node.query)
+def _check_provenance(ctx: ExecContext, table: str | None, rec: ModelRecord,
+                      emb_col: str) -> None:
     col = ctx.catalog.find_column(table, emb_col) if table else None
     if col is None:
         return
@@ -62,26 +123,6 @@ def _check_provenance(ctx: ExecContext, node: Search, rec: ModelRecord, emb_col:
             f"{table}.{emb_col} was made by version {col.model_version} of model {rec.name!r}, "
             f"which has since been rebuilt (now version {rec.version}); re-run CONVERT USING "
             f"{rec.name}")
-
-
-def column_matrix(col: pa.ChunkedArray, dim: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """An embedding column as a contiguous (n, dim) float32 matrix and a validity mask."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if not (pa.types.is_fixed_size_list(arr.type) or pa.types.is_list(arr.type)
-            or pa.types.is_large_list(arr.type)):
-        raise ProgrammingError(f"emb_col {name!r} has type {arr.type}, not an embedding "
-                               f"(FLOAT[{dim}])")
-    n = len(arr)
-    valid = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    matrix = np.zeros((n, dim), dtype=np.float32)
-    if valid.any():
-        present = arr.filter(pa.array(valid)) if not valid.all() else arr
-        flat = np.asarray(present.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
-        if flat.size != int(valid.sum()) * dim:
-            raise ProgrammingError(f"emb_col {name!r} does not hold {dim}-dimensional vectors "
-                                   f"(the model's dimension)")
-        matrix[valid] = flat.reshape(-1, dim)
-    return matrix, valid
 
 
 def query_vector(ctx: ExecContext, embedder: Embedder, search_by: str, value: str) -> np.ndarray:
@@ -99,22 +140,206 @@ def query_vector(ctx: ExecContext, embedder: Embedder, search_by: str, value: st
     return vec
 
 
+# -- general path ---------------------------------------------------------------------------
+def general_rank(col: pa.ChunkedArray | pa.Array, dim: int, name: str, q: np.ndarray,
+                 top_k: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the best ``top_k`` non-NULL rows of an embedding column and their
+    scores, scoring block by block (memory: one block of unit rows at a time)."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    scores, rows, offset = [], [], 0
+    for chunk in chunks:
+        x, ok = arrow_vectors(chunk, dim, name)
+        for s in range(0, len(x), BLOCK_ROWS):
+            part_ok = ok[s : s + BLOCK_ROWS]
+            units = unit_rows(x[s : s + BLOCK_ROWS], part_ok)
+            keep = np.flatnonzero(part_ok)
+            scores.append(dot_scores(units, q)[keep])
+            rows.append(keep + offset + s)
+        offset += len(chunk)
+    all_scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    idx = rank_scores(all_scores, top_k)
+    return all_rows[idx], all_scores[idx]
+
+
+def column_matrix(col: pa.ChunkedArray | pa.Array, dim: int,
+                  name: str) -> tuple[np.ndarray, np.ndarray]:
+    """An embedding column as a contiguous (n, dim) float32 matrix (zeros for NULL) and its
+    validity mask."""
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    matrix = np.zeros((sum(len(c) for c in chunks), dim), dtype=np.float32)
+    valid = np.zeros(len(matrix), dtype=bool)
+    i = 0
+    for chunk in chunks:
+        x, ok = arrow_vectors(chunk, dim, name)
+        matrix[i : i + len(x)][ok] = x[ok]
+        valid[i : i + len(x)] = ok
+        i += len(x)
+    return matrix, valid
+
+
 def cosine_scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """Cosine similarity of every row with ``query`` (zero rows score 0)."""
-    q = query.astype(np.float32) / max(float(np.linalg.norm(query)), 1e-12)
-    dots = matrix @ q
-    norms = np.linalg.norm(matrix, axis=1)
-    return np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+    """Cosine similarity of every row with ``query`` (zero rows score 0); the same values
+    SEARCH reports."""
+    return dot_scores(unit_rows(matrix), query_unit(query))
 
 
 def rank(scores: np.ndarray, valid: np.ndarray, top_k: int | None) -> np.ndarray:
     """Indices of valid rows by score descending, ties in row order, at most ``top_k``."""
     idx = np.flatnonzero(valid)
-    s = scores[idx]
-    if top_k is not None and top_k < len(idx):
-        # the k-th best score; keep everything at least that good, then sort stably
-        kth = np.partition(s, len(s) - top_k)[len(s) - top_k]
-        keep = s >= kth
-        idx, s = idx[keep], s[keep]
-    order = idx[np.argsort(-s, kind="stable")]
-    return order if top_k is None else order[:top_k]
+    return idx[rank_scores(scores[idx], top_k)]
+
+
+# -- fast path ------------------------------------------------------------------------------
+def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim: int,
+                q: np.ndarray) -> tuple[pa.Table, np.ndarray, str] | None:
+    """Rank with the cached vectors of ``plan.table``: (rows, scores, note), or None when
+    the cache cannot answer (the caller then takes the general path)."""
+    cache = getattr(ctx.ws, "_vector_cache", None)
+    if cache is None:
+        return None
+    with read_snapshot(ctx.cur) as ok:
+        if not ok:
+            return None
+        vecs = cache.lookup(ctx.cur, plan.table, opts.emb_col, dim)
+        if vecs is None:
+            return None
+        cand = _candidates(ctx, plan, vecs)
+        if isinstance(cand, bool):
+            return None
+        positions, scores, note = _select(ctx, vecs, q, cand, opts, plan)
+        rows = fetch_rows(ctx, plan.table, vecs.rowids[positions])
+    if rows is None:  # pragma: no cover - the snapshot changed under us
+        return None
+    return rows, scores, note
+
+
+def _candidates(ctx: ExecContext, plan: QueryPlan,
+                vecs: ColumnVectors) -> np.ndarray | None | bool:
+    """Cache positions the AS query selects, in its row order, NULL rows left out (None:
+    every row, all non-NULL); False when a selected row is not in the cache."""
+    if plan.rowid_sql is None:
+        return None if bool(vecs.valid.all()) else np.flatnonzero(vecs.valid)
+    got = ctx.cur.sql(plan.rowid_sql).fetchnumpy()
+    rowids = np.asarray(next(iter(got.values())), dtype=np.int64)
+    pos = vecs.positions(rowids)
+    if pos is None:
+        return False
+    return pos[vecs.valid[pos]]
+
+
+def _select(ctx: ExecContext, vecs: ColumnVectors, q: np.ndarray, cand: np.ndarray | None,
+            opts: SearchIndexOptions, plan: QueryPlan) -> tuple[np.ndarray, np.ndarray, str]:
+    """(cache positions, scores, note) of the winners, exact or approximate."""
+    if opts.index != "exact" and opts.top_k is not None:
+        from pixql.index.ann import approximate_search
+
+        found = approximate_search(ctx.ws, plan.table, opts.emb_col, vecs, q, cand,
+                                   opts.top_k, opts.index,
+                                   {"ef_search": opts.ef_search, "nprobe": opts.nprobe})
+        if found is not None:
+            return found
+    scores = dot_scores(vecs.units, q, cand)
+    idx = rank_scores(scores, opts.top_k)
+    positions = idx if cand is None else cand[idx]
+    note = "" if opts.index == "exact" else \
+        f"index={opts.index!r}: exact search used (top_k=None ranks every row)"
+    return positions, scores[idx], note
+
+
+def fetch_rows(ctx: ExecContext, table: TableRef, rowids: np.ndarray) -> pa.Table | None:
+    """``SELECT *`` of the rows with ``rowids``, in that order (None if any is missing)."""
+    name = f"__pixql_rows_{next(_names)}"
+    ctx.cur.register(name, pa.table({"rid": pa.array(rowids, type=pa.int64())}))
+    try:
+        got = to_arrow(ctx.cur.sql(
+            f'SELECT rowid AS "__pixql_rowid", * FROM {table.sql} '
+            f"WHERE rowid IN (SELECT rid FROM {quote_ident(name)})"))
+    finally:
+        ctx.cur.unregister(name)
+    ids = got.column(0).to_numpy()
+    if len(ids) != len(rowids):
+        return None
+    perm = np.argsort(ids, kind="stable")
+    at = np.searchsorted(ids, rowids, sorter=perm)
+    take = perm[np.minimum(at, len(ids) - 1)] if len(ids) else at
+    if len(ids) and not np.array_equal(ids[take], rowids):  # pragma: no cover - defensive
+        return None
+    return got.drop_columns(["__pixql_rowid"]).take(pa.array(take, type=pa.int64()))
+
+
+# -- query analysis -------------------------------------------------------------------------
+_PLAIN = {"modifiers": [], "group_expressions": [], "group_sets": [], "having": None,
+          "sample": None, "qualify": None, "aggregate_handling": "STANDARD_HANDLING"}
+_STAR_EMPTY = ("exclude_list", "replace_list", "qualified_exclude_list", "rename_list")
+_ROWID = {"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "query_location": 0,
+          "column_names": ["rowid"]}
+
+
+def plan_query(ctx: ExecContext, query: Query) -> QueryPlan | None:
+    """A :class:`QueryPlan` when ``query`` is ``SELECT * FROM <base table> [WHERE ...]``
+    (no joins, grouping, ordering, limits, CTEs or samples), else None."""
+    if query.subqueries:
+        return None
+    rows = ctx.cur.execute("SELECT json_serialize_sql(?)", [query.text]).fetchall()
+    tree = json.loads(rows[0][0]) if rows else {}
+    stmts = tree.get("statements") or []
+    if tree.get("error") or len(stmts) != 1:
+        return None
+    node = stmts[0].get("node") or {}
+    src = node.get("from_table") or {}
+    if not _plain_select(node, src):
+        return None
+    table = _resolve_table(ctx, src.get("schema_name") or "", src.get("table_name") or "")
+    if table is None:
+        return None
+    schema = src.get("schema_name") or ""
+    label = f"{schema}.{table.name}" if schema else table.name
+    rowid_sql = None
+    if node.get("where_clause") is not None:
+        node["select_list"] = [_ROWID]
+        rowid_sql = str(ctx.cur.execute("SELECT json_deserialize_sql(?)",
+                                        [json.dumps(tree)]).fetchall()[0][0])
+    return QueryPlan(table=table, label=label, rowid_sql=rowid_sql)
+
+
+def _plain_select(node: dict[str, Any], src: dict[str, Any]) -> bool:
+    if node.get("type") != "SELECT_NODE" or (node.get("cte_map") or {}).get("map"):
+        return False
+    if any(node.get(k, v) != v for k, v in _PLAIN.items()):
+        return False
+    if src.get("type") != "BASE_TABLE" or src.get("sample") or src.get("at_clause") \
+            or src.get("column_name_alias") or src.get("catalog_name"):
+        return False
+    select = node.get("select_list") or []
+    if len(select) != 1:
+        return False
+    star = select[0]
+    names = {"", src.get("alias") or "", src.get("table_name") or ""}
+    return (star.get("class") == "STAR" and not star.get("columns") and star.get("expr") is None
+            and not any(star.get(k) for k in _STAR_EMPTY)
+            and (star.get("relation_name") or "") in names)
+
+
+def _resolve_table(ctx: ExecContext, schema: str, name: str) -> TableRef | None:
+    """The base table ``[schema.]name`` names, unless a temporary table or view of that
+    name could shadow it or it has a column called ``rowid``."""
+    shadow = ctx.cur.execute(
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary AND lower(table_name) "
+        "= lower($n)) + (SELECT count(*) FROM duckdb_views() WHERE temporary AND "
+        "lower(view_name) = lower($n))", {"n": name}).fetchall()[0][0]
+    if shadow:
+        return None
+    rows = ctx.cur.execute(
+        "SELECT t.schema_name, t.table_name, list(c.column_name ORDER BY c.column_index) "
+        "FROM duckdb_tables() t JOIN duckdb_columns() c ON c.table_oid = t.table_oid "
+        "WHERE t.database_name = current_database() AND NOT t.temporary "
+        "AND lower(t.table_name) = lower($n) "
+        "AND lower(t.schema_name) = lower(CASE WHEN $s = '' THEN current_schema() ELSE $s END) "
+        "GROUP BY ALL", {"n": name, "s": schema}).fetchall()
+    if len(rows) != 1:
+        return None
+    columns = tuple(rows[0][2])
+    if any(c.lower() == "rowid" for c in columns):
+        return None
+    return TableRef(schema=rows[0][0], name=rows[0][1], columns=columns)

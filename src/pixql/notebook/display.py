@@ -114,13 +114,40 @@ def pictures(result: Result, ws: Workspace, *, limit: int = MAX_IMAGES,
     return out, len(chosen)
 
 
+def open_small(path: Path, size: int) -> tuple[Any, tuple[int, int]]:
+    """Open a picture for a ``size`` px thumbnail, and its original (width, height).
+
+    JPEGs are decoded at a reduced scale (``draft``), several times faster for photos; the
+    pixel cap and EXIF orientation are applied as in :func:`pixql.images.load_image`.
+    ImageError when the file is missing, too large or not an image.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from pixql.images import DEFAULT_MAX_PIXELS
+
+    if not path.is_file():
+        raise ImageError(f"image file not found: {path}", paths=[str(path)])
+    try:
+        with Image.open(path) as img:
+            original = img.size
+            if original[0] * original[1] > DEFAULT_MAX_PIXELS:
+                raise ImageError(f"{path}: image is {original[0]}x{original[1]} pixels, over "
+                                 f"the cap of {DEFAULT_MAX_PIXELS}", paths=[str(path)])
+            img.draft(None, (size, size))
+            img.load()
+            turned = ImageOps.exif_transpose(img)
+            return (turned if turned is not None else img.copy()), original
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError) as e:
+        raise ImageError(f"{path}: not a readable image ({e})", paths=[str(path)]) from e
+
+
 def thumbnail_png(path: Path, size: int) -> tuple[bytes, tuple[int, int]]:
     """A PNG of the picture shrunk to fit ``size``×``size`` (never enlarged), and the
     original (width, height). ImageError when the file is missing or not an image."""
-    from pixql.images import load_image
-
-    img = load_image(path)
-    original = img.size
+    img, original = open_small(path, size)
     if img.mode not in ("RGB", "RGBA", "L", "LA"):
         img = img.convert("RGBA" if "A" in img.getbands() else "RGB")
     img.thumbnail((size, size))

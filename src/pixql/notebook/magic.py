@@ -195,10 +195,12 @@ class PixqlMagics(Magics):
             self._ws = None
 
     # -- line commands --------------------------------------------------------------------
+    def _connect_and_say(self, path: str | None) -> None:
+        print(f"pixql: workspace {self.connect(path).root}")
+
     def _cmd_connect(self, rest: str) -> None:
         path, _ = next_token(rest)
-        ws = self.connect(path or None)
-        print(f"pixql: workspace {ws.root}")
+        self._connect_and_say(path or None)
 
     def _cmd_close(self, rest: str) -> None:
         self.close()
@@ -221,7 +223,7 @@ class PixqlMagics(Magics):
             print(USAGE)
             return None
         if args.workspace:
-            self._cmd_connect(args.workspace)
+            self._connect_and_say(args.workspace)
         if cell is None:
             word, tail = next_token(rest)
             command = self.COMMANDS.get(word.lower())

@@ -47,6 +47,7 @@ ROUTERS = (
     "pixql.server.routes.health",
     "pixql.server.routes.models",
     "pixql.server.routes.clip",
+    "pixql.server.routes.ui",
 )
 #: settings property → router module mounted when it is true
 OPTIONAL_ROUTERS = {"sql_enabled": "pixql.server.routes.sql"}

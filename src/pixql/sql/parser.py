@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from pixql.errors import ParseError
-from pixql.sql.lexer import CLOSERS, MAX_DEPTH, Lexer, Token, TokenKind, TokenStream, ascii_lower
+from pixql.sql.lexer import CLOSERS, MAX_DEPTH, Lexer, Token, TokenKind, ascii_lower
 from pixql.sql.nodes import (
     AiStatement,
     BuildModel,
@@ -33,6 +33,7 @@ from pixql.sql.nodes import (
     Statement,
     Subquery,
 )
+from pixql.sql.stream import TokenStream
 
 __all__ = ["MAX_AI_NESTING", "MAX_DEPTH", "parse_script", "parse_statement", "split_statements"]
 

@@ -41,12 +41,26 @@ class ClipOptions(BuildOptions):
     )
     video_frames: int = Field(default=8, ge=1, le=256, description="frames sampled per video")
     device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'")
+    backend: str | None = Field(
+        default=None,
+        description="runtime of the embeddings: torch, onnx, onnx-int8, openvino or auto "
+        "(default $PIXQL_CLIP_BACKEND or torch)",
+    )
 
     @field_validator("clip_version_id")
     @classmethod
     def _known_version(cls, value: str | None) -> str | None:
         if value is not None and value not in CLIP_VERSIONS:
             raise ValueError(f"unknown clip_version_id; valid values: {', '.join(CLIP_VERSIONS)}")
+        return value
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        from pixql.models.clip.backends import BACKENDS
+
+        if value is not None and value not in BACKENDS:
+            raise ValueError(f"unknown backend; valid values: {', '.join(BACKENDS)}")
         return value
 
 
@@ -71,14 +85,16 @@ class Clip(ModelKind):
             )
         version = resolve_version_id(options.clip_version_id)
         path = str(Path(ctx.resolve(options.path)).absolute()) if options.path else None
-        embedder = _load(version, path, options.video_frames, options.device)
+        embedder = _load(version, path, options.video_frames, options.device, options.backend)
         config = {
             "clip_version_id": version,
             "path": path,
             "video_frames": options.video_frames,
             "device": options.device,
+            "backend": options.backend,
         }
-        summary = {"epochs": 0, "weights": embedder.source, "model_id": embedder.model_id}
+        summary = {"epochs": 0, "weights": embedder.source, "model_id": embedder.model_id,
+                   "backend": embedder.backend}
         return BuildResult(config=config, dim=embedder.dim, summary=summary,
                            modalities=tuple(sorted(embedder.modalities)))
 
@@ -86,10 +102,14 @@ class Clip(ModelKind):
     def load(cls, artifact_dir: Path, config: dict[str, Any]) -> Embedder:
         """The shared :class:`ClipEmbedder` for the recorded version and path."""
         return _load(str(config["clip_version_id"]), config.get("path"),
-                     int(config.get("video_frames", 8)), str(config.get("device", "cpu")))
+                     int(config.get("video_frames", 8)), str(config.get("device", "cpu")),
+                     config.get("backend"))
 
 
-def _load(version: str, path: str | None, video_frames: int, device: str) -> Any:
+def _load(
+    version: str, path: str | None, video_frames: int, device: str, backend: str | None = None
+) -> Any:
     from pixql.models.clip.loader import load_clip
 
-    return load_clip(version, path=path, device=device, video_frames=video_frames)
+    return load_clip(version, path=path, device=device, video_frames=video_frames,
+                     backend=backend)

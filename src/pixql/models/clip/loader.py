@@ -41,7 +41,7 @@ CONFIG_NAME = "open_clip_config.json"
 #: weight file names of the hub layout, in order of preference
 WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
-_CACHE: dict[tuple[str, str, str, int], ClipEmbedder] = {}
+_CACHE: dict[tuple[str, str, str, int, str], ClipEmbedder] = {}
 _CACHE_LOCK = threading.Lock()
 
 
@@ -67,6 +67,7 @@ def load_clip(
     models_dir: Path | str | None = None,
     device: str = "cpu",
     video_frames: int = 8,
+    backend: str | None = None,
 ) -> ClipEmbedder:
     """Load (once per process) the CLIP model ``version_id``.
 
@@ -77,9 +78,11 @@ def load_clip(
         models_dir: folder of ``<version_id>/`` folders; overrides ``$PIXQL_CLIP_MODELS_DIR``.
         device: torch device for the model.
         video_frames: frames sampled per video.
+        backend: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``auto``; default
+            ``$PIXQL_CLIP_BACKEND`` or ``torch`` (see :mod:`pixql.models.clip.backends`).
 
     Returns:
-        The shared :class:`ClipEmbedder` for this (version, weights folder, device).
+        The shared :class:`ClipEmbedder` for this (version, weights folder, device, backend).
 
     Raises:
         ModelError: unknown ``version_id``, or weight files that cannot be loaded.
@@ -90,12 +93,16 @@ def load_clip(
         >>> emb.embed(["a black cat"], "text", normalize=False).shape       # doctest: +SKIP
         (1, 512)
     """
+    from pixql.models.clip.backends import attach_backend, resolve_backend
+
     version = resolve_version_id(version_id)
+    runtime = resolve_backend(backend)
     source = resolve_weights(version, path=path, models_dir=models_dir)
-    key = (version, source.key, str(device), int(video_frames))
+    key = (version, source.key, str(device), int(video_frames), runtime)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _load(version, source, device=device, video_frames=video_frames)
+            embedder = _load(version, source, device=device, video_frames=video_frames)
+            _CACHE[key] = attach_backend(embedder, runtime)
         return _CACHE[key]
 
 

@@ -1,31 +1,19 @@
-"""``GET /``, ``/info``, ``/healthz`` and ``/readiness`` (open without an API key)."""
+"""``/info``, ``/healthz`` and ``/readiness`` (open without an API key).
+
+``GET /`` (the search page, also what Roboflow's clients poll for 200) is in
+:mod:`pixql.server.routes.ui`.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 
 from pixql import __version__
 from pixql.server.deps import ModelsDep
 from pixql.server.schemas import HealthResponse, InfoResponse
 
 router = APIRouter(tags=["health"])
-
-LANDING = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>pixql</title></head>
-<body><h1>pixql {version}</h1>
-<p>Roboflow-compatible CLIP API: <code>POST /clip/embed_image</code>,
-<code>POST /clip/embed_text</code>, <code>POST /clip/compare</code>.</p>
-<p><a href="/docs">API documentation</a> · <a href="/model/registry">loaded models</a></p>
-</body></html>
-"""
-
-
-@router.get("/", response_class=HTMLResponse, include_in_schema=False)
-async def landing() -> HTMLResponse:
-    """A small landing page (Roboflow's clients poll ``/`` for 200)."""
-    return HTMLResponse(LANDING.format(version=__version__))
-
 
 @router.get("/info", response_model=InfoResponse, summary="Server name, version and id")
 async def info(request: Request) -> InfoResponse:

@@ -1,0 +1,258 @@
+"""Speed benchmark: CLIP ViT-B/32 on the CPU with every backend, in one run.
+
+Builds the real ViT-B-32 architecture with random weights (``open_clip.create_model(
+'ViT-B-32', pretrained=None)``: no weights can be downloaded here, and speed does not depend
+on their values), then measures images/s and texts/s of ``ClipEmbedder.forward`` for batch
+sizes 1, 16 and 64 with:
+
+* ``torch`` — fp32, ``torch.inference_mode`` (pixql's default path; the baseline);
+* ``torch-bf16`` — the same under ``torch.autocast('cpu', torch.bfloat16)``;
+* ``torch-channels-last`` — model and pixels in channels-last memory format;
+* ``torch-compile`` — ``torch.compile(dynamic=True)`` of both towers (``--no-compile`` skips);
+* ``onnx``, ``onnx-int8``, ``openvino`` — pixql's backends (``load_clip(backend=...)``).
+
+The machine is shared and noisy, so the variants are measured in interleaved rounds and
+each figure is reported as a ratio to torch fp32 measured in the same round (median over
+rounds). Accuracy: per-row cosine similarity to torch fp32 (min over a batch of crops of
+two real photos shipped with scikit-learn, generated photo-like images and captions).
+Random weights are a fair but imperfect proxy for real ones there. Writes the
+``clip_cpu`` section of ``benchmarks/RESULTS.md``.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/clip_cpu.py               # ~15 min on 2 busy cores
+    .venv/bin/python benchmarks/clip_cpu.py --rounds 1 --batch-sizes 1 16 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_section  # noqa: E402
+
+from pixql.models.clip.backends import attach_backend  # noqa: E402
+from pixql.models.clip.calibration import CAPTIONS, photo_like_images  # noqa: E402
+from pixql.models.clip.embedder import ClipEmbedder, _encode_text_trimmed  # noqa: E402
+
+Fn = Callable[[Any], Any]
+BACKENDS = ("onnx", "onnx-int8", "openvino")
+TEXTS = list(CAPTIONS[:-1]) + [
+    "a dog", "sunset over the mountains with a lake in the foreground",
+    "a screenshot of a spreadsheet", "portrait of a smiling woman wearing glasses",
+    "a red car parked in front of a brick house", "people", "aerial view of a city at night",
+    "a bowl of ramen with an egg, chopsticks and green onions on a dark table",
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    p.add_argument("--min-time", type=float, default=2.0, help="seconds per measurement (2)")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    return p.parse_args(argv)
+
+
+def make_embedder() -> ClipEmbedder:
+    """ViT-B-32 with random weights, as ``load_clip`` would wrap it."""
+    import open_clip
+
+    torch.manual_seed(0)
+    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
+    return ClipEmbedder(model, preprocess, open_clip.get_tokenizer("ViT-B-32"),
+                        version_id="ViT-B-32", dim=512, source="random")
+
+
+def torch_variants(base: ClipEmbedder, compile_: bool) -> dict[str, tuple[Fn, Fn]]:
+    """name → (image fn on a pixel tensor, text fn on a list of str)."""
+    def fwd(e: ClipEmbedder) -> tuple[Fn, Fn]:
+        return (lambda x: e.forward(x, "image"), lambda t: e.forward(t, "text"))
+
+    def bf16(fn: Fn) -> Fn:
+        def run(x: Any) -> Any:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return fn(x)
+        return run
+
+    out = {"torch": fwd(base)}
+    out["torch-bf16"] = tuple(bf16(f) for f in fwd(base))  # type: ignore[assignment]
+    cl_model = copy.deepcopy(base.model).to(memory_format=torch.channels_last)
+
+    def channels_last(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return cl_model.encode_image(x.contiguous(memory_format=torch.channels_last))
+    out["torch-channels-last"] = (channels_last, fwd(base)[1])
+    if compile_:
+        out["torch-compile"] = compiled(base)
+    return out
+
+
+def compiled(base: ClipEmbedder) -> tuple[Fn, Fn]:
+    """torch.compile of both towers (dynamic shapes: any batch, any text length)."""
+    model = base.model
+    image = torch.compile(model.encode_image, dynamic=True)
+    text = torch.compile(lambda tokens: _encode_text_trimmed(model, tokens), dynamic=True)
+
+    def run_image(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return image(x)
+
+    def run_text(texts: list[str]) -> torch.Tensor:
+        with torch.inference_mode():
+            return text(base.tokens_for(texts))
+    return run_image, run_text
+
+
+def backend_variants(base: ClipEmbedder, info: dict[str, Any]) -> dict[str, tuple[Fn, Fn]]:
+    """pixql's ONNX backends on embedders sharing ``base``'s model; times export and load."""
+    out: dict[str, tuple[Fn, Fn]] = {}
+    for name in BACKENDS:
+        timings = []
+        for _ in range(2):  # cold (export + quantize + check), then from the cache
+            e = make_sharing(base)
+            start = time.perf_counter()
+            try:
+                attach_backend(e, name)
+            except Exception as err:  # noqa: BLE001 - report and go on without it
+                print(f"{name}: unavailable ({type(err).__name__}: {err})", flush=True)
+                break
+            timings.append(time.perf_counter() - start)
+        if len(timings) == 2:
+            info[name] = {"first_load_s": timings[0], "cached_load_s": timings[1],
+                          "check_cosine": e.towers.cosine}
+            out[name] = (lambda x, e=e: e.forward(x, "image"), lambda t, e=e: e.forward(t, "text"))
+    return out
+
+
+def make_sharing(base: ClipEmbedder) -> ClipEmbedder:
+    return ClipEmbedder(base.model, base.image_transform, base.tokenizer,
+                        version_id=base.version_id, dim=base.dim, source=base.source)
+
+
+def items_per_s(fn: Fn, batch: Any, n: int, min_time: float) -> float:
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn(batch)
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return calls * n / elapsed
+
+
+def real_images() -> list[Any]:
+    """Crops of scikit-learn's two sample photos at several positions and scales."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    out = []
+    for arr in load_sample_images().images:
+        photo = Image.fromarray(arr)
+        w, h = photo.size
+        for i, side in enumerate((420, 300, 224, 160, 360, 260, 200, 400)):
+            x0, y0 = (i * 53) % (w - side), (i * 37) % (h - side)
+            out.append(photo.crop((x0, y0, x0 + side, y0 + side)))
+    return out + photo_like_images(8)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    base = make_embedder()
+    info: dict[str, Any] = {}
+    variants = torch_variants(base, not args.no_compile)
+    variants.update(backend_variants(base, info))
+    images = real_images()
+    pixels = torch.stack([base.preprocess(i, "image") for i in images])
+    ref_img, ref_txt = base.forward(list(pixels), "image"), base.forward(TEXTS, "text")
+    cos: dict[str, tuple[float, float]] = {}
+    for name, (fi, ft) in variants.items():  # also warms every variant up
+        start = time.perf_counter()
+        got_i, got_t = fi(pixels).float(), ft(TEXTS).float()
+        info.setdefault(name, {})["warmup_s"] = time.perf_counter() - start
+        cos[name] = (float(torch.cosine_similarity(got_i, ref_img.float()).min()),
+                     float(torch.cosine_similarity(got_t, ref_txt.float()).min()))
+    rates: dict[tuple[str, str, int], list[float]] = {}
+    for r in range(args.rounds):
+        for bs in args.batch_sizes:
+            batch_i = pixels[torch.arange(bs) % len(pixels)]
+            batch_t = [TEXTS[i % len(TEXTS)] for i in range(bs)]
+            for name, (fi, ft) in variants.items():
+                for modality, fn, batch in (("image", fi, batch_i), ("text", ft, batch_t)):
+                    rate = items_per_s(fn, batch, bs, args.min_time)
+                    rates.setdefault((name, modality, bs), []).append(rate)
+                    print(f"round {r} bs {bs:3d} {name:20s} {modality}: {rate:8.2f}/s",
+                          flush=True)
+    return {"rates": rates, "cos": cos, "info": info, "variants": list(variants),
+            "n_images": len(images), "n_texts": len(TEXTS)}
+
+
+def ratio(rates: dict, name: str, modality: str, bs: int) -> float:
+    """Median over rounds of (variant rate / torch rate of the same round)."""
+    ours, base = rates[(name, modality, bs)], rates[("torch", modality, bs)]
+    return statistics.median(a / b for a, b in zip(ours, base))
+
+
+def render(res: dict[str, Any], args: argparse.Namespace, command: str, wall: float) -> str:
+    rates, sizes = res["rates"], args.batch_sizes
+    lines = ["## CLIP ViT-B/32 on the CPU: backends compared", "",
+             f"Command: `{command}` — {machine()}, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} torch threads, {args.rounds} interleaved rounds, "
+             f"wall {wall / 60:.1f} min.", "",
+             "Random weights (real ViT-B-32 architecture); throughput of "
+             "`ClipEmbedder.forward` on preprocessed images / raw texts (tokenization "
+             "included, padded to the batch's longest text). **×** = ratio to torch fp32 "
+             "measured in the same round (median over rounds); items/s are medians and "
+             "depend on the machine's load.", ""]
+    for modality in ("image", "text"):
+        head = " | ".join(f"bs {b}: /s (×)" for b in sizes)
+        lines += [f"### {modality} embeddings", "", f"| backend | {head} | min cosine |",
+                  "|---" * (len(sizes) + 2) + "|"]
+        idx = 0 if modality == "image" else 1
+        for name in res["variants"]:
+            cells = " | ".join(
+                f"{statistics.median(rates[(name, modality, b)]):.1f} "
+                f"({ratio(rates, name, modality, b):.2f}×)" for b in sizes)
+            lines.append(f"| {name} | {cells} | {res['cos'][name][idx]:.5f} |")
+        lines.append("")
+    lines += [f"Min cosine: per row vs torch fp32 over {res['n_images']} images (crops of "
+              "scikit-learn's two sample photos + 8 generated photo-like images) and "
+              f"{res['n_texts']} captions of 1 to 77+ tokens.", "",
+              "| backend | first load (export + quantize + check) | load from cache |",
+              "|---|---|---|"]
+    for name in BACKENDS:
+        if "first_load_s" in res["info"].get(name, {}):
+            i = res["info"][name]
+            lines.append(f"| {name} | {i['first_load_s']:.1f} s | {i['cached_load_s']:.1f} s |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    command = "python benchmarks/clip_cpu.py " + shlex.join(argv or sys.argv[1:])
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:  # cold exports, measured
+        os.environ["PIXQL_CACHE_DIR"] = cache
+        res = run(args)
+    body = render(res, args, command.strip(), time.perf_counter() - start)
+    print(body)
+    if not args.no_write:
+        write_section("clip_cpu", body)
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4)
+    main()

@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Long fuzz run of pixql's engine: random and mutated statements through ``Workspace.sql``.
+
+Every input runs on a small confined workspace (images, a Pixels model, embeddings, a tiny
+CLIP unless ``--no-clip``). The rules checked for each input:
+
+* it succeeds, or raises ``pixql.errors.Error`` or ``duckdb.Error`` — never another
+  exception (KeyError, TypeError, AttributeError, a pydantic error...);
+* a ``ParseError`` carries a line and a column;
+* a statement that fails leaves the workspace as it was: the committed tables and catalog,
+  the model folders and the workspace's files (a fingerprint is compared), and no
+  transaction is left open on the cursor.
+
+A statement that succeeds and changes the workspace is fine; the workspace is then restored
+from its template so the next input starts from the same state. Any rule broken is a bug:
+the script prints the first few and exits with status 1.
+
+Usage:
+    python scripts/fuzz_engine.py --n 10000 [--seed 0] [--no-clip]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import random
+import shutil
+import string
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+import pixql
+from pixql.errors import Error, ParseError
+from pixql.sql import parse_script, parse_statement
+from pixql.sql.nodes import AiStatement
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN_FILE = ROOT / "tests" / "sql" / "fixtures" / "identity.sql"
+SHAPES = ("circle", "square", "cross")
+SEARCH_PX = ("SEARCH IMAGE USING px OPTIONS (search_by='image', search_input='shapes/cross/001.png'"
+             ", emb_col='convert_result', top_k=3) AS SELECT * FROM images")
+#: statements valid on the template workspace (mutations of these reach deep into the engine)
+CORPUS = [
+    "SELECT * FROM images ORDER BY image_path LIMIT 3",
+    SEARCH_PX,
+    "SELECT image_path, search_result FROM (SEARCH IMAGE USING px OPTIONS (search_by='image', "
+    "search_input='shapes/circle/000.png', emb_col='convert_result', result_col='search_result',"
+    " top_k=None) AS SELECT * FROM images) WHERE label = 'circle'",
+    "CONVERT USING px OPTIONS (image_col='image_path', result_col='convert_result', "
+    "batch_size=4, workers=1) AS SELECT * FROM images",
+    "CONVERT USING px OPTIONS (result_col='other', on_error='null') AS SELECT * FROM mixed",
+    "CONVERT USING px OPTIONS (table_name='images') AS SELECT * FROM images WHERE label <> 'x'",
+    "SELECT * FROM (CONVERT USING px AS SELECT * FROM images WHERE label = 'cross')",
+    "BUILD MODEL px USING Pixels OPTIONS (image_size=4, overwrite=True) AS SELECT * FROM images",
+    "BUILD MODEL px3 USING Pixels OPTIONS (image_size=6, grayscale=False, center=False) "
+    "AS SELECT * FROM images",
+    "COPY more OPTIONS (if_exists='replace') FROM 'shapes/'",
+    "COPY images OPTIONS (if_exists='append') FROM 'shapes/circle/'",
+    "COPY more OPTIONS (if_exists='replace', resolve_paths='image_path') FROM 'data.csv'",
+    "COPY mixed OPTIONS (if_exists='fail', image_col='path') FROM 'bad/'",
+    "PRINT IMAGE OPTIONS (image_col='image_path') AS SELECT image_path FROM images LIMIT 2",
+    f"PRINT IMAGE AS ({SEARCH_PX})",
+    "LIST MODEL",
+    "SELECT name, version FROM (SHOW MODELS) ORDER BY name",
+    "DROP MODEL IF EXISTS nope",
+    "DELETE MODEL px",
+    "SEARCH AUDIO USING px OPTIONS (search_by='audio', search_input='a.wav', emb_col='e') "
+    "AS SELECT * FROM images",
+    "SEARCH VIDEO USING c OPTIONS (search_by='video', search_input='clip.mp4', "
+    "emb_col='clip_emb') AS SELECT * FROM images",
+    "GET THANOSQL MODEL clip OPTIONS (model_name='c2', path='weights/tiny-clip')",
+    "BUILD MODEL c3 USING CLIP OPTIONS (path='weights/tiny-clip', video_frames=2)",
+    "SEARCH IMAGE USING c OPTIONS (search_by='text', search_input='a circle', "
+    "emb_col='clip_emb', top_k=2) AS SELECT * FROM images",
+    "SEARCH IMAGE USING c OPTIONS (search_by='image', search_input='shapes/square/000.png', "
+    "emb_col='clip_emb') AS SELECT * FROM images",
+    "CONVERT USING c OPTIONS (convert_type='text', text_col='caption', result_col='t_emb') "
+    "AS SELECT * FROM captions",
+    "SEARCH TEXT USING c OPTIONS (search_by='text', search_input='dog', emb_col='t_emb') "
+    "AS SELECT * FROM (CONVERT USING c OPTIONS (convert_type='text', text_col='caption', "
+    "result_col='t_emb') AS SELECT * FROM captions)",
+    "INSERT INTO captions VALUES (9, 'a new caption')",
+    "CREATE TABLE scratch AS SELECT * FROM images",
+    "UPDATE images SET label = 'x' WHERE label = 'cross'",
+]
+WORDS = [
+    "SEARCH", "IMAGE", "TEXT", "VIDEO", "USING", "OPTIONS", "AS", "CONVERT", "LIST", "MODEL",
+    "SHOW", "MODELS", "BUILD", "PRINT", "COPY", "FROM", "GET", "THANOSQL", "DELETE", "DROP",
+    "IF", "EXISTS", "SELECT", "*", "WHERE", "images", "captions", "mixed", "px", "c",
+    "Pixels", "CLIP", "image_path", "convert_result", "clip_emb", "label", "(", ")", "[",
+    "]", "{", "}", ";", ",", "=", "'", '"', "None", "True", "-1", "1e999", "top_k",
+    "search_input", "'shapes/'", "'bad/empty.png'", "'../../etc/passwd'",
+]
+OPTION_KEYS = [
+    "image_col", "text_col", "video_col", "convert_type", "result_col", "batch_size",
+    "workers", "on_error", "table_name", "search_by", "search_input", "emb_col", "top_k",
+    "column_name", "if_exists", "overwrite", "resolve_paths", "image_size", "grayscale",
+    "center", "clip_version_id", "path", "video_frames", "device", "model_name", "max_epochs",
+    "", "x", "IMAGE_COL",
+]
+OPTION_VALUES: list[Any] = [
+    None, True, False, 0, -1, 1, 3, 2**63, 10**40, 1e999, -1e999, 0.5, "", "x", "image",
+    "text", "video", "audio", "null", "fail", "replace", "append", "image_path", "label",
+    "convert_result", "clip_emb", "caption", "shapes/", "shapes/cross/001.png",
+    "bad/empty.png", "bad/text.png", "bad/truncated.png", "bad/huge.png", "/etc/passwd",
+    "../../etc/passwd", "link/secret.txt", "weights/tiny-clip", "ViT-B-32", "cuda", "meta",
+    [], [1, "a"], ["image_path", "label"], {"a": 1}, {"": None}, "a" * 500,
+    "'; DROP TABLE images; --", "\x00", "é" * 3,
+]
+
+
+# ---------------------------------------------------------------------- the workspace
+def draw_shape(shape: str, seed: int, size: int = 24) -> Any:
+    """A white-on-black glyph (a circle, a square or a cross), slightly shifted by ``seed``."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    img = Image.new("L", (size, size), 0)
+    d = ImageDraw.Draw(img)
+    r, cx, cy = size // 3, size // 2 + rng.randint(-2, 2), size // 2 + rng.randint(-2, 2)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if shape == "circle":
+        d.ellipse(box, outline=255, width=2)
+    elif shape == "square":
+        d.rectangle(box, outline=255, width=2)
+    else:
+        d.line(box, fill=255, width=2)
+        d.line((box[0], box[3], box[2], box[1]), fill=255, width=2)
+    return img
+
+
+def write_files(root: Path) -> None:
+    """Images (shapes/<shape>/00i.png), bad files (bad/), a CSV and a file outside."""
+    for c, shape in enumerate(SHAPES):
+        (root / "shapes" / shape).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            draw_shape(shape, 10 * c + i).save(root / "shapes" / shape / f"{i:03d}.png")
+    bad = root / "bad"
+    bad.mkdir()
+    (bad / "empty.png").write_bytes(b"")
+    (bad / "text.png").write_text("not an image", encoding="utf-8")
+    good = (root / "shapes" / "circle" / "000.png").read_bytes()
+    (bad / "truncated.png").write_bytes(good[: len(good) // 2])
+    from PIL import Image
+
+    Image.new("L", (4000, 4000)).save(bad / "huge.png")  # 16 Mpx: decodes, slowly-ish
+    (root / "data.csv").write_text("image_path,label\ncircle/000.png,circle\n", encoding="utf-8")
+    outside = root.parent / "outside"
+    outside.mkdir(exist_ok=True)
+    (outside / "secret.txt").write_text("secret", encoding="utf-8")
+    (root / "link").symlink_to(outside)
+
+
+def build_template(folder: Path, *, clip: bool = True) -> Path:
+    """Create the template workspace in ``folder`` (must not exist); return it."""
+    write_files(folder)
+    setup = [
+        "COPY images OPTIONS (if_exists='replace') FROM 'shapes/'",
+        "CREATE TABLE mixed AS SELECT image_path FROM images UNION ALL "
+        "SELECT 'bad/' || f FROM (VALUES ('empty.png'), ('text.png'), ('truncated.png')) v(f)",
+        "CREATE TABLE captions AS SELECT * FROM (VALUES (1, 'a dog'), (2, 'a cat')) t(id, caption)",
+        "BUILD MODEL px USING Pixels OPTIONS (image_size=8) AS SELECT * FROM images",
+        "CONVERT USING px AS SELECT * FROM images",
+    ]
+    if clip:
+        from pixql.testing.tiny_clip import make_tiny_clip
+
+        make_tiny_clip(folder / "weights" / "tiny-clip")
+        setup += ["BUILD MODEL c USING CLIP OPTIONS (path='weights/tiny-clip')",
+                  "CONVERT USING c OPTIONS (result_col='clip_emb') AS SELECT * FROM images"]
+    with pixql.connect(folder, progress=False) as db:
+        for stmt in setup:
+            db.sql(stmt)
+    return folder
+
+
+def open_workspace(folder: Path) -> pixql.Workspace:
+    """The workspace as the server opens it: confined to its folder."""
+    return pixql.connect(folder, progress=False, confined=True)
+
+
+# ---------------------------------------------------------------------- fingerprints
+def _table_digest(cur: duckdb.DuckDBPyConnection, qualified: str) -> str:
+    rows = cur.execute(
+        f"SELECT md5(CAST(x AS VARCHAR)) AS h FROM {qualified} AS x ORDER BY h").fetchall()
+    return hashlib.sha256("".join(r[0] for r in rows).encode()).hexdigest()
+
+
+def fingerprint(ws: pixql.Workspace, cur: duckdb.DuckDBPyConnection) -> str:
+    """A digest of the committed state: tables (schema + rows), views, macros, model folders
+    and the workspace's files. ``cur`` must be a cursor of its own (it sees committed data)."""
+    h = hashlib.sha256()
+    tables = cur.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary "
+        "ORDER BY ALL").fetchall()
+    for schema, table in tables:
+        cols = cur.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = ? AND "
+            "table_name = ? ORDER BY column_index", [schema, table]).fetchall()
+        qualified = '"' + schema.replace('"', '""') + '"."' + table.replace('"', '""') + '"'
+        h.update(repr((schema, table, cols, _table_digest(cur, qualified))).encode())
+    for row in cur.execute(
+            "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal "
+            "ORDER BY ALL").fetchall():
+        h.update(repr(row).encode())
+    for row in cur.execute(
+            "SELECT DISTINCT schema_name, function_name FROM duckdb_functions() WHERE NOT "
+            "internal ORDER BY ALL").fetchall():
+        h.update(repr(row).encode())
+    for path in sorted(ws.root.rglob("*")):
+        rel = path.relative_to(ws.root).as_posix()
+        if rel.startswith("pixql.duckdb") or rel.startswith("weights/"):
+            continue
+        size = path.stat().st_size if path.is_file() else -1
+        h.update(f"{rel}:{size}".encode())
+    return h.hexdigest()
+
+
+def in_transaction(cur: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``cur`` has a transaction open (BEGIN would fail)."""
+    try:
+        cur.begin()
+    except duckdb.TransactionException:
+        return True
+    cur.rollback()
+    return False
+
+
+# ---------------------------------------------------------------------- running inputs
+class Harness:
+    """A template workspace and a working copy that is restored whenever it changes."""
+
+    def __init__(self, template: Path, work: Path) -> None:
+        self.template = template
+        self.work = work
+        self.restores = 0
+        self.ws: pixql.Workspace | None = None
+        self.cur: duckdb.DuckDBPyConnection | None = None
+        self.state = ""
+        self.restore()
+
+    def restore(self) -> None:
+        """Start again from a fresh copy of the template."""
+        self.close()
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        shutil.copytree(self.template, self.work, symlinks=True)
+        self.ws = open_workspace(self.work)
+        self.cur = self.ws._con.cursor()  # its own connection handle: committed state only
+        self.state = fingerprint(self.ws, self.cur)
+        self.restores += 1
+
+    def close(self) -> None:
+        if self.cur is not None:
+            self.cur.close()
+        if self.ws is not None:
+            self.ws.close()
+        self.ws = self.cur = None
+
+    def check_unchanged(self, what: str) -> None:
+        assert self.ws is not None and self.cur is not None
+        if in_transaction(self.ws.cursor()):
+            raise AssertionError(f"{what} left a transaction open")
+        if fingerprint(self.ws, self.cur) != self.state:
+            raise AssertionError(f"{what} changed the workspace")
+
+    def run(self, text: str) -> str:
+        """Run one input; return its outcome. AssertionError or any unexpected exception
+        means a bug (raised to the caller)."""
+        assert self.ws is not None
+        try:
+            statements = parse_script(text)
+        except ParseError as e:
+            if e.line < 1 or e.col < 1:
+                raise AssertionError(f"ParseError without a position: {e!r}") from e
+            try:
+                self.ws.sql(text)
+            except ParseError:
+                pass
+            else:
+                raise AssertionError("parse_script failed but Workspace.sql did not") from e
+            self.check_unchanged("a script with a syntax error")
+            return "ParseError"
+        outcome = "ok"
+        for statement in statements:
+            outcome = self._run_statement(statement.text)
+            if outcome != "ok":
+                break
+        if outcome == "ok" and self._changed():
+            self.restore()
+        return outcome
+
+    def _run_statement(self, text: str) -> str:
+        assert self.ws is not None
+        try:
+            self.ws.sql(text)
+        except (Error, duckdb.Error) as e:
+            self.check_unchanged(f"failed statement ({type(e).__name__}: {e})")
+            return "pixql." + type(e).__name__ if isinstance(e, Error) else "duckdb.Error"
+        if self._changed():
+            self.restore()
+        return "ok"
+
+    def _changed(self) -> bool:
+        assert self.ws is not None and self.cur is not None
+        return in_transaction(self.ws.cursor()) or fingerprint(self.ws, self.cur) != self.state
+
+
+# ---------------------------------------------------------------------- input generators
+Generator = Callable[[random.Random], str]
+
+
+def golden() -> list[str]:
+    """The parser's golden statements (tests/sql/fixtures/identity.sql)."""
+    lines = GOLDEN_FILE.read_text(encoding="utf-8").splitlines()
+    return [line for line in lines if line.strip() and not line.startswith("--")]
+
+
+def random_text(rng: random.Random) -> str:
+    chars = "()[]{}'\";$-/*=,.:_+\\ \n\t" + string.ascii_letters + string.digits
+    return "".join(rng.choice(chars) for _ in range(rng.randrange(0, 120)))
+
+
+def random_words(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randrange(1, 30)))
+
+
+def mutated(rng: random.Random) -> str:
+    """A corpus (or golden) statement with 1-4 character or word edits."""
+    text = rng.choice(CORPUS) if rng.random() < 0.8 else rng.choice(GOLDEN)
+    for _ in range(rng.randint(1, 4)):
+        words = rng.random() < 0.5
+        pieces = text.split(" ") if words else list(text)
+        if not pieces:
+            break
+        i, j = rng.randrange(len(pieces)), rng.randrange(len(pieces))
+        op = rng.randrange(4)
+        if op == 0:
+            del pieces[i]
+        elif op == 1:
+            pieces.insert(i, rng.choice(WORDS) if words else rng.choice("()'\",;=_ 0x"))
+        elif op == 2:
+            pieces[i], pieces[j] = pieces[j], pieces[i]
+        else:
+            pieces.insert(i, pieces[j])
+        text = (" " if words else "").join(pieces)
+    return text
+
+
+def option_value(rng: random.Random) -> Any:
+    return rng.choice(OPTION_VALUES)
+
+
+def options_mutated(rng: random.Random) -> str:
+    """A corpus AI statement whose OPTIONS get values replaced, added or removed."""
+    node = rng.choice(AI_CORPUS)
+    options = dict(node.options)
+    for _ in range(rng.randint(1, 3)):
+        op = rng.randrange(3)
+        if op == 0 and options:
+            options[rng.choice(list(options))] = option_value(rng)
+        elif op == 1:
+            options[rng.choice(OPTION_KEYS) or "x"] = option_value(rng)
+        elif options:
+            del options[rng.choice(list(options))]
+    return dataclasses.replace(node, options=options).sql()
+
+
+def nested(rng: random.Random) -> str:
+    """AI statements nested as subqueries, sometimes cut short."""
+    inner = "SELECT * FROM images"
+    for _ in range(rng.randint(1, 4)):
+        inner = rng.choice([
+            f"SELECT * FROM (SEARCH IMAGE USING px OPTIONS (search_by='image', search_input="
+            f"'shapes/circle/001.png', emb_col='convert_result', top_k=5) AS {inner})",
+            f"SELECT * FROM (CONVERT USING px OPTIONS (result_col='e2') AS {inner})",
+            f"SELECT * FROM ({inner}) WHERE label <> 'square'",
+        ])
+    cut = rng.randrange(len(inner) + 1) if rng.random() < 0.3 else len(inner)
+    return inner[:cut]
+
+
+def glued(rng: random.Random) -> str:
+    """Several corpus statements as one script."""
+    return ";\n".join(rng.choice(CORPUS) for _ in range(rng.randint(2, 4)))
+
+
+GOLDEN = golden()
+#: the corpus's top-level AI statements with OPTIONS, parsed
+AI_CORPUS = [node for node in map(parse_statement, CORPUS)
+             if isinstance(node, AiStatement) and node.options]
+GENERATORS: list[Generator] = [
+    random_text, random_words, mutated, mutated, mutated, options_mutated, options_mutated,
+    nested, glued,
+]
+
+
+# ---------------------------------------------------------------------- the run
+@dataclasses.dataclass
+class Report:
+    """What a run saw."""
+
+    inputs: int = 0
+    outcomes: Counter = dataclasses.field(default_factory=Counter)
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    restores: int = 0
+    slowest: float = 0.0
+    slowest_input: str = ""
+    seconds: float = 0.0
+
+    def line(self, seed: int) -> str:
+        errors = sum(v for k, v in self.outcomes.items() if k not in ("ok", "bug"))
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
+        return (f"fuzz_engine: {self.inputs} inputs, {self.outcomes['ok']} ran, {errors} "
+                f"refused with pixql/DuckDB errors, {self.outcomes['bug']} bugs; workspace "
+                f"restored {self.restores} times; slowest input {self.slowest:.2f}s "
+                f"(seed {seed}, {self.seconds:.1f}s)\n  outcomes: {kinds}")
+
+
+def fuzz(harness: Harness, rng: random.Random, n: int) -> Report:
+    """Run ``n`` generated inputs through ``harness``."""
+    report = Report()
+    started = time.perf_counter()
+    for _ in range(n):
+        text = rng.choice(GENERATORS)(rng)
+        t0 = time.perf_counter()
+        try:
+            outcome = harness.run(text)
+        except Exception:  # noqa: BLE001 - anything else is what we hunt for
+            outcome = "bug"
+            report.failures.append((text, traceback.format_exc(limit=6)))
+            harness.restore()
+        elapsed = time.perf_counter() - t0
+        if elapsed > report.slowest:
+            report.slowest, report.slowest_input = elapsed, text
+        report.outcomes[outcome] += 1
+        report.inputs += 1
+    report.restores = harness.restores
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the fuzzer; 0 when every input ran or failed cleanly."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--n", type=int, default=10_000, help="number of inputs (default 10000)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--no-clip", action="store_true", help="no tiny CLIP model")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="pixql-fuzz-") as tmp:
+        template = build_template(Path(tmp) / "template" / "ws", clip=not args.no_clip)
+        harness = Harness(template, Path(tmp) / "work" / "ws")
+        try:
+            report = fuzz(harness, random.Random(args.seed), args.n)
+        finally:
+            harness.close()
+    for text, why in report.failures[:5]:
+        print(f"FAILED on {text!r}:\n{why}", file=sys.stderr)
+    print(report.line(args.seed))
+    print(f"  slowest: {report.slowest_input[:160]!r}")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Cached embedding matrices for SEARCH: one contiguous float32 copy per (table, column).
+
+A :class:`ColumnVectors` holds a column's vectors as unit rows (zeros for NULL), with the
+row ids they came from, so SEARCH scores a million rows with one matrix-vector product
+instead of converting the column from DuckDB on every query.
+
+Staleness is detected, not assumed. An entry is reused only while both of these are
+unchanged since it was loaded:
+
+* the database's write stamp: inode, size and mtime of ``pixql.duckdb`` and of its
+  write-ahead log. Every committed write (INSERT, UPDATE, DELETE, ALTER, COPY, CONVERT, by
+  pixql or by any cursor of this process) grows the WAL, and every checkpoint (the only time
+  DuckDB renumbers row ids) rewrites the database file, so a matching stamp means nothing
+  was committed since. Writes to *other* tables also change it: the cost is a reload, never
+  a stale answer;
+* the table's own state: oid, estimated size, column count, the column's position and type.
+
+Entries are read inside one read transaction (see :func:`read_snapshot`), LRU-evicted
+within a memory budget (``PIXQL_VECTOR_CACHE_MB``, default 40% of RAM), and dropped eagerly
+by :meth:`VectorCache.invalidate` (called by CONVERT and COPY).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from pixql.execution.context import quote_ident
+from pixql.index.exact import unit_rows
+
+#: rows per Arrow batch when loading a column (DuckDB's vector size × 4)
+LOAD_BATCH_ROWS = 8192
+#: default share of physical memory the cache may hold
+DEFAULT_BUDGET_SHARE = 0.4
+
+Stamp = tuple[int, ...]
+
+
+def db_stamp(db_path: Path) -> Stamp:
+    """(inode, size, mtime_ns) of the database file and of its WAL (zeros when absent)."""
+    out: list[int] = []
+    for p in (db_path, db_path.with_name(db_path.name + ".wal")):
+        try:
+            st = os.stat(p)
+            out += [st.st_ino, st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            out += [0, 0, 0]
+    return tuple(out)
+
+
+@contextmanager
+def read_snapshot(cur: duckdb.DuckDBPyConnection) -> Iterator[bool]:
+    """A read transaction on ``cur`` (yields True), or False when ``cur`` is already inside
+    a transaction of its own (uncommitted changes are invisible to the write stamp, so the
+    caller must not use the cache then)."""
+    try:
+        cur.execute("BEGIN TRANSACTION")
+    except duckdb.TransactionException:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        cur.execute("ROLLBACK")
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A base table as SEARCH's fast path reads it."""
+
+    schema: str
+    name: str
+    columns: tuple[str, ...]
+
+    @property
+    def sql(self) -> str:
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.schema}.{self.name}".lower()
+
+
+def table_state(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str) -> tuple[Any, ...] | None:
+    """(oid, estimated size, column count, column index, column type) of ``ref.column``."""
+    rows = cur.execute(
+        "SELECT t.table_oid, t.estimated_size, t.column_count, c.column_index, c.data_type "
+        "FROM duckdb_tables() t JOIN duckdb_columns() c ON c.table_oid = t.table_oid "
+        "WHERE t.database_name = current_database() AND NOT t.temporary "
+        "AND t.schema_name = ? AND t.table_name = ? AND c.column_name = ?",
+        [ref.schema, ref.name, column]).fetchall()
+    return tuple(rows[0]) if len(rows) == 1 else None
+
+
+@dataclass(eq=False)
+class ColumnVectors:
+    """A column's vectors as unit rows (``units[i]`` is the row with id ``rowids[i]``)."""
+
+    units: np.ndarray  # (n, d) float32, C-contiguous; zeros where ~valid
+    rowids: np.ndarray  # (n,) int64, ascending
+    valid: np.ndarray  # (n,) bool: the stored vector is not NULL
+    state: tuple[Any, ...] | None = None  # (write stamp, table state, row count); None: one-shot
+    indexes: dict[str, Any] = field(default_factory=dict)  # ANN indexes over ``units``
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _checksum: str | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.units.nbytes + self.rowids.nbytes + self.valid.nbytes)
+
+    @property
+    def n_valid(self) -> int:
+        return int(np.count_nonzero(self.valid))
+
+    def positions(self, rowids: np.ndarray) -> np.ndarray | None:
+        """Cache positions of ``rowids`` (in the given order), or None if any is unknown."""
+        rowids = np.asarray(rowids, dtype=np.int64)
+        n = len(self.rowids)
+        if n == 0:
+            return None if len(rowids) else np.zeros(0, dtype=np.int64)
+        base = int(self.rowids[0])
+        if int(self.rowids[-1]) - base == n - 1:  # dense ids: position = id - first id
+            pos = rowids - base
+            ok = len(pos) == 0 or (int(pos.min()) >= 0 and int(pos.max()) < n)
+            return pos if ok else None
+        pos = np.searchsorted(self.rowids, rowids)
+        pos[pos >= n] = 0
+        return pos if np.array_equal(self.rowids[pos], rowids) else None
+
+    def checksum(self) -> str:
+        """A content hash (SHA-1 of ids, validity and vectors), computed once; ANN index
+        files are tied to it."""
+        if self._checksum is None:
+            raw = memoryview(self.units).cast("B") if self.units.size else memoryview(b"")
+            step = 64 << 20
+            parts = [raw[i : i + step] for i in range(0, len(raw), step)]
+            with ThreadPoolExecutor(2) as pool:  # hashlib releases the GIL on big buffers
+                digests = list(pool.map(lambda b: hashlib.sha1(b).digest(), parts))
+            h = hashlib.sha1(np.asarray(self.units.shape, np.int64).tobytes())
+            h.update(self.rowids.tobytes())
+            h.update(np.packbits(self.valid).tobytes())
+            for d in digests:
+                h.update(d)
+            self._checksum = h.hexdigest()
+        return self._checksum
+
+
+def arrow_vectors(arr: pa.Array, dim: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One Arrow chunk of an embedding column → ((n, dim) float32, validity). Rows that are
+    NULL hold arbitrary values; callers mask them with the validity."""
+    from pixql.errors import ProgrammingError
+
+    n = len(arr)
+    valid = np.ones(n, dtype=bool) if arr.null_count == 0 else \
+        np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_fixed_size_list(arr.type):
+        if arr.type.list_size != dim:
+            raise ProgrammingError(f"emb_col {name!r} holds {arr.type.list_size}-dimensional "
+                                   f"vectors, not {dim} (the model's dimension)")
+        flat = arr.values.slice(arr.offset * dim, n * dim)
+        values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
+        return values.reshape(n, dim), valid
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        out = np.zeros((n, dim), dtype=np.float32)
+        if valid.any():
+            present = arr.filter(pa.array(valid)) if not valid.all() else arr
+            flat = np.asarray(present.flatten().to_numpy(zero_copy_only=False), np.float32)
+            if flat.size != int(valid.sum()) * dim:
+                raise ProgrammingError(f"emb_col {name!r} does not hold {dim}-dimensional "
+                                       f"vectors (the model's dimension)")
+            out[valid] = flat.reshape(-1, dim)
+        return out, valid
+    raise ProgrammingError(f"emb_col {name!r} has type {arr.type}, not an embedding "
+                           f"(FLOAT[{dim}])")
+
+
+def load_vectors(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str, dim: int,
+                 n_rows: int) -> ColumnVectors:
+    """Stream ``rowid, column`` of ``ref`` into one preallocated matrix of unit rows."""
+    units = np.empty((n_rows, dim), dtype=np.float32)
+    rowids = np.empty(n_rows, dtype=np.int64)
+    valid = np.empty(n_rows, dtype=bool)
+    sql = f"SELECT rowid, {quote_ident(column)} FROM {ref.sql}"
+    i = 0
+    for batch in cur.sql(sql).to_arrow_reader(LOAD_BATCH_ROWS):
+        m = batch.num_rows
+        if i + m > n_rows:  # pragma: no cover - the snapshot's count said otherwise
+            raise RuntimeError("table changed while its vectors were loaded")
+        x, ok = arrow_vectors(batch.column(1), dim, column)
+        unit_rows(x, ok, out=units[i : i + m])
+        rowids[i : i + m] = batch.column(0).to_numpy()
+        valid[i : i + m] = ok
+        i += m
+    units, rowids, valid = units[:i], rowids[:i], valid[:i]
+    if i > 1 and not (np.diff(rowids) > 0).all():  # scans come in row-id order; be sure
+        order = np.argsort(rowids, kind="stable")
+        units, rowids, valid = units[order], rowids[order], valid[order]
+    return ColumnVectors(np.ascontiguousarray(units), rowids, valid)
+
+
+def _default_budget() -> int:
+    env = os.environ.get("PIXQL_VECTOR_CACHE_MB")
+    if env:
+        return int(float(env) * 2**20)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        total = 8 << 30
+    return int(total * DEFAULT_BUDGET_SHARE)
+
+
+class VectorCache:
+    """Per-workspace LRU cache of :class:`ColumnVectors`, validated on every lookup."""
+
+    def __init__(self, db_path: Path, *, budget_bytes: int | None = None,
+                 index_root: Path | None = None) -> None:
+        self.db_path = Path(db_path)
+        self.budget = _default_budget() if budget_bytes is None else budget_bytes
+        self.index_root = index_root
+        self._entries: OrderedDict[tuple[str, str], ColumnVectors] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self.loads = 0
+        self.hits = 0
+
+    def lookup(self, cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str,
+               dim: int) -> ColumnVectors | None:
+        """The vectors of ``ref.column`` as of ``cur``'s snapshot, loading them when missing
+        or stale; None when the column is not ``FLOAT[dim]`` or does not fit the budget.
+        Call inside :func:`read_snapshot`, before any other query of the snapshot."""
+        stamp = db_stamp(self.db_path)  # before the snapshot's first read: never too new
+        state = table_state(cur, ref, column)
+        if state is None or state[4] != f"FLOAT[{dim}]":
+            return None
+        count = int(cur.execute(f"SELECT count(*) FROM {ref.sql}").fetchall()[0][0])
+        full_state = (stamp, state, count)
+        key = (ref.key, column.lower())
+        with self._key_lock(key):
+            entry = self._get(key)
+            if entry is not None and entry.state == full_state:
+                self.hits += 1
+                return entry
+            self._drop(key)
+            if count * (dim * 4 + 9) > self.budget:
+                return None
+            self._make_room(count * (dim * 4 + 9))
+            entry = load_vectors(cur, ref, column, dim, count)
+            self.loads += 1
+            # a write committed while loading leaves a one-shot entry (right for this
+            # snapshot, never reused)
+            entry.state = full_state if db_stamp(self.db_path) == stamp else None
+            if entry.state is not None:
+                with self._lock:
+                    self._entries[key] = entry
+            return entry
+
+    def invalidate(self, table: str, column: str | None = None) -> None:
+        """Drop cached vectors (and saved ANN indexes) of ``table`` (one column or all)."""
+        name = table.lower().split(".")[-1].strip('"')
+        col = column.lower() if column else None
+        with self._lock:
+            doomed = [k for k in self._entries
+                      if k[0].split(".")[-1] == name and (col is None or k[1] == col)]
+            for k in doomed:
+                del self._entries[k]
+        if self.index_root is not None:
+            from pixql.index.store import remove_saved
+
+            remove_saved(self.index_root, name, col)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(e.nbytes for e in self._entries.values())
+
+    # -- internals ------------------------------------------------------------------------
+    def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def _get(self, key: tuple[str, str]) -> ColumnVectors | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def _make_room(self, need: int) -> None:
+        with self._lock:
+            while self._entries and sum(e.nbytes for e in self._entries.values()) + need \
+                    > self.budget:
+                self._entries.popitem(last=False)

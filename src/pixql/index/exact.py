@@ -1,0 +1,107 @@
+"""Exact cosine scoring and top-k selection: the kernels every SEARCH path shares.
+
+Both SEARCH paths (the cached fast path and the general path over any query) turn stored
+vectors into unit rows with :func:`unit_rows` and score them with :func:`dot_scores`, so a
+row gets bit-for-bit the same score whichever path ranks it: :func:`unit_rows` works row by
+row, and a matrix-vector product (BLAS ``sgemv``) computes each output from its own row
+only, whatever the block it sits in.
+
+Ranking (:func:`rank`) is by score descending with ties in row order; it finds the k-th
+best score from a sample first, so selecting 1,000 of 1,000,000 scores costs about one
+comparison pass instead of a full partition.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: rows per block when a kernel works through a large matrix (bounds temporaries)
+BLOCK_ROWS = 32768
+#: sample size used to guess the k-th best score
+_SAMPLE = 16384
+
+
+def unit_rows(block: np.ndarray, valid: np.ndarray | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """``block`` (n, d) divided row-wise by its L2 norm, as a C-contiguous float32 array
+    (``out`` when given). Zero rows, non-finite rows and rows where ``valid`` is False
+    become zeros."""
+    x = np.asarray(block, dtype=np.float32)
+    out = np.empty(x.shape, dtype=np.float32) if out is None else out
+    for s in range(0, len(x), BLOCK_ROWS):
+        part = x[s : s + BLOCK_ROWS]
+        norms = np.sqrt(np.add.reduce(part * part, axis=1))
+        inv = np.zeros(len(part), dtype=np.float32)
+        good = np.isfinite(norms) & (norms > 0)
+        np.divide(np.float32(1.0), norms, out=inv, where=good)
+        np.multiply(part, inv[:, None], out=out[s : s + BLOCK_ROWS])
+        if not good.all():
+            out[s + np.flatnonzero(~good)] = 0.0
+    if valid is not None and not valid.all():
+        out[~valid] = 0.0
+    return out
+
+
+def query_unit(query: np.ndarray) -> np.ndarray:
+    """The query vector as a unit float32 vector (a zero vector stays zero)."""
+    q = np.asarray(query, dtype=np.float32).reshape(1, -1)
+    return unit_rows(q)[0]
+
+
+def dot_scores(units: np.ndarray, q: np.ndarray, positions: np.ndarray | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
+    """``units @ q`` (cosine scores of unit rows), for all rows or only ``positions``.
+
+    With ``positions`` the rows are gathered in blocks, so memory stays bounded whatever
+    the selection; a dense selection scores everything once and picks (one pass over the
+    matrix is cheaper than gathering most of it).
+    """
+    if positions is None:
+        return _gemv(units, q, out)
+    if len(positions) * 4 >= len(units):
+        return _gemv(units, q)[positions]
+    res = np.empty(len(positions), dtype=np.float32) if out is None else out
+    for s in range(0, len(positions), BLOCK_ROWS):
+        sel = positions[s : s + BLOCK_ROWS]
+        np.matmul(units[sel], q, out=res[s : s + len(sel)])
+    return res
+
+
+def _gemv(units: np.ndarray, q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    res = np.empty(len(units), dtype=np.float32) if out is None else out
+    if len(units):
+        np.matmul(units, q, out=res)
+    return res
+
+
+def rank(scores: np.ndarray, top_k: int | None) -> np.ndarray:
+    """Indices of ``scores`` by score descending, ties by index ascending, at most ``top_k``.
+
+    NaN scores rank last.
+    """
+    n = len(scores)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    s = np.where(np.isnan(scores), -np.inf, scores) if np.isnan(scores).any() else scores
+    if top_k is None or top_k >= n:
+        return np.argsort(-s, kind="stable").astype(np.int64, copy=False)
+    keep = _at_least_kth(s, top_k)
+    order = keep[np.argsort(-s[keep], kind="stable")]
+    return order[:top_k].astype(np.int64, copy=False)
+
+
+def _at_least_kth(s: np.ndarray, k: int) -> np.ndarray:
+    """Indices (ascending) of every score >= the k-th best: the top k and all their ties."""
+    n = len(s)
+    stride = n // _SAMPLE
+    if stride >= 2:
+        sample = s[::stride]
+        want = 2 * k // stride + 8  # expect about twice k rows above the guess
+        if want < len(sample):
+            guess = np.partition(sample, len(sample) - want)[len(sample) - want]
+            cand = np.flatnonzero(s >= guess)
+            if len(cand) >= k:  # the true k-th best is >= guess: all winners are candidates
+                kth = np.partition(s[cand], len(cand) - k)[len(cand) - k]
+                return cand[s[cand] >= kth]
+    kth = np.partition(s, n - k)[n - k]
+    return np.flatnonzero(s >= kth)

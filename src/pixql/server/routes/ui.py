@@ -1,0 +1,385 @@
+"""The search page: ``GET /`` and the JSON routes it calls under ``/ui``.
+
+* ``GET /`` — the page (``static/index.html`` with ``style.css`` and ``app.js`` inlined, so it
+  is one self-contained, public response; a Content-Security-Policy allows exactly those
+  inline blocks by hash). It holds no data: everything comes from the routes below.
+* ``GET /ui/tables`` — tables with embedding columns (``pixql_catalog.embedding_columns``),
+  the model that made each column and what that model can search by (image, text).
+* ``POST /ui/search`` — multipart ``table``, ``emb_col``, ``top_k`` and either an ``image``
+  upload or a ``text``: SEARCH IMAGE's ranking (:mod:`pixql.execution.search`) over
+  ``SELECT * FROM table``, with the same provenance checks and messages as SQL.
+* ``GET /ui/image?path=&size=`` — a thumbnail of an image file inside the workspace only.
+
+When the server has API keys, ``/ui/*`` needs one like every other route (the page sends
+``Authorization: Bearer KEY`` and fetches thumbnails with that header, never in the URL).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import re
+import time
+from functools import lru_cache
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel
+
+from pixql import __version__
+from pixql.errors import AccessError, CatalogError, ImageError, InputError, NotFoundError
+from pixql.server.deps import SettingsDep, WorkspaceDep
+
+router = APIRouter(tags=["search page"])
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+#: file suffixes ``/ui/image`` serves
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+MAX_TOP_K = 200
+DEFAULT_THUMB = 256
+MAX_THUMB = 1024
+#: scalar columns shown under each result, at most
+MAX_SHOWN_COLUMNS = 6
+MAX_VALUE_CHARS = 200
+SEARCHABLE = ("image", "text")
+NO_WORKSPACE = ("the search page needs a workspace: start the server with "
+                "`pixql serve -w DIR`")
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+# ------------------------------------------------------------------------------ the page
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+@lru_cache(maxsize=1)
+def page() -> tuple[str, str]:
+    """(HTML, Content-Security-Policy) of the page, with its CSS and JS inlined."""
+    style = (STATIC / "style.css").read_text(encoding="utf-8")
+    script = (STATIC / "app.js").read_text(encoding="utf-8")
+    if "</script" in script.lower() or "</style" in style.lower():
+        raise ValueError("static assets must not close their own inline element")
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    html = (html.replace("<!-- pixql:style -->", f"<style>{style}</style>")
+                .replace("<!-- pixql:script -->", f"<script>{script}</script>")
+                .replace("__PIXQL_VERSION__", __version__))
+    csp = (f"default-src 'none'; script-src {_sha256(script)}; style-src {_sha256(style)}; "
+           "img-src 'self' blob: data:; connect-src 'self'; form-action 'none'; "
+           "base-uri 'none'; frame-ancestors 'none'")
+    return html, csp
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def search_page() -> HTMLResponse:
+    """The search page (public, as Roboflow's clients poll ``/`` for 200)."""
+    html, csp = page()
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp, **SECURITY_HEADERS})
+
+
+# ------------------------------------------------------------------------------ tables
+class UiColumn(BaseModel):
+    name: str
+    model: str
+    kind: str
+    model_version: int
+    dim: int
+    modality: str
+    source_column: str
+    search_by: list[str]
+    problem: str | None = None
+
+
+class UiTable(BaseModel):
+    name: str
+    columns: list[UiColumn]
+
+
+class UiLimits(BaseModel):
+    max_upload_bytes: int
+    max_text_chars: int
+    max_top_k: int
+
+
+class UiTables(BaseModel):
+    tables: list[UiTable]
+    limits: UiLimits
+
+
+def _workspace(ws: Any) -> Any:
+    if ws is None or isinstance(ws, str | os.PathLike):
+        raise NotFoundError(NO_WORKSPACE)
+    return ws
+
+
+_COLUMNS_SQL = """
+SELECT c.table_name, c.column_name, c.model_name, c.model_kind, c.model_version, c.dim,
+       c.modality, c.source_column, m.version, m.modalities
+FROM pixql_catalog.embedding_columns c LEFT JOIN pixql_catalog.models m ON m.name = c.model_name
+ORDER BY lower(c.table_name), lower(c.column_name)"""
+
+
+def _existing_columns(cur: Any) -> set[tuple[str, str]]:
+    """(table, column) in lower case, the table both bare and schema-qualified."""
+    out: set[tuple[str, str]] = set()
+    for schema, table, column in cur.execute(
+            "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+            "WHERE NOT internal").fetchall():
+        out.add((table.lower(), column.lower()))
+        out.add((f"{schema}.{table}".lower(), column.lower()))
+    return out
+
+
+def _problem(model: str, made_by: int, current: int | None) -> str | None:
+    if current is None:
+        return f"model {model!r} no longer exists; CONVERT again with another model"
+    if current != made_by:
+        return (f"made by version {made_by} of model {model!r}, which has since been rebuilt "
+                f"(now version {current}); re-run CONVERT USING {model}")
+    return None
+
+
+def list_tables(ws: Any) -> list[UiTable]:
+    """Every table with an embedding column that still exists, and its searchable columns."""
+    cur = ws.cursor()
+    existing = _existing_columns(cur)
+    tables: dict[str, UiTable] = {}
+    for (table, column, model, kind, made_by, dim, modality, source, current,
+         modalities) in cur.execute(_COLUMNS_SQL).fetchall():
+        if (table.lower(), column.lower()) not in existing:
+            continue  # dropped since CONVERT
+        problem = _problem(model, made_by, current)
+        search_by = [] if problem else [m for m in SEARCHABLE if m in (modalities or [])]
+        entry = tables.setdefault(table, UiTable(name=table, columns=[]))
+        entry.columns.append(UiColumn(
+            name=column, model=model, kind=kind, model_version=made_by, dim=dim,
+            modality=modality, source_column=source, search_by=search_by, problem=problem))
+    return list(tables.values())
+
+
+@router.get("/ui/tables", response_model=UiTables, summary="Searchable tables (search page)")
+def ui_tables(workspace: WorkspaceDep, settings: SettingsDep) -> UiTables:
+    """Tables with embedding columns, their models and what each can be searched by."""
+    ws = _workspace(workspace)
+    limits = UiLimits(max_upload_bytes=settings.max_body_bytes,
+                      max_text_chars=settings.max_text_chars, max_top_k=MAX_TOP_K)
+    return UiTables(tables=list_tables(ws), limits=limits)
+
+
+# ------------------------------------------------------------------------------ search
+class UiResult(BaseModel):
+    rank: int
+    score: float
+    path: str | None
+    image_url: str | None
+    values: dict[str, str | None]
+
+
+class UiSearchResponse(BaseModel):
+    table: str
+    emb_col: str
+    model: str
+    search_by: str
+    image_col: str | None
+    columns: list[str]
+    results: list[UiResult]
+    time: float
+
+
+def _qualified(table: str) -> str:
+    from pixql.execution.context import quote_ident
+
+    return ".".join(quote_ident(part) for part in table.split("."))
+
+
+def _column(ws: Any, table: str, emb_col: str) -> tuple[str, UiColumn]:
+    """(table, column) as the catalog spells them (refusing stale columns, as SEARCH does)."""
+    tables = list_tables(ws)
+    for t in tables:
+        if t.name.lower() != table.lower():
+            continue
+        for col in t.columns:
+            if col.name.lower() == emb_col.lower():
+                if col.problem:
+                    raise CatalogError(f"{t.name}.{col.name}: {col.problem}")
+                return t.name, col
+        names = ", ".join(c.name for c in t.columns)
+        raise NotFoundError(f"{t.name!r} has no embedding column {emb_col!r}; its embedding "
+                            f"columns: {names}", field="emb_col")
+    known = ", ".join(t.name for t in tables) or "none yet (run CONVERT first)"
+    raise NotFoundError(f"no table {table!r} with embedding columns; tables: {known}",
+                        field="table")
+
+
+def _image_col(col: UiColumn, names: list[str]) -> str | None:
+    """The column holding the image to show: what CONVERT embedded, else ``image_path``."""
+    if col.modality == "image" and col.source_column in names:
+        return col.source_column
+    return "image_path" if "image_path" in names else None
+
+
+def _shown_columns(schema: pa.Schema, hidden: set[str]) -> list[str]:
+    nested = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list,
+              pa.types.is_struct, pa.types.is_map, pa.types.is_binary,
+              pa.types.is_large_binary)
+    names = [f.name for f in schema if f.name not in hidden
+             and not any(test(f.type) for test in nested)]
+    return names[:MAX_SHOWN_COLUMNS]
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    out = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return out if len(out) <= MAX_VALUE_CHARS else out[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def image_url(ws: Any, value: Any) -> str | None:
+    """``/ui/image?path=...`` for a stored path inside the workspace, else None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        rel = ws.relativize(value)
+    except (AccessError, OSError, ValueError):
+        return None
+    if Path(rel).is_absolute() or Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
+        return None
+    return "/ui/image?path=" + quote(rel, safe="/")
+
+
+def search(ws: Any, table: str, emb_col: str, search_by: str, item: Any,
+           top_k: int) -> UiSearchResponse:
+    """Rank ``table``'s rows by similarity of ``emb_col`` to ``item`` (SEARCH's semantics)."""
+    from pixql.execution.context import to_arrow
+    from pixql.execution.search import column_matrix, cosine_scores, rank
+
+    started = time.perf_counter()
+    table, col = _column(ws, table, emb_col)
+    embedder = ws.load_embedder(col.model)
+    embedder.check_modality(search_by)
+    rows = to_arrow(ws.cursor().sql(f"SELECT * FROM {_qualified(table)}"))
+    emb_name = next(n for n in rows.column_names if n.lower() == col.name.lower())
+    matrix, valid = column_matrix(rows.column(emb_name), col.dim, emb_name)
+    query = embedder.embed([item], search_by)[0]
+    scores = cosine_scores(matrix, query)
+    order = rank(scores, valid, top_k)
+    top = rows.take(pa.array(order, type=pa.int64()))
+    image_col = _image_col(col, rows.column_names)
+    shown = _shown_columns(rows.schema, {emb_name, image_col or ""})
+    paths = top.column(image_col).to_pylist() if image_col else [None] * len(order)
+    values = {name: top.column(name).to_pylist() for name in shown}
+    results = [UiResult(rank=i + 1, score=float(np.float32(scores[j])), path=_text(paths[i]),
+                        image_url=image_url(ws, paths[i]),
+                        values={n: _text(values[n][i]) for n in shown})
+               for i, j in enumerate(order)]
+    return UiSearchResponse(table=table, emb_col=col.name, model=col.model,
+                            search_by=search_by, image_col=image_col, columns=shown,
+                            results=results, time=round(time.perf_counter() - started, 6))
+
+
+def _query_item(image: UploadFile | None, text: str | None, max_pixels: int,
+                max_chars: int) -> tuple[str, Any]:
+    """(search_by, item) from the form: exactly one of an image upload and a text."""
+    text = (text or "").strip()
+    has_image = image is not None and bool(image.filename or image.size)
+    if has_image == bool(text):
+        raise InputError("send either an image file or a text to search by (not both)",
+                         field="image" if has_image else "text", status=422)
+    if text:
+        if len(text) > max_chars:
+            raise InputError(f"text is {len(text)} characters long; the limit is {max_chars}",
+                             field="text", status=413)
+        return "text", text
+    from pixql.images import decode_image
+
+    assert image is not None
+    name = PurePosixPath(image.filename or "upload").name
+    return "image", decode_image(image.file.read(), max_pixels=max_pixels, name=name)
+
+
+@router.post("/ui/search", response_model=UiSearchResponse,
+             summary="Search a table by an uploaded image or a text (search page)")
+def ui_search(
+    workspace: WorkspaceDep,
+    settings: SettingsDep,
+    table: Annotated[str, Form(min_length=1, max_length=512)],
+    emb_col: Annotated[str, Form(min_length=1, max_length=512)],
+    top_k: Annotated[int, Form(ge=1, le=MAX_TOP_K)] = 12,
+    text: Annotated[str | None, Form()] = None,
+    image: Annotated[UploadFile | None, File(description="the query image")] = None,
+) -> UiSearchResponse:
+    """The ``top_k`` rows most similar to the query, best first, with thumbnail URLs."""
+    ws = _workspace(workspace)
+    by, item = _query_item(image, text, settings.max_image_pixels, settings.max_text_chars)
+    return search(ws, table, emb_col, by, item, top_k)
+
+
+# ------------------------------------------------------------------------------ images
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def confined_image_path(ws: Any, path: str) -> Path:
+    """The real file behind a workspace-relative image path, or AccessError/NotFoundError.
+
+    Refused: absolute paths, ``..`` parts, anything whose real path (symlinks followed) is
+    outside the workspace folder, and files without an image suffix.
+    """
+    if (not path or "\0" in path or path.startswith(("/", "\\")) or _DRIVE.match(path)
+            or PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute()):
+        raise AccessError("only workspace-relative image paths are served", field="path")
+    if ".." in re.split(r"[\\/]", path):
+        raise AccessError("'..' is not allowed in image paths", field="path")
+    root = Path(os.path.realpath(ws.root))
+    real: Path | None
+    try:
+        real = Path(os.path.realpath(ws.resolve(path)))
+    except AccessError:  # re-worded: the message must not show server paths
+        real = None
+    if real is None or (real != root and root not in real.parents):
+        raise AccessError(f"{path!r} is outside the workspace", field="path")
+    if real.suffix.lower() not in IMAGE_SUFFIXES:
+        allowed = ", ".join(sorted(IMAGE_SUFFIXES))
+        raise AccessError(f"{path!r} is not an image file; served suffixes: {allowed}",
+                          field="path")
+    if not real.is_file():
+        raise NotFoundError(f"image not found in the workspace: {path}", field="path")
+    return real
+
+
+def thumbnail(real: Path, size: int, max_pixels: int, name: str) -> tuple[bytes, str]:
+    """(encoded bytes, media type): at most ``size`` pixels a side; JPEG unless it has alpha."""
+    from pixql.images import load_image
+
+    try:
+        img = load_image(real, max_pixels=max_pixels)
+    except ImageError as e:  # re-worded: the message must not show server paths
+        raise ImageError(f"{name}: not a decodable image, or over the pixel cap",
+                         paths=[name]) from e
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    if img.mode in ("RGBA", "LA", "P") or "transparency" in img.info:
+        img.convert("RGBA").save(buf, "PNG")
+        return buf.getvalue(), "image/png"
+    img.convert("RGB").save(buf, "JPEG", quality=85)
+    return buf.getvalue(), "image/jpeg"
+
+
+@router.get("/ui/image", summary="A thumbnail of a workspace image (search page)",
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
+def ui_image(workspace: WorkspaceDep, settings: SettingsDep, path: str,
+             size: int = DEFAULT_THUMB) -> Response:
+    """A thumbnail (``size`` ≤ 1024 pixels a side) of a workspace-relative image path."""
+    ws = _workspace(workspace)
+    if not 16 <= size <= MAX_THUMB:
+        raise InputError(f"size={size} is out of range; allowed: 16 to {MAX_THUMB}",
+                         field="size", status=422)
+    real = confined_image_path(ws, path)
+    data, media = thumbnail(real, size, settings.max_image_pixels, path)
+    return Response(data, media_type=media,
+                    headers={"Cache-Control": "private, max-age=300", **SECURITY_HEADERS})
