@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 SHAPES = ("circle", "square", "cross", "triangle")
 
 
-def draw_shape(shape: str, *, size: int = 28, seed: int = 0) -> "object":
+def draw_shape(shape: str, *, size: int = 28, seed: int = 0) -> object:
     """A white-on-black glyph of ``shape`` with a random offset and scale (MNIST-like)."""
     from PIL import Image, ImageDraw
 
@@ -53,7 +53,7 @@ def make_image_folder(root: Path, *, per_class: int = 6, size: int = 28,
 
 
 @pytest.fixture
-def ws(tmp_path: Path) -> Iterator["object"]:
+def ws(tmp_path: Path) -> Iterator[object]:
     """A fresh workspace in a temp folder."""
     import pixql
 
@@ -63,7 +63,7 @@ def ws(tmp_path: Path) -> Iterator["object"]:
 
 
 @pytest.fixture
-def image_ws(ws: "object") -> "object":
+def image_ws(ws: object) -> object:
     """A workspace with ``shapes/<shape>/<i>.png`` (4 classes × 6) and a table ``images``
     (image_path, filename, label) loaded with COPY from the folder."""
     make_image_folder(ws.root / "shapes")  # type: ignore[attr-defined]

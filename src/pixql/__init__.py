@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def connect(path: str | None = None, **kwargs: Any) -> "Workspace":
+def connect(path: str | None = None, **kwargs: Any) -> Workspace:
     """Open (creating if missing) the workspace folder ``path``.
 
     ``path`` defaults to ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``.

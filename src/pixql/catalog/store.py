@@ -1,7 +1,7 @@
-"""The catalog: pixql's own tables inside the workspace's DuckDB file (schema ``pixql_catalog``).
+"""The catalog: pixql's own tables in the workspace's DuckDB file (schema ``pixql_catalog``).
 
-``pixql_catalog.models`` has one row per model (its current version); ``pixql_catalog.embedding_columns``
-records which model (and which version of it) produced each embedding column, so SEARCH
+``pixql_catalog.models`` has one row per model (its current version);
+``pixql_catalog.embedding_columns`` records which model (and which version of it) produced each embedding column, so SEARCH
 can refuse to compare vectors from different models.
 """
 
@@ -98,7 +98,7 @@ class Catalog:
         ).fetchall()
         if not row:
             return None
-        rec = dict(zip(_MODEL_COLS, row[0]))
+        rec = dict(zip(_MODEL_COLS, row[0], strict=True))
         for key in ("options", "config", "summary"):
             rec[key] = json.loads(rec[key])
         return ModelRecord(**rec)
@@ -144,7 +144,7 @@ class Catalog:
             "WHERE lower(table_name) = lower(?) AND lower(column_name) = lower(?)",
             [table, column],
         ).fetchall()
-        return ColumnRecord(**dict(zip(fields, row[0]))) if row else None
+        return ColumnRecord(**dict(zip(fields, row[0], strict=True))) if row else None
 
     def put_column(self, rec: ColumnRecord) -> None:
         self.cur.execute(

@@ -38,8 +38,8 @@ def _save_history(readline: object) -> None:
 
 def complete_statement(buffer: str) -> bool:
     """Whether the buffer ends a statement (a ``;`` outside strings and comments)."""
-    from pixql.sql import split_statements
     from pixql.errors import ParseError
+    from pixql.sql import split_statements
 
     text = buffer.rstrip()
     if not text.endswith(";"):
@@ -62,7 +62,7 @@ def _read(prompt: str, interactive: bool) -> str | None:
     return None if line == "" else line.rstrip("\n")
 
 
-def run_shell(ws: "Workspace") -> int:
+def run_shell(ws: Workspace) -> int:
     """Read statements until EOF or ``\\q``; print each result or error."""
     from pixql.cli.render import emit_result
 
@@ -84,7 +84,7 @@ def run_shell(ws: "Workspace") -> int:
     return 0
 
 
-def _run(ws: "Workspace", text: str, emit: object) -> None:
+def _run(ws: Workspace, text: str, emit: object) -> None:
     try:
         for result in ws.execute(text):
             emit(result, ws, show=None, max_rows=20)  # type: ignore[operator]

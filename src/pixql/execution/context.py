@@ -38,9 +38,9 @@ class ExecContext:
     """Per-statement state. Nested AI subqueries are materialised as Arrow tables registered
     on this cursor under unique names, and unregistered when the statement ends."""
 
-    ws: "Workspace"
+    ws: Workspace
     cur: duckdb.DuckDBPyConnection
-    run: Callable[["ExecContext", Statement], "Result"]
+    run: Callable[[ExecContext, Statement], Result]
     registered: list[str] = field(default_factory=list)
 
     @property

@@ -59,7 +59,7 @@ def run_node(ctx: ExecContext, node: Statement) -> Result:
     return result
 
 
-def execute_statement(ws: "Workspace", node: Statement) -> Result:
+def execute_statement(ws: Workspace, node: Statement) -> Result:
     """Run one top-level statement on the calling thread's cursor."""
     ctx = ExecContext(ws=ws, cur=ws.cursor(), run=run_node)
     try:

@@ -40,7 +40,7 @@ class Result:
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         cols = [c.to_pylist() for c in self.table.columns]
-        return list(zip(*cols)) if cols else []
+        return list(zip(*cols, strict=True)) if cols else []
 
     def fetchone(self) -> tuple[Any, ...] | None:
         rows = self.fetchall()
@@ -67,9 +67,9 @@ class Result:
         n = self.table.num_rows
         head = self.table.slice(0, max_rows)
         header = self.columns
-        rows = [[_cell(v) for v in row] for row in zip(*(c.to_pylist() for c in head.columns))]
+        rows = [[_cell(v) for v in row] for row in zip(*(c.to_pylist() for c in head.columns), strict=True)]
         widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-        line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+        line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
         out = [line(header), "-+-".join("-" * w for w in widths)]
         out += [line(r) for r in rows]
         if n > max_rows:

@@ -105,7 +105,7 @@ class BuildContext:
     name: str
     artifact_dir: Path
     workspace: Path
-    rows: "pa.Table | None"
+    rows: pa.Table | None
     resolve: Any  # Callable[[str], Path]
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)

@@ -13,7 +13,8 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, time as dtime
+from datetime import date, datetime
+from datetime import time as dtime
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -121,7 +122,7 @@ def _json_stream(table: pa.Table, message: str | None, truncated: bool, elapsed:
     first = True
     for batch in table.to_batches(max_chunksize=BATCH_ROWS):
         cols = [_encode_column(batch.column(i), embeddings) for i in range(batch.num_columns)]
-        for row in zip(*cols):
+        for row in zip(*cols, strict=True):
             yield (b"" if first else b", ") + json.dumps(list(row), allow_nan=False).encode()
             first = False
     tail = {"row_count": table.num_rows, "truncated": truncated, "message": message,

@@ -21,20 +21,29 @@ import hashlib
 import io
 import os
 import re
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import numpy as np
 import pyarrow as pa
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
 from pixql import __version__
-from pixql.errors import AccessError, CatalogError, ImageError, InputError, NotFoundError
+from pixql.errors import (
+    AccessError,
+    CatalogError,
+    ExecutionError,
+    ImageError,
+    InputError,
+    NotFoundError,
+)
 from pixql.server.deps import SettingsDep, WorkspaceDep
 
 router = APIRouter(tags=["search page"])
@@ -49,6 +58,10 @@ MAX_THUMB = 1024
 MAX_SHOWN_COLUMNS = 6
 MAX_VALUE_CHARS = 200
 SEARCHABLE = ("image", "text")
+#: the similarity column of the SEARCH the page runs (dropped from a table that has one)
+SCORE_COL = "__pixql_score"
+#: workspace folder holding uploaded query images while they are searched with
+UPLOAD_DIR = ".pixql-uploads"
 NO_WORKSPACE = ("the search page needs a workspace: start the server with "
                 "`pixql serve -w DIR`")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
@@ -253,39 +266,67 @@ def image_url(ws: Any, value: Any) -> str | None:
     return "/ui/image?path=" + quote(rel, safe="/")
 
 
-def search(ws: Any, table: str, emb_col: str, search_by: str, item: Any,
-           top_k: int) -> UiSearchResponse:
-    """Rank ``table``'s rows by similarity of ``emb_col`` to ``item`` (SEARCH's semantics)."""
-    from pixql.execution.context import to_arrow
-    from pixql.execution.search import column_matrix, cosine_scores, rank
-
-    started = time.perf_counter()
-    table, col = _column(ws, table, emb_col)
-    embedder = ws.load_embedder(col.model)
-    embedder.check_modality(search_by)
-    rows = to_arrow(ws.cursor().sql(f"SELECT * FROM {_qualified(table)}"))
-    emb_name = next(n for n in rows.column_names if n.lower() == col.name.lower())
-    matrix, valid = column_matrix(rows.column(emb_name), col.dim, emb_name)
-    query = embedder.embed([item], search_by)[0]
-    scores = cosine_scores(matrix, query)
-    order = rank(scores, valid, top_k)
-    top = rows.take(pa.array(order, type=pa.int64()))
+def _display(ws: Any, table: str, col: UiColumn, search_by: str, rows: pa.Table,
+             started: float) -> UiSearchResponse:
+    """The page's view of SEARCH's result rows (best first, ``SCORE_COL`` last)."""
+    scores = rows.column(SCORE_COL).to_pylist()
     image_col = _image_col(col, rows.column_names)
-    shown = _shown_columns(rows.schema, {emb_name, image_col or ""})
-    paths = top.column(image_col).to_pylist() if image_col else [None] * len(order)
-    values = {name: top.column(name).to_pylist() for name in shown}
-    results = [UiResult(rank=i + 1, score=float(np.float32(scores[j])), path=_text(paths[i]),
+    shown = _shown_columns(rows.schema, {col.name, SCORE_COL, image_col or ""})
+    paths = rows.column(image_col).to_pylist() if image_col else [None] * rows.num_rows
+    values = {name: rows.column(name).to_pylist() for name in shown}
+    results = [UiResult(rank=i + 1, score=float(scores[i]), path=_text(paths[i]),
                         image_url=image_url(ws, paths[i]),
                         values={n: _text(values[n][i]) for n in shown})
-               for i, j in enumerate(order)]
+               for i in range(rows.num_rows)]
     return UiSearchResponse(table=table, emb_col=col.name, model=col.model,
                             search_by=search_by, image_col=image_col, columns=shown,
                             results=results, time=round(time.perf_counter() - started, 6))
 
 
-def _query_item(image: UploadFile | None, text: str | None, max_pixels: int,
-                max_chars: int) -> tuple[str, Any]:
-    """(search_by, item) from the form: exactly one of an image upload and a text."""
+def search(ws: Any, table: str, emb_col: str, search_by: str, search_input: str,
+           top_k: int) -> UiSearchResponse:
+    """Run ``SEARCH IMAGE USING <model> OPTIONS (...) AS SELECT * FROM <table>`` through the
+    workspace's engine: a statement node built directly (identifiers quoted, values passed
+    as option values, never spliced into SQL text), so results, order, scores, caches and
+    errors are exactly SQL's. ``search_input`` is a text or a workspace-relative path."""
+    from pixql.execution.engine import execute_statement
+    from pixql.sql.nodes import Query, Search
+
+    started = time.perf_counter()
+    table, col = _column(ws, table, emb_col)
+    options = {"search_by": search_by, "search_input": search_input, "emb_col": col.name,
+               "result_col": SCORE_COL, "top_k": top_k}
+    node = Search(target="image", model=col.model, options=options,
+                  query=Query(f"SELECT * FROM {_qualified(table)}"))
+    result = execute_statement(ws, node)
+    return _display(ws, table, col, search_by, result.table, started)
+
+
+@contextmanager
+def uploaded_image(ws: Any, data: bytes, filename: str, max_pixels: int) -> Iterator[str]:
+    """Check an uploaded image (decodable, under the pixel cap), keep it in the workspace's
+    ``UPLOAD_DIR`` for the duration of the search; yield its workspace-relative path."""
+    from pixql.images import decode_image
+
+    name = PurePosixPath(filename or "upload").name
+    fmt = decode_image(data, max_pixels=max_pixels, name=name).format or "img"
+    folder = Path(ws.root) / UPLOAD_DIR
+    try:
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="query-", suffix="." + fmt.lower())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise ExecutionError(f"cannot keep the uploaded image in the workspace folder "
+                             f"({e.strerror}); the server needs write access to it") from e
+    try:
+        yield f"{UPLOAD_DIR}/{Path(tmp).name}"
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _query(image: UploadFile | None, text: str | None, max_chars: int) -> tuple[str, Any]:
+    """(search_by, text or upload bytes): exactly one of an image upload and a text."""
     text = (text or "").strip()
     has_image = image is not None and bool(image.filename or image.size)
     if has_image == bool(text):
@@ -296,11 +337,8 @@ def _query_item(image: UploadFile | None, text: str | None, max_pixels: int,
             raise InputError(f"text is {len(text)} characters long; the limit is {max_chars}",
                              field="text", status=413)
         return "text", text
-    from pixql.images import decode_image
-
     assert image is not None
-    name = PurePosixPath(image.filename or "upload").name
-    return "image", decode_image(image.file.read(), max_pixels=max_pixels, name=name)
+    return "image", image.file.read()
 
 
 @router.post("/ui/search", response_model=UiSearchResponse,
@@ -316,8 +354,12 @@ def ui_search(
 ) -> UiSearchResponse:
     """The ``top_k`` rows most similar to the query, best first, with thumbnail URLs."""
     ws = _workspace(workspace)
-    by, item = _query_item(image, text, settings.max_image_pixels, settings.max_text_chars)
-    return search(ws, table, emb_col, by, item, top_k)
+    by, value = _query(image, text, settings.max_text_chars)
+    if by == "text":
+        return search(ws, table, emb_col, by, value, top_k)
+    assert image is not None
+    with uploaded_image(ws, value, image.filename or "", settings.max_image_pixels) as path:
+        return search(ws, table, emb_col, by, path, top_k)
 
 
 # ------------------------------------------------------------------------------ images
