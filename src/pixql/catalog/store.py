@@ -1,8 +1,8 @@
 """The catalog: pixql's own tables in the workspace's DuckDB file (schema ``pixql_catalog``).
 
 ``pixql_catalog.models`` has one row per model (its current version);
-``pixql_catalog.embedding_columns`` records which model (and which version of it) produced each embedding column, so SEARCH
-can refuse to compare vectors from different models.
+``pixql_catalog.embedding_columns`` records which model (and which version of it)
+produced each embedding column, so SEARCH can refuse to compare vectors from different models.
 """
 
 from __future__ import annotations

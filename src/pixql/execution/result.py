@@ -67,7 +67,8 @@ class Result:
         n = self.table.num_rows
         head = self.table.slice(0, max_rows)
         header = self.columns
-        rows = [[_cell(v) for v in row] for row in zip(*(c.to_pylist() for c in head.columns), strict=True)]
+        cols = [c.to_pylist() for c in head.columns]
+        rows = [[_cell(v) for v in row] for row in zip(*cols, strict=True)]
         widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
         line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
         out = [line(header), "-+-".join("-" * w for w in widths)]
