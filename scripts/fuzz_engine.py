@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import os
 import random
 import shutil
 import string
@@ -38,10 +39,15 @@ from typing import Any
 
 import duckdb
 
-import pixql
-from pixql.errors import Error, ParseError
-from pixql.sql import parse_script, parse_statement
-from pixql.sql.nodes import AiStatement
+# no downloads (GET THANOSQL MODEL clip would retry the network for a minute), no bars
+os.environ.setdefault("PIXQL_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PIXQL_PROGRESS", "0")
+
+import pixql  # noqa: E402
+from pixql.errors import Error, ParseError  # noqa: E402
+from pixql.sql import parse_script, parse_statement  # noqa: E402
+from pixql.sql.nodes import AiStatement  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_FILE = ROOT / "tests" / "sql" / "fixtures" / "identity.sql"
@@ -171,10 +177,11 @@ def build_template(folder: Path, *, clip: bool = True) -> Path:
         "BUILD MODEL px USING Pixels OPTIONS (image_size=8) AS SELECT * FROM images",
         "CONVERT USING px AS SELECT * FROM images",
     ]
-    if clip:
+    if clip:  # the weights live outside (an allowed folder), linked as weights/
         from pixql.testing.tiny_clip import make_tiny_clip
 
-        make_tiny_clip(folder / "weights" / "tiny-clip")
+        make_tiny_clip(folder.parent / "weights" / "tiny-clip")
+        (folder / "weights").symlink_to(folder.parent / "weights")
         setup += ["BUILD MODEL c USING CLIP OPTIONS (path='weights/tiny-clip')",
                   "CONVERT USING c OPTIONS (result_col='clip_emb') AS SELECT * FROM images"]
     with pixql.connect(folder, progress=False) as db:
@@ -184,8 +191,10 @@ def build_template(folder: Path, *, clip: bool = True) -> Path:
 
 
 def open_workspace(folder: Path) -> pixql.Workspace:
-    """The workspace as the server opens it: confined to its folder."""
-    return pixql.connect(folder, progress=False, confined=True)
+    """The workspace as the server opens it: confined to its folder (and the weights')."""
+    weights = (folder / "weights").resolve()
+    return pixql.connect(folder, progress=False, confined=True,
+                         allowed_dirs=[weights] if weights.is_dir() else [])
 
 
 # ---------------------------------------------------------------------- fingerprints
@@ -196,7 +205,7 @@ def _table_digest(cur: duckdb.DuckDBPyConnection, qualified: str) -> str:
 
 
 def fingerprint(ws: pixql.Workspace, cur: duckdb.DuckDBPyConnection) -> str:
-    """A digest of the committed state: tables (schema + rows), views, macros, model folders
+    """A digest of the committed state: tables (schema + rows), views, model folders
     and the workspace's files. ``cur`` must be a cursor of its own (it sees committed data)."""
     h = hashlib.sha256()
     tables = cur.execute(
@@ -211,10 +220,6 @@ def fingerprint(ws: pixql.Workspace, cur: duckdb.DuckDBPyConnection) -> str:
     for row in cur.execute(
             "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal "
             "ORDER BY ALL").fetchall():
-        h.update(repr(row).encode())
-    for row in cur.execute(
-            "SELECT DISTINCT schema_name, function_name FROM duckdb_functions() WHERE NOT "
-            "internal ORDER BY ALL").fetchall():
         h.update(repr(row).encode())
     for path in sorted(ws.root.rglob("*")):
         rel = path.relative_to(ws.root).as_posix()

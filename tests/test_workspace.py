@@ -48,6 +48,8 @@ def test_script_runs_in_order_and_returns_last_result(ws):
     text = str(res)
     assert "a;b" in text and "[2 rows x 2 columns]" in text
     assert [len(r) for r in ws.execute("SELECT 1; SELECT 1 UNION ALL SELECT 2")] == [1, 2]
+    ddl = ws.execute("CREATE TABLE u (i INTEGER); SET threads = 2; DROP TABLE u")
+    assert [(r.message, r.columns) for r in ddl] == [("Success", [])] * 3
 
 
 def test_parse_error_anywhere_runs_nothing(ws):

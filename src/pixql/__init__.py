@@ -63,8 +63,8 @@ def __getattr__(name: str) -> Any:
         from pixql.client.http import Client
 
         return Client
-    if name == "load_ipython_extension":
-        from pixql.notebook.magic import load_ipython_extension
+    if name in ("load_ipython_extension", "unload_ipython_extension"):
+        from pixql.notebook import magic
 
-        return load_ipython_extension
+        return getattr(magic, name)
     raise AttributeError(f"module 'pixql' has no attribute {name!r}")

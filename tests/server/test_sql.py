@@ -66,6 +66,7 @@ def test_arrow_stream_and_max_rows(sql_base, sql_ws):
     assert r.status_code == 200 and r.headers["content-type"].startswith(ARROW)
     table = pa.ipc.open_stream(r.content).read_all()
     assert table.num_rows == 5
+    assert r.headers["X-Row-Count"] == "5" and r.headers["X-Truncated"] == "true"
     assert table.schema.field("convert_result").type == pa.list_(pa.float32(), 64)
     local = sql_ws.sql("SELECT * FROM images LIMIT 5").arrow()
     assert table.equals(local)

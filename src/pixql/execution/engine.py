@@ -74,4 +74,7 @@ def run_passthrough(ctx: ExecContext, node: Passthrough) -> Result:
     rel = ctx.cur.sql(ctx.render(node.query))
     if rel is None:
         return Result(message="Success")
-    return Result(table=to_arrow(rel))
+    table = to_arrow(rel)
+    if table.num_rows == 0 and table.column_names in (["Count"], ["Success"]):
+        return Result(message="Success")  # DDL and settings: a status, not an empty table
+    return Result(table=table)

@@ -105,6 +105,26 @@ class ServerSettings(BaseModel):
         default=None, description="PEM CA bundle trusted for https images (None: the system's)"
     )
     cors_origins: list[str] = Field(default_factory=list, description="CORS allowed origins")
+    batching: bool = Field(
+        default=True,
+        description="micro-batch the items of concurrent requests into one forward pass "
+        "per model (see docs/performance-server.md)",
+    )
+    max_batch: int = Field(default=32, ge=1, description="most items in one batched forward")
+    batch_wait_ms: float = Field(
+        default=3.0, ge=0, le=1000,
+        description="longest wait for more items after the first of a batch (only while "
+        "other requests are still preparing theirs)",
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=1,
+        description="intra-op torch threads of the batch workers (None: usable cores - 1, "
+        "at least 1)",
+    )
+    embedding_cache_size: int = Field(
+        default=4096, ge=0,
+        description="embeddings kept in the LRU cache of texts and base64 images (0: off)",
+    )
     enable_sql: bool = Field(
         default=False,
         description="mount POST /sql (also on whenever api_keys are configured)")

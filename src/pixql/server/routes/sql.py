@@ -78,8 +78,11 @@ async def run_sql(body: SqlRequest, request: Request) -> StreamingResponse:
         table = table.slice(0, body.max_rows)
     elapsed = time.perf_counter() - started
     if ARROW_STREAM in request.headers.get("accept", ""):
+        headers = {"X-Row-Count": str(table.num_rows), "X-Truncated": str(truncated).lower()}
+        if result.message:
+            headers["X-Message"] = result.message.encode("ascii", "replace").decode()[:500]
         return StreamingResponse(_arrow_stream(table), media_type=ARROW_STREAM,
-                                 headers={"X-Row-Count": str(table.num_rows)})
+                                 headers=headers)
     return StreamingResponse(
         _json_stream(table, result.message or None, truncated, elapsed, body.embeddings),
         media_type="application/json")

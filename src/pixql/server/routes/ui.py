@@ -306,10 +306,14 @@ def search(ws: Any, table: str, emb_col: str, search_by: str, search_input: str,
 def uploaded_image(ws: Any, data: bytes, filename: str, max_pixels: int) -> Iterator[str]:
     """Check an uploaded image (decodable, under the pixel cap), keep it in the workspace's
     ``UPLOAD_DIR`` for the duration of the search; yield its workspace-relative path."""
+    from PIL import Image
+
     from pixql.images import decode_image
 
     name = PurePosixPath(filename or "upload").name
-    fmt = decode_image(data, max_pixels=max_pixels, name=name).format or "img"
+    decode_image(data, max_pixels=max_pixels, name=name)  # refuse bad uploads before disk
+    with Image.open(io.BytesIO(data)) as img:
+        fmt = img.format or "img"
     folder = Path(ws.root) / UPLOAD_DIR
     try:
         folder.mkdir(exist_ok=True)
@@ -395,7 +399,8 @@ def confined_image_path(ws: Any, path: str) -> Path:
 
 
 def thumbnail(real: Path, size: int, max_pixels: int, name: str) -> tuple[bytes, str]:
-    """(encoded bytes, media type): at most ``size`` pixels a side; JPEG unless it has alpha."""
+    """(encoded bytes, media type): at most ``size`` pixels a side; JPEG for lossy sources
+    (JPEG, WebP) without alpha, else PNG (no compression noise on drawings and masks)."""
     from pixql.images import load_image
 
     try:
@@ -403,13 +408,14 @@ def thumbnail(real: Path, size: int, max_pixels: int, name: str) -> tuple[bytes,
     except ImageError as e:  # re-worded: the message must not show server paths
         raise ImageError(f"{name}: not a decodable image, or over the pixel cap",
                          paths=[name]) from e
+    lossy = real.suffix.lower() in (".jpg", ".jpeg", ".webp")
     img.thumbnail((size, size))
     buf = io.BytesIO()
-    if img.mode in ("RGBA", "LA", "P") or "transparency" in img.info:
-        img.convert("RGBA").save(buf, "PNG")
-        return buf.getvalue(), "image/png"
-    img.convert("RGB").save(buf, "JPEG", quality=85)
-    return buf.getvalue(), "image/jpeg"
+    if lossy and img.mode in ("RGB", "L", "CMYK", "YCbCr"):
+        img.convert("RGB").save(buf, "JPEG", quality=85)
+        return buf.getvalue(), "image/jpeg"
+    img.convert("RGBA" if img.mode in ("RGBA", "LA", "P", "PA") else "RGB").save(buf, "PNG")
+    return buf.getvalue(), "image/png"
 
 
 @router.get("/ui/image", summary="A thumbnail of a workspace image (search page)",

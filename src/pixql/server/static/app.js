@@ -171,7 +171,7 @@
     if (state.previewUrl) URL.revokeObjectURL(state.previewUrl);
     state.previewUrl = null;
     els.preview.hidden = true;
-    if (!file) { els.dropText.textContent = "Choose an image, or drop one here"; return; }
+    if (!file) { els.dropText.textContent = "or drop one here"; return; }
     state.previewUrl = URL.createObjectURL(file);
     els.preview.src = state.previewUrl;
     els.preview.alt = "query: " + file.name;
@@ -227,9 +227,10 @@
       setStatus(data.results.length + " results in " + (data.time * 1000).toFixed(0) + " ms");
     } catch (e) {
       setStatus("");
+      clearResults();
       handle(e);
     } finally {
-      els.search.disabled = false;
+      els.search.disabled = !currentColumn();
       els.results.removeAttribute("aria-busy");
     }
   }
@@ -329,6 +330,8 @@
     showKeyForm("");
   });
   els.keyButton.addEventListener("click", () => showKeyForm(""));
+  els.preview.addEventListener("error", () => { els.preview.hidden = true; });
   if (memoryKey) els.keyButton.hidden = false;
+  updateColumn();
   loadTables();
 })();

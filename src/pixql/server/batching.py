@@ -1,0 +1,418 @@
+"""Dynamic micro-batching of concurrent requests, and the embedding service built on it.
+
+Each request decodes and preprocesses its own items in its own thread (in parallel), then
+hands the preprocessed items to the :class:`MicroBatcher` of its (model, modality). The
+batcher's worker thread takes up to ``max_batch`` items from the queue — waiting at most
+``batch_wait_ms`` after the first one, and only while other requests are still preparing
+items — runs **one** forward pass, and gives every request its own rows through a future.
+Forward passes of one model (both modalities) are serialised by a per-model lock, so
+concurrent requests never oversubscribe the cores with parallel forwards, and the worker
+threads run torch with ``torch_threads`` intra-op threads.
+
+Failures stay with their request: decoding and preprocessing errors are raised in the
+request's own thread before anything is queued; when a batched forward fails, each
+request of the batch is retried alone, so only the request(s) whose items fail get the
+exception.
+
+:class:`EmbeddingService` puts the :mod:`~pixql.server.cache` in front: cached rows are
+returned without any work, repeated items of one request are computed once, and the rest
+goes through the batcher (or straight through ``Embedder.embed`` with ``batching`` off).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from pixql.server.cache import CacheKey, CacheStats, EmbeddingCache
+from pixql.server.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+#: batched forward: preprocessed items → raw float32 rows ``(len(items), dim)``
+Forward = Callable[[list[Any]], np.ndarray]
+
+
+class BatcherClosed(RuntimeError):
+    """The batcher was closed (shutdown, model removed): run the forward directly."""
+
+
+class BatcherStats(BaseModel):
+    """Counters of one (model, modality) batcher."""
+
+    model: str = Field(description="model id and weights, 'clip/<version>@<weights>'")
+    modality: str
+    requests: int = Field(description="submissions (a request's items, up to max_batch)")
+    items: int = Field(description="items embedded")
+    forwards: int = Field(description="forward passes run (retries of failed batches too)")
+    failed_forwards: int = Field(description="forward passes that raised")
+    largest_batch: int = Field(description="most items in one forward pass")
+    mean_batch: float = Field(description="items per forward pass")
+
+
+class ServiceStats(BaseModel):
+    """``GET /stats``: micro-batching and embedding-cache counters since start-up."""
+
+    batching: bool
+    max_batch: int
+    batch_wait_ms: float
+    torch_threads: int | None = Field(description="intra-op threads of the batch workers")
+    batchers: list[BatcherStats]
+    cache: CacheStats
+
+
+@dataclass(eq=False)
+class _Job:
+    items: list[Any]
+    future: Future[np.ndarray]
+
+
+class Ticket:
+    """A request announced to a batcher (see :meth:`MicroBatcher.incoming`)."""
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self._batcher = batcher
+        self.submitted = False
+
+    def submit(self, items: Sequence[Any]) -> list[Future[np.ndarray]]:
+        """Queue the request's preprocessed items (once); futures of their rows, in order."""
+        return self._batcher.submit(items, ticket=self)
+
+
+class MicroBatcher:
+    """One queue and one worker thread that batches forward passes.
+
+    Args:
+        forward: runs the model on a list of preprocessed items.
+        max_batch: most items per forward (a submission is split into chunks this big;
+            chunks are never split further, nor merged past this size).
+        wait_s: longest wait for more items after the first of a batch.
+        lock: held around every forward (share it to serialise several batchers).
+        on_start: called first in the worker thread (e.g. to set torch's threads).
+        name: the worker thread's name.
+    """
+
+    def __init__(self, forward: Forward, *, max_batch: int = 32, wait_s: float = 0.003,
+                 lock: threading.Lock | None = None,
+                 on_start: Callable[[], None] | None = None,
+                 name: str = "pixql-batcher") -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.forward, self.max_batch, self.wait_s = forward, int(max_batch), float(wait_s)
+        self._forward_lock = lock or threading.Lock()
+        self._on_start = on_start
+        self._cond = threading.Condition()
+        self._queue: deque[_Job] = deque()
+        self._incoming = 0
+        self._closed = False
+        self.requests = self.items = self.forwards = self.failed_forwards = 0
+        self.largest_batch = 0
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ client side
+    @contextmanager
+    def incoming(self) -> Iterator[Ticket]:
+        """Announce a request that is still preparing its items.
+
+        While some request is announced, the worker may wait (up to ``wait_s``) for its
+        items to join the batch; with none announced it runs what it has at once.
+        """
+        ticket = Ticket(self)
+        with self._cond:
+            self._incoming += 1
+        try:
+            yield ticket
+        finally:
+            if not ticket.submitted:
+                self._withdraw(ticket)
+
+    def _withdraw(self, ticket: Ticket) -> None:
+        with self._cond:
+            ticket.submitted = True
+            self._incoming -= 1
+            self._cond.notify_all()
+
+    def submit(self, items: Sequence[Any], *, ticket: Ticket | None = None
+               ) -> list[Future[np.ndarray]]:
+        """Queue ``items``; one future per chunk of ``max_batch``.
+
+        Raises:
+            BatcherClosed: after :meth:`close` (the items are not queued).
+        """
+        items = list(items)
+        jobs = [_Job(items[i:i + self.max_batch], Future())
+                for i in range(0, len(items), self.max_batch)]
+        with self._cond:
+            if ticket is not None and not ticket.submitted:
+                ticket.submitted = True
+                self._incoming -= 1
+            if self._closed:
+                self._cond.notify_all()
+                raise BatcherClosed("the batcher is closed")
+            self._queue.extend(jobs)
+            self.requests += len(jobs)
+            self._cond.notify_all()
+        return [job.future for job in jobs]
+
+    def run(self, items: Sequence[Any]) -> np.ndarray:
+        """Submit ``items`` and wait for their rows."""
+        return gather(self.submit(items))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Run what is queued, then stop the worker (later submissions: BatcherClosed)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ worker side
+    def _loop(self) -> None:
+        if self._on_start is not None:
+            try:
+                self._on_start()
+            except Exception:  # noqa: BLE001 - a tuning hook must not stop the worker
+                log.exception("batch worker start-up hook failed")
+        while (jobs := self._collect()) is not None:
+            self._run(jobs)
+
+    def _collect(self) -> list[_Job] | None:
+        """The next batch: whole jobs, at most ``max_batch`` items (None: closed, empty)."""
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            jobs = [self._queue.popleft()]
+            size = len(jobs[0].items)
+            deadline = time.monotonic() + self.wait_s
+            while size < self.max_batch:
+                if self._queue:
+                    if size + len(self._queue[0].items) > self.max_batch:
+                        break
+                    jobs.append(self._queue.popleft())
+                    size += len(jobs[-1].items)
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._incoming <= 0 or self._closed:
+                    break
+                self._cond.wait(remaining)
+            return jobs
+
+    def _run(self, jobs: list[_Job]) -> None:
+        """One forward for ``jobs``; on failure retry each job alone (failures stay put)."""
+        try:
+            rows = self._call([item for job in jobs for item in job.items])
+        except Exception as e:  # noqa: BLE001 - handed to the waiting requests
+            if len(jobs) == 1:
+                jobs[0].future.set_exception(e)
+            else:
+                for job in jobs:
+                    self._run([job])
+            return
+        offset = 0
+        for job in jobs:
+            job.future.set_result(rows[offset:offset + len(job.items)])
+            offset += len(job.items)
+
+    def _call(self, items: list[Any]) -> np.ndarray:
+        with self._forward_lock:
+            self.forwards += 1
+            self.largest_batch = max(self.largest_batch, len(items))
+            try:
+                rows = np.asarray(self.forward(items), dtype=np.float32)
+                if rows.ndim != 2 or rows.shape[0] != len(items):
+                    raise RuntimeError(f"the forward pass returned shape {rows.shape} for "
+                                       f"{len(items)} items")
+            except Exception:
+                self.failed_forwards += 1
+                raise
+            self.items += len(items)
+            return rows
+
+
+def gather(futures: Sequence[Future[np.ndarray]]) -> np.ndarray:
+    """The rows of several futures, concatenated (re-raises the first failure)."""
+    parts = [f.result() for f in futures]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+# ---------------------------------------------------------------------- torch threads
+def resolve_torch_threads(setting: int | None) -> int:
+    """``torch_threads``, or by default every usable core but one (at least 1).
+
+    One core is left to the request threads (HTTP, decoding, preprocessing, JSON): with
+    forwards serialised, more intra-op threads than free cores only makes them spin.
+    """
+    if setting:
+        return int(setting)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
+def _set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op threads *for the calling thread* (if torch is loaded)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def model_key(embedder: Any) -> str:
+    """``<model_id>@<weights source>``: what cache and batchers are keyed by."""
+    return f"{getattr(embedder, 'model_id', '') or type(embedder).__name__}@" \
+           f"{getattr(embedder, 'source', '')}"
+
+
+def forward_rows(embedder: Any, modality: str, items: list[Any]) -> np.ndarray:
+    """Raw (not normalised) float32 rows of preprocessed ``items``."""
+    return embedder.postprocess(embedder.forward(items, modality), normalize=False)
+
+
+# ---------------------------------------------------------------------- the service
+class EmbeddingService:
+    """Cache + micro-batchers of one server (``ClipModels.service``).
+
+    Args:
+        settings: ``batching``, ``max_batch``, ``batch_wait_ms``, ``torch_threads`` and
+            ``embedding_cache_size``.
+    """
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.cache = EmbeddingCache(settings.embedding_cache_size)
+        self.torch_threads = resolve_torch_threads(settings.torch_threads)
+        self._batchers: dict[tuple[str, str], tuple[Any, MicroBatcher]] = {}
+        self._model_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def embed(self, embedder: Any, digests: Sequence[str | None], modality: str,
+              load: Callable[[list[int]], list[Any]]) -> np.ndarray:
+        """Raw float32 rows of ``len(digests)`` items, in order.
+
+        Args:
+            embedder: the model.
+            digests: per item, its content hash (None: not cacheable).
+            modality: ``"image"`` or ``"text"``.
+            load: indices → the raw items (PIL images, texts) to preprocess; called once,
+                with the items that are neither cached nor repeats, in the request thread.
+        """
+        key = model_key(embedder)
+        keys: list[CacheKey | None] = [
+            (key, modality, d) if d is not None and self.cache.enabled else None
+            for d in digests
+        ]
+        rows: list[np.ndarray | None] = (
+            self.cache.get_many(keys) if self.cache.enabled else [None] * len(keys)
+        )
+        todo: dict[Any, list[int]] = {}
+        for i, (k, row) in enumerate(zip(keys, rows, strict=True)):
+            if row is None:
+                todo.setdefault(k if k is not None else ("item", i), []).append(i)
+        if todo:
+            firsts = [group[0] for group in todo.values()]
+            computed = self._compute(embedder, key, modality, lambda: load(firsts))
+            for group, row in zip(todo.values(), computed, strict=True):
+                for i in group:
+                    rows[i] = row
+            self.cache.put_many((keys[f], computed[j]) for j, f in enumerate(firsts))
+        return np.stack(rows).astype(np.float32, copy=False)
+
+    def _compute(self, embedder: Any, key: str, modality: str,
+                 load: Callable[[], list[Any]]) -> np.ndarray:
+        batcher = self._batcher(embedder, key, modality) if self.settings.batching else None
+        if batcher is None:
+            return embedder.embed(load(), modality, normalize=False)
+        with batcher.incoming() as ticket:
+            prepared = [embedder.preprocess(item, modality) for item in load()]
+            try:
+                futures = ticket.submit(prepared)
+            except BatcherClosed:
+                return forward_rows(embedder, modality, prepared)
+        return gather(futures)
+
+    def _batcher(self, embedder: Any, key: str, modality: str) -> MicroBatcher | None:
+        """The batcher of (model, modality), started on first use (None once closed)."""
+        with self._lock:
+            if self._closed:
+                return None
+            owner, batcher = self._batchers.get((key, modality), (None, None))
+            if batcher is not None and owner is embedder:
+                return batcher
+            if batcher is not None:  # the model was reloaded: retire the old worker
+                batcher.close(timeout=0)
+            batcher = MicroBatcher(
+                lambda items: forward_rows(embedder, modality, items),
+                max_batch=self.settings.max_batch,
+                wait_s=self.settings.batch_wait_ms / 1000.0,
+                lock=self._model_locks.setdefault(key, threading.Lock()),
+                on_start=lambda: _set_torch_threads(self.torch_threads),
+                name=f"pixql-batch-{key.split('@', 1)[0]}-{modality}",
+            )
+            self._batchers[(key, modality)] = (embedder, batcher)
+            return batcher
+
+    # ------------------------------------------------------------------ lifecycle
+    def drop_model(self, model_id: str) -> None:
+        """Stop the batchers of ``model_id`` and forget its cached embeddings."""
+        with self._lock:
+            doomed = [k for k in self._batchers if k[0].split("@", 1)[0] == model_id]
+            batchers = [self._batchers.pop(k)[1] for k in doomed]
+        for batcher in batchers:
+            batcher.close(timeout=0)
+        self.cache.drop_model(model_id)
+
+    def clear(self) -> None:
+        """Stop every batcher and empty the cache (models unloaded)."""
+        with self._lock:
+            batchers = [b for _, b in self._batchers.values()]
+            self._batchers.clear()
+        for batcher in batchers:
+            batcher.close(timeout=0)
+        self.cache.clear()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Shutdown: finish queued work, stop the workers; later calls run unbatched."""
+        with self._lock:
+            self._closed = True
+            batchers = [b for _, b in self._batchers.values()]
+            self._batchers.clear()
+        for batcher in batchers:
+            batcher.close(timeout=timeout)
+
+    def stats(self) -> ServiceStats:
+        """Counters of every batcher and of the cache."""
+        with self._lock:
+            entries = [(k, b) for k, (_, b) in self._batchers.items()]
+        return ServiceStats(
+            batching=self.settings.batching, max_batch=self.settings.max_batch,
+            batch_wait_ms=self.settings.batch_wait_ms,
+            torch_threads=self.torch_threads if self.settings.batching else None,
+            batchers=[_batcher_stats(key, modality, b) for (key, modality), b in entries],
+            cache=self.cache.stats(),
+        )
+
+
+def _batcher_stats(key: str, modality: str, b: MicroBatcher) -> BatcherStats:
+    return BatcherStats(
+        model=key, modality=modality, requests=b.requests, items=b.items,
+        forwards=b.forwards, failed_forwards=b.failed_forwards,
+        largest_batch=b.largest_batch,
+        mean_batch=b.items / max(1, b.forwards - b.failed_forwards),
+    )
