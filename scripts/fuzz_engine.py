@@ -221,12 +221,14 @@ def fingerprint(ws: pixql.Workspace, cur: duckdb.DuckDBPyConnection) -> str:
             "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal "
             "ORDER BY ALL").fetchall():
         h.update(repr(row).encode())
-    for path in sorted(ws.root.rglob("*")):
-        rel = path.relative_to(ws.root).as_posix()
-        if rel.startswith("pixql.duckdb") or rel.startswith("weights/"):
-            continue
-        size = path.stat().st_size if path.is_file() else -1
-        h.update(f"{rel}:{size}".encode())
+    for dirpath, dirnames, filenames in os.walk(ws.root):  # symlinks are not followed
+        dirnames.sort()
+        for name in sorted(filenames + dirnames):
+            path = Path(dirpath) / name
+            rel = path.relative_to(ws.root).as_posix()
+            if not rel.startswith("pixql.duckdb"):
+                size = path.stat().st_size if path.is_file() else -1
+                h.update(f"{rel}:{size}".encode())
     return h.hexdigest()
 
 

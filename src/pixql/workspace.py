@@ -49,6 +49,9 @@ class Workspace:
         self._embedders: dict[str, tuple[int, Embedder]] = {}
         self._embedder_lock = threading.Lock()
         self.artifacts = ArtifactStore(self.root / "models")
+        from pixql.execution.vectors import VectorCache  # SEARCH's cache of embedding columns
+
+        self._vector_cache = VectorCache(self.root / DB_FILE, index_root=self.root / "indexes")
         if not read_only:
             ensure_schema(self._con)
         self.repaired = [] if read_only else repair(

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -40,7 +40,7 @@ class Options(BaseModel):
 class BuildOptions(Options):
     """Options every BUILD MODEL accepts."""
 
-    overwrite: bool = False
+    overwrite: bool = Field(default=False, description="replace a model of the same name")
 
 
 class Embedder(ABC):

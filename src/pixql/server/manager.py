@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pixql.errors import InputError
+from pixql.server.batching import EmbeddingService
 from pixql.server.schemas import ModelDescription, ModelsDescriptions
 from pixql.server.settings import ServerSettings
 
@@ -80,6 +81,8 @@ class ClipModels:
         self._loading: dict[str, threading.Lock] = {}
         self._preload_done = threading.Event()
         self._preload_error: str | None = None
+        #: embedding cache + micro-batchers shared by the /clip routes
+        self.service = EmbeddingService(settings)
 
     # ------------------------------------------------------------------ loading
     def default_version(self) -> str:
@@ -138,6 +141,7 @@ class ClipModels:
         version = version_of(model_id)
         with self._lock:
             self._loaded.pop(version, None)
+        self.service.drop_model(f"{FAMILY}/{version}")
         evict = _loader_attr("evict")
         if evict is not None:
             evict(version)
@@ -146,9 +150,14 @@ class ClipModels:
         """``POST /model/clear``: forget every model (the loader's cache too)."""
         with self._lock:
             self._loaded.clear()
+        self.service.clear()
         clear_cache = _loader_attr("clear_cache")
         if clear_cache is not None:
             clear_cache()
+
+    def close(self) -> None:
+        """Shutdown: finish queued batches and stop the batch workers."""
+        self.service.close()
 
     def describe(self) -> ModelsDescriptions:
         """``GET /model/registry``."""

@@ -4,19 +4,30 @@ Handlers are plain ``def``: FastAPI runs them in its thread pool, so decoding, d
 and the model's forward pass never block the event loop. Errors are raised, never caught
 here: :mod:`pixql.server.errors` maps them (400 bad input, 404 missing weights, 413 limits,
 422 schema).
+
+Embeddings go through the server's :class:`~pixql.server.batching.EmbeddingService`
+(``ClipModels.service``): cached rows first, then one micro-batched forward shared with
+concurrent requests. Embedding responses are encoded with orjson when it is installed
+(float32 values written in their shortest round-tripping form), else by pydantic.
+``GET /stats`` reports the batching and cache counters.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, FastAPI, Query, Response
 
 from pixql.errors import InputError
+from pixql.models.base import l2_normalize
+from pixql.server.batching import EmbeddingService, ServiceStats
+from pixql.server.cache import image_digest, text_digest
 from pixql.server.deps import ImagesDep, ModelsDep, SettingsDep
 from pixql.server.inputs import ImageLoader, check_count, check_texts, check_token_counts
 from pixql.server.manager import ClipModels, LoadedModel
@@ -31,7 +42,18 @@ from pixql.server.schemas import (
 )
 from pixql.server.settings import ServerSettings
 
-router = APIRouter(tags=["clip"])
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Shutdown: finish queued batches and stop the batch workers (merged into the app's)."""
+    yield
+    from starlette.concurrency import run_in_threadpool
+
+    await run_in_threadpool(app.state.models.close)
+
+
+router = APIRouter(tags=["clip"], lifespan=_lifespan)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -81,10 +103,42 @@ def embed_items(
     names: Sequence[str],
     normalize: bool = False,
     truncate: bool = True,
+    service: EmbeddingService | None = None,
 ) -> np.ndarray:
-    """Embed ``items`` (all images or all texts), one row each, in order."""
+    """Embed ``items`` (all images or all texts), one row each, in order.
+
+    With ``service``: cached rows, then one micro-batched forward for the rest; without:
+    ``Embedder.embed`` in this thread.
+    """
+    load: Callable[[list[int]], list[Any]]
+    keyed: Sequence[Any]
+    digest: Callable[[Any], str | None]
     if modality == "image":
-        return model.embedder.embed(images.load_all(items, names), "image", normalize=normalize)
+        load, keyed, digest = partial(_load_images, images, items, names), items, image_digest
+    else:
+        texts = _checked_texts(model, settings, items, names, truncate=truncate)
+        load, keyed, digest = partial(_pick, texts), texts, text_digest
+    if service is None:
+        return model.embedder.embed(load(list(range(len(items)))), modality,
+                                    normalize=normalize)
+    digests = [digest(x) if service.cache.enabled else None for x in keyed]
+    raw = service.embed(model.embedder, digests, modality, load)
+    return l2_normalize(raw) if normalize else raw
+
+
+def _load_images(images: ImageLoader, items: Sequence[ImageInput | str],
+                 names: Sequence[str], idx: list[int]) -> list[Any]:
+    return images.load_all([items[i] for i in idx], [names[i] for i in idx])
+
+
+def _pick(values: Sequence[Any], idx: list[int]) -> list[Any]:
+    return [values[i] for i in idx]
+
+
+def _checked_texts(model: LoadedModel, settings: ServerSettings,
+                   items: Sequence[ImageInput | str], names: Sequence[str], *,
+                   truncate: bool) -> list[str]:
+    """The items as texts: strings, not too long (characters; tokens unless truncating)."""
     texts: list[str] = []
     for item, name in zip(items, names, strict=True):
         if not isinstance(item, str):
@@ -95,7 +149,37 @@ def embed_items(
                 names=names)
     if not truncate:
         check_token_counts(model.embedder, texts, names)
-    return model.embedder.embed(texts, "text", normalize=normalize)
+    return texts
+
+
+def encode_json(body: dict[str, Any]) -> bytes:
+    """JSON bytes of a response body whose values may be float32 arrays.
+
+    orjson (when installed) writes each float32 in the shortest form that parses back to
+    the same float32, straight from the array; the fallback (pydantic's encoder) writes
+    the float32 values widened to float64. Both round-trip to the same float32.
+    """
+    try:
+        import orjson
+    except ImportError:  # the optional speed-up is missing: same JSON, slower, longer
+        import pydantic_core
+
+        plain = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in body.items()}
+        return pydantic_core.to_json(plain)
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _embedding_response(vectors: np.ndarray, response: Response, started: float) -> Response:
+    """A ``ClipEmbeddingResponse`` body, encoded fast; headers set on ``response`` kept."""
+    body = {
+        "inference_id": str(uuid.uuid4()),
+        "frame_id": None,
+        "time": _finish(response, started),
+        "embeddings": np.ascontiguousarray(vectors, dtype=np.float32),
+    }
+    out = Response(content=encode_json(body), media_type="application/json")
+    out.headers.raw.extend(response.headers.raw)
+    return out
 
 
 def cosine(subject: np.ndarray, prompts: np.ndarray) -> list[float]:
@@ -119,18 +203,16 @@ def embed_image(
     settings: SettingsDep,
     response: Response,
     api_key: ApiKeyQuery = None,
-) -> ClipEmbeddingResponse:
+) -> Response:
     """One embedding row per image, in order (raw projections unless ``normalize``)."""
     items, suffixes = _as_list(payload.image)
     check_count(items, field="image", limit=settings.max_images, what="images")
     model = _model(models, payload.clip_version_id, response)
     started = time.perf_counter()
     vectors = embed_items(model, images, settings, items, modality="image",
-                          names=[f"image{s}" for s in suffixes], normalize=payload.normalize)
-    return ClipEmbeddingResponse(
-        inference_id=str(uuid.uuid4()), time=_finish(response, started),
-        embeddings=vectors.tolist(),
-    )
+                          names=[f"image{s}" for s in suffixes], normalize=payload.normalize,
+                          service=models.service)
+    return _embedding_response(vectors, response, started)
 
 
 @router.post(
@@ -146,7 +228,7 @@ def embed_text(
     settings: SettingsDep,
     response: Response,
     api_key: ApiKeyQuery = None,
-) -> ClipEmbeddingResponse:
+) -> Response:
     """One embedding row per text, in order (raw projections unless ``normalize``)."""
     items, suffixes = _as_list(payload.text)
     check_count(items, field="text", limit=settings.max_texts, what="texts")
@@ -154,11 +236,8 @@ def embed_text(
     started = time.perf_counter()
     vectors = embed_items(model, images, settings, items, modality="text",
                           names=[f"text{s}" for s in suffixes], normalize=payload.normalize,
-                          truncate=payload.truncate)
-    return ClipEmbeddingResponse(
-        inference_id=str(uuid.uuid4()), time=_finish(response, started),
-        embeddings=vectors.tolist(),
-    )
+                          truncate=payload.truncate, service=models.service)
+    return _embedding_response(vectors, response, started)
 
 
 def _prompt_items(prompt: Any) -> tuple[list[Any], list[str], list[str] | None]:
@@ -191,9 +270,9 @@ def compare(
     started = time.perf_counter()
     subject = embed_items(model, images, settings, [payload.subject],
                           modality=payload.subject_type, names=["subject"],
-                          truncate=payload.truncate)
+                          truncate=payload.truncate, service=models.service)
     prompts = embed_items(model, images, settings, items, modality=payload.prompt_type,
-                          names=names, truncate=payload.truncate)
+                          names=names, truncate=payload.truncate, service=models.service)
     sims = cosine(subject[0], prompts)
     similarity: list[float] | dict[str, float] = (
         dict(zip(keys, sims, strict=True)) if keys is not None else sims
@@ -202,3 +281,9 @@ def compare(
         inference_id=str(uuid.uuid4()), time=_finish(response, started), similarity=similarity,
     )
 
+
+@router.get("/stats", response_model=ServiceStats, tags=["models"],
+            summary="Micro-batching and embedding-cache counters")
+def stats(models: ModelsDep) -> ServiceStats:
+    """Forward passes, items per batch and cache hits since start-up (or the model's load)."""
+    return models.service.stats()

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Fuzz pixql's HTTP server on loopback: no request may get a 5xx.
+
+Three sources of requests, all sent to a real uvicorn server (started here with a tiny CLIP
+and a confined workspace, or ``--url`` of one already running):
+
+* **schemathesis** — for every operation of the server's own ``/openapi.json``, cases
+  that fit the schema (positive) and cases that break it (negative);
+* **raw** — hand-made malformed requests: broken and truncated JSON, wrong types, deep
+  nesting, unknown fields, empty lists, odd content types, bodies over the cap;
+* **sql** — the engine fuzzer's statements (``scripts/fuzz_engine.py``) through ``POST /sql``.
+
+It prints the requests sent per source, the status codes seen and every 5xx (with the request
+that caused it), and exits with status 1 when there was any.
+
+Usage:
+    python scripts/fuzz_server.py [--examples 100] [--raw 1000] [--sql 1000] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fuzz_engine  # noqa: E402  (scripts/fuzz_engine.py: the workspace and SQL generators)
+
+CLIP_VERSION = "ViT-B-32"
+#: the server's caps while fuzzing (small, so the raw cases reach them quickly)
+SETTINGS: dict[str, Any] = {
+    "enable_sql": True,
+    "allow_file_input": True,
+    "max_body_bytes": 256 * 1024,
+    "url_timeout_s": 0.5,
+    "url_total_timeout_s": 2.0,
+}
+
+
+@dataclass
+class Tally:
+    """Requests sent and what came back, per source."""
+
+    sent: Counter = field(default_factory=Counter)
+    statuses: Counter = field(default_factory=Counter)
+    server_errors: list[str] = field(default_factory=list)
+    transport_errors: Counter = field(default_factory=Counter)
+
+    def record(self, source: str, status: int, what: str) -> None:
+        self.sent[source] += 1
+        self.statuses[status] += 1
+        if status >= 500:
+            self.server_errors.append(f"[{source}] {status} for {what[:300]}")
+
+    def summary(self) -> str:
+        per_source = ", ".join(f"{k} {v}" for k, v in sorted(self.sent.items()))
+        codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
+        return (f"fuzz_server: {sum(self.sent.values())} requests ({per_source}); "
+                f"{len(self.server_errors)} 5xx\n  status codes: {codes}")
+
+
+# ---------------------------------------------------------------------- the server
+@contextmanager
+def local_server(folder: Path) -> Iterator[str]:
+    """A uvicorn server on 127.0.0.1 with a tiny CLIP and a confined fuzzing workspace."""
+    import uvicorn
+
+    from pixql.server.app import create_app
+    from pixql.server.settings import ServerSettings
+    from pixql.testing.tiny_clip import make_tiny_clip_models_dir
+
+    models = make_tiny_clip_models_dir(folder / "clip-models", CLIP_VERSION)
+    os.environ.update({"PIXQL_CLIP_MODELS_DIR": str(models), "CLIP_VERSION_ID": CLIP_VERSION})
+    template = fuzz_engine.build_template(folder / "ws", clip=True)
+    workspace = fuzz_engine.open_workspace(template)
+    app = create_app(ServerSettings.from_env(**SETTINGS), workspace=workspace)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        workspace.close()
+
+
+# ---------------------------------------------------------------------- schemathesis
+def schema_fuzz(base: str, tally: Tally, *, examples: int, seed: int) -> None:
+    """``examples`` positive and negative cases per operation of ``/openapi.json``."""
+    import hypothesis
+    import requests
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+    session = requests.Session()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+
+            @hypothesis.seed(seed)
+            @settings(max_examples=examples, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck), phases=[
+                          hypothesis.Phase.explicit, hypothesis.Phase.generate])
+            @given(case=operation.as_strategy(generation_mode=mode))
+            def run(case: Any) -> None:
+                try:
+                    response = case.call(base_url=base, session=session, timeout=30)
+                except (requests.RequestException, ValueError) as e:
+                    tally.transport_errors[type(e).__name__] += 1
+                    return
+                tally.record("schemathesis", response.status_code,
+                             f"{case.method} {case.path} {case.body!r}")
+
+            run()
+
+
+# ---------------------------------------------------------------------- raw requests
+B64_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAE"
+           "lFTkSuQmCC")
+ROUTES = ["/clip/embed_image", "/clip/embed_text", "/clip/compare", "/model/add",
+          "/model/remove", "/model/clear", "/sql"]
+GOOD_BODIES: dict[str, dict[str, Any]] = {
+    "/clip/embed_image": {"image": {"type": "base64", "value": B64_PNG}},
+    "/clip/embed_text": {"text": ["a cat", "a dog"]},
+    "/clip/compare": {"subject": "a cat", "subject_type": "text", "prompt": ["x", "y"]},
+    "/model/add": {"model_id": f"clip/{CLIP_VERSION}"},
+    "/model/remove": {"model_id": "clip/RN50"},
+    "/model/clear": {},
+    "/sql": {"query": "SELECT count(*) FROM images"},
+}
+ODD_VALUES: list[Any] = [
+    None, True, 0, -1, 1e308, "", "x" * 5000, [], [[]], {}, {"type": None}, [None],
+    {"type": "base64", "value": "!!"}, {"type": "url", "value": "http://169.254.169.254/"},
+    {"type": "file", "value": "../../etc/passwd"}, {"type": "numpy", "value": "gASV"},
+    "data:image/png;base64," + B64_PNG, "\x00", "é" * 10, [B64_PNG] * 20, {"a": {"b": {}}},
+]
+
+
+def _deep(depth: int) -> str:
+    return '{"text": ' + "[" * depth + '"x"' + "]" * depth + "}"
+
+
+def raw_case(rng: random.Random) -> tuple[str, str, dict[str, str], bytes]:
+    """(method, path, headers, body) of one malformed or borderline request."""
+    path = rng.choice(ROUTES)
+    good = dict(GOOD_BODIES[path])
+    json_type = {"Content-Type": "application/json"}
+    kind = rng.randrange(9)
+    if kind == 0:  # a field replaced by an odd value
+        key = rng.choice(list(good) or ["x"])
+        good[key] = rng.choice(ODD_VALUES)
+        return "POST", path, json_type, json.dumps(good).encode()
+    if kind == 1:  # an unknown field
+        good[rng.choice(["extra", "api_key", "normalize", "max_rows", "__proto__"])] = rng.choice(
+            ODD_VALUES)
+        return "POST", path, json_type, json.dumps(good).encode()
+    if kind == 2:  # truncated JSON
+        text = json.dumps(good).encode()
+        return "POST", path, json_type, text[: rng.randrange(len(text) + 1)]
+    if kind == 3:  # random bytes
+        return "POST", path, json_type, rng.randbytes(rng.randrange(0, 300))
+    if kind == 4:  # deep nesting
+        return "POST", path, json_type, _deep(rng.choice([10, 100, 1000, 5000, 50_000])).encode()
+    if kind == 5:  # odd content types
+        ctype = rng.choice(["text/plain", "application/x-www-form-urlencoded",
+                            "multipart/form-data; boundary=x", "application/json; charset=latin-1",
+                            "image/png", ""])
+        return "POST", path, {"Content-Type": ctype}, json.dumps(good).encode()
+    if kind == 6:  # over the body cap
+        size = SETTINGS["max_body_bytes"] + rng.randrange(1, 10_000)
+        return "POST", path, json_type, b'{"text": "' + b"x" * size + b'"}'
+    if kind == 7:  # wrong method
+        return rng.choice(["GET", "PUT", "DELETE", "PATCH"]), path, json_type, b"{}"
+    return "POST", path, json_type, json.dumps(rng.choice(ODD_VALUES)).encode()
+
+
+def raw_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random) -> None:
+    """Send ``n`` :func:`raw_case` requests."""
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(n):
+            method, path, headers, body = raw_case(rng)
+            try:
+                r = client.request(method, path, headers=headers, content=body)
+            except httpx.TransportError as e:
+                tally.transport_errors[type(e).__name__] += 1
+                continue
+            tally.record("raw", r.status_code, f"{method} {path} {body[:200]!r}")
+
+
+# ---------------------------------------------------------------------- SQL
+def sql_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random) -> None:
+    """Send ``n`` generated statements (fuzz_engine's generators) to ``POST /sql``."""
+    generators: list[Callable[[random.Random], str]] = fuzz_engine.GENERATORS
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for _ in range(n):
+            text = rng.choice(generators)(rng) or " "
+            try:
+                r = client.post("/sql", json={"query": text, "max_rows": 50})
+            except httpx.TransportError as e:
+                tally.transport_errors[type(e).__name__] += 1
+                continue
+            tally.record("sql", r.status_code, f"POST /sql {text!r}")
+
+
+# ---------------------------------------------------------------------- main
+def run_all(base: str, *, examples: int, raw: int, sql: int, seed: int) -> Tally:
+    """Every source against ``base``; the tally of what was sent and seen."""
+    tally = Tally()
+    started = time.perf_counter()
+    schema_fuzz(base, tally, examples=examples, seed=seed)
+    raw_fuzz(base, tally, n=raw, rng=random.Random(seed))
+    sql_fuzz(base, tally, n=sql, rng=random.Random(seed + 1))
+    tally.sent["seconds"] = round(time.perf_counter() - started)
+    return tally
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fuzz a local (or ``--url``) server; 0 when no request got a 5xx."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=100,
+                        help="schemathesis cases per operation and mode (default 100)")
+    parser.add_argument("--raw", type=int, default=1000, help="raw malformed requests")
+    parser.add_argument("--sql", type=int, default=1000, help="generated statements to /sql")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--url", help="fuzz this running server instead of a local one")
+    args = parser.parse_args(argv)
+    counts = {"examples": args.examples, "raw": args.raw, "sql": args.sql, "seed": args.seed}
+    if args.url:
+        tally = run_all(args.url.rstrip("/"), **counts)
+    else:
+        with tempfile.TemporaryDirectory(prefix="pixql-fuzz-server-") as tmp:
+            with local_server(Path(tmp)) as base:
+                tally = run_all(base, **counts)
+    seconds = tally.sent.pop("seconds")
+    for line in tally.server_errors[:10]:
+        print(line, file=sys.stderr)
+    print(tally.summary() + f"\n  ({seconds}s, seed {args.seed})")
+    if tally.transport_errors:
+        print(f"  not sent (client-side errors): {dict(tally.transport_errors)}")
+    return 1 if tally.server_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
