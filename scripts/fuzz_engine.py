@@ -47,7 +47,7 @@ os.environ.setdefault("PIXQL_PROGRESS", "0")
 import pixql  # noqa: E402
 from pixql.errors import Error, ParseError  # noqa: E402
 from pixql.sql import parse_script, parse_statement  # noqa: E402
-from pixql.sql.nodes import AiStatement  # noqa: E402
+from pixql.sql.nodes import AiStatement, Convert  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_FILE = ROOT / "tests" / "sql" / "fixtures" / "identity.sql"
@@ -243,6 +243,24 @@ def in_transaction(cur: duckdb.DuckDBPyConnection) -> bool:
 
 
 # ---------------------------------------------------------------------- running inputs
+#: broken rules already reported to the engine's owner: counted apart from new bugs
+KNOWN_ISSUES = {
+    "nested-convert": "a CONVERT nested in a statement stores its column before the outer "
+                      "statement fails, so the failed statement has changed the workspace",
+}
+
+
+class KnownIssue(Exception):
+    """A broken rule of :data:`KNOWN_ISSUES` (the argument is its key)."""
+
+
+def has_nested_convert(node: Any) -> bool:
+    """Whether an AI subquery of ``node`` (at any depth) is a CONVERT."""
+    query = getattr(node, "query", None)
+    subs = getattr(query, "subqueries", None) or []
+    return any(isinstance(s.node, Convert) or has_nested_convert(s.node) for s in subs)
+
+
 class Harness:
     """A template workspace and a working copy that is restored whenever it changes."""
 
@@ -299,19 +317,22 @@ class Harness:
             return "ParseError"
         outcome = "ok"
         for statement in statements:
-            outcome = self._run_statement(statement.text)
+            outcome = self._run_statement(statement)
             if outcome != "ok":
                 break
-        if outcome == "ok" and self._changed():
-            self.restore()
         return outcome
 
-    def _run_statement(self, text: str) -> str:
+    def _run_statement(self, statement: Any) -> str:
         assert self.ws is not None
         try:
-            self.ws.sql(text)
+            self.ws.sql(statement.text)
         except (Error, duckdb.Error) as e:
-            self.check_unchanged(f"failed statement ({type(e).__name__}: {e})")
+            try:
+                self.check_unchanged(f"failed statement ({type(e).__name__}: {e})")
+            except AssertionError as broken:
+                if "changed the workspace" in str(broken) and has_nested_convert(statement):
+                    raise KnownIssue("nested-convert") from broken
+                raise
             return "pixql." + type(e).__name__ if isinstance(e, Error) else "duckdb.Error"
         if self._changed():
             self.restore()
@@ -425,12 +446,13 @@ class Report:
     seconds: float = 0.0
 
     def line(self, seed: int) -> str:
-        errors = sum(v for k, v in self.outcomes.items() if k not in ("ok", "bug"))
+        known = sum(v for k, v in self.outcomes.items() if k.startswith("known:"))
+        errors = sum(v for k, v in self.outcomes.items() if k[:5] not in ("ok", "bug", "known"))
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
         return (f"fuzz_engine: {self.inputs} inputs, {self.outcomes['ok']} ran, {errors} "
-                f"refused with pixql/DuckDB errors, {self.outcomes['bug']} bugs; workspace "
-                f"restored {self.restores} times; slowest input {self.slowest:.2f}s "
-                f"(seed {seed}, {self.seconds:.1f}s)\n  outcomes: {kinds}")
+                f"refused with pixql/DuckDB errors, {self.outcomes['bug']} new bugs, {known} "
+                f"known issues; workspace restored {self.restores} times; slowest input "
+                f"{self.slowest:.2f}s (seed {seed}, {self.seconds:.1f}s)\n  outcomes: {kinds}")
 
 
 def fuzz(harness: Harness, rng: random.Random, n: int) -> Report:
@@ -442,6 +464,9 @@ def fuzz(harness: Harness, rng: random.Random, n: int) -> Report:
         t0 = time.perf_counter()
         try:
             outcome = harness.run(text)
+        except KnownIssue as known:
+            outcome = f"known:{known}"
+            harness.restore()
         except Exception:  # noqa: BLE001 - anything else is what we hunt for
             outcome = "bug"
             report.failures.append((text, traceback.format_exc(limit=6)))
@@ -473,6 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     for text, why in report.failures[:5]:
         print(f"FAILED on {text!r}:\n{why}", file=sys.stderr)
     print(report.line(args.seed))
+    for key in sorted(k[6:] for k in report.outcomes if k.startswith("known:")):
+        print(f"  known issue {key}: {KNOWN_ISSUES[key]}")
     print(f"  slowest: {report.slowest_input[:160]!r}")
     return 1 if report.failures else 0
 

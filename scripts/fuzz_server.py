@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fuzz_engine  # noqa: E402  (scripts/fuzz_engine.py: the workspace and SQL generators)
 
 CLIP_VERSION = "ViT-B-32"
+#: the API key of the second (secured) server
+KEY = "fuzz-key-0123456789"
 #: the server's caps while fuzzing (small, so the raw cases reach them quickly)
 SETTINGS: dict[str, Any] = {
     "enable_sql": True,
@@ -58,12 +60,21 @@ class Tally:
     statuses: Counter = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
     transport_errors: Counter = field(default_factory=Counter)
+    skipped: list[str] = field(default_factory=list)
 
-    def record(self, source: str, status: int, what: str) -> None:
+    def record(self, source: str, response: httpx.Response | Any, what: str) -> None:
+        """Count a response; a 5xx, or a 200 JSON body that does not parse, is an error."""
+        status = response.status_code
         self.sent[source] += 1
         self.statuses[status] += 1
         if status >= 500:
             self.server_errors.append(f"[{source}] {status} for {what[:300]}")
+        elif status == 200 and "json" in response.headers.get("content-type", ""):
+            try:
+                response.json()
+            except ValueError:
+                self.server_errors.append(f"[{source}] 200 with a broken JSON body for "
+                                          f"{what[:300]}")
 
     def summary(self) -> str:
         per_source = ", ".join(f"{k} {v}" for k, v in sorted(self.sent.items()))
@@ -73,21 +84,10 @@ class Tally:
 
 
 # ---------------------------------------------------------------------- the server
-@contextmanager
-def local_server(folder: Path) -> Iterator[str]:
-    """A uvicorn server on 127.0.0.1 with a tiny CLIP and a confined fuzzing workspace."""
+def _run_uvicorn(app: Any) -> tuple[Any, threading.Thread, str]:
     import uvicorn
 
-    from pixql.server.app import create_app
-    from pixql.server.settings import ServerSettings
-    from pixql.testing.tiny_clip import make_tiny_clip_models_dir
-
-    models = make_tiny_clip_models_dir(folder / "clip-models", CLIP_VERSION)
-    os.environ.update({"PIXQL_CLIP_MODELS_DIR": str(models), "CLIP_VERSION_ID": CLIP_VERSION})
-    template = fuzz_engine.build_template(folder / "ws", clip=True)
-    workspace = fuzz_engine.open_workspace(template)
-    app = create_app(ServerSettings.from_env(**SETTINGS), workspace=workspace)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
@@ -96,11 +96,29 @@ def local_server(folder: Path) -> Iterator[str]:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def local_servers(folder: Path) -> Iterator[tuple[str, str]]:
+    """Two uvicorn servers on 127.0.0.1 sharing a tiny CLIP and a confined fuzzing workspace:
+    one open, one needing the API key :data:`KEY`. Yields their base URLs."""
+    from pixql.server.app import create_app
+    from pixql.server.settings import ServerSettings
+    from pixql.testing.tiny_clip import make_tiny_clip_models_dir
+
+    models = make_tiny_clip_models_dir(folder / "clip-models", CLIP_VERSION)
+    os.environ.update({"PIXQL_CLIP_MODELS_DIR": str(models), "CLIP_VERSION_ID": CLIP_VERSION})
+    template = fuzz_engine.build_template(folder / "ws", clip=True)
+    workspace = fuzz_engine.open_workspace(template)
+    running = [_run_uvicorn(create_app(ServerSettings.from_env(**settings), workspace=workspace))
+               for settings in (SETTINGS, {**SETTINGS, "api_keys": [KEY]})]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield running[0][2], running[1][2]
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        for server, thread, _ in running:
+            server.should_exit = True
+            thread.join(timeout=10)
         workspace.close()
 
 
@@ -129,10 +147,12 @@ def schema_fuzz(base: str, tally: Tally, *, examples: int, seed: int) -> None:
                 except (requests.RequestException, ValueError) as e:
                     tally.transport_errors[type(e).__name__] += 1
                     return
-                tally.record("schemathesis", response.status_code,
-                             f"{case.method} {case.path} {case.body!r}")
+                tally.record("schemathesis", response, f"{case.method} {case.path} {case.body!r}")
 
-            run()
+            try:
+                run()
+            except hypothesis.errors.Unsatisfiable:  # e.g. no invalid input for GET /info
+                tally.skipped.append(f"{operation.label} ({mode.value})")
 
 
 # ---------------------------------------------------------------------- raw requests
@@ -195,7 +215,8 @@ def raw_case(rng: random.Random) -> tuple[str, str, dict[str, str], bytes]:
     return "POST", path, json_type, json.dumps(rng.choice(ODD_VALUES)).encode()
 
 
-def raw_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random) -> None:
+def raw_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random,
+             source: str = "raw") -> None:
     """Send ``n`` :func:`raw_case` requests."""
     with httpx.Client(base_url=base, timeout=30) as client:
         for _ in range(n):
@@ -205,7 +226,7 @@ def raw_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random) -> None:
             except httpx.TransportError as e:
                 tally.transport_errors[type(e).__name__] += 1
                 continue
-            tally.record("raw", r.status_code, f"{method} {path} {body[:200]!r}")
+            tally.record(source, r, f"{method} {path} {body[:200]!r}")
 
 
 # ---------------------------------------------------------------------- SQL
@@ -220,17 +241,18 @@ def sql_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random) -> None:
             except httpx.TransportError as e:
                 tally.transport_errors[type(e).__name__] += 1
                 continue
-            tally.record("sql", r.status_code, f"POST /sql {text!r}")
+            tally.record("sql", r, f"POST /sql {text!r}")
 
 
 # ---------------------------------------------------------------------- main
-def run_all(base: str, *, examples: int, raw: int, sql: int, seed: int) -> Tally:
-    """Every source against ``base``; the tally of what was sent and seen."""
+def run_all(bases: tuple[str, str], *, examples: int, raw: int, sql: int, seed: int) -> Tally:
+    """Every source against the open server, raw requests against the secured one too."""
     tally = Tally()
     started = time.perf_counter()
-    schema_fuzz(base, tally, examples=examples, seed=seed)
-    raw_fuzz(base, tally, n=raw, rng=random.Random(seed))
-    sql_fuzz(base, tally, n=sql, rng=random.Random(seed + 1))
+    schema_fuzz(bases[0], tally, examples=examples, seed=seed)
+    raw_fuzz(bases[0], tally, n=raw, rng=random.Random(seed))
+    raw_fuzz(bases[1], tally, n=raw // 2, rng=random.Random(seed + 2), source="raw-secured")
+    sql_fuzz(bases[0], tally, n=sql, rng=random.Random(seed + 1))
     tally.sent["seconds"] = round(time.perf_counter() - started)
     return tally
 
@@ -244,18 +266,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sql", type=int, default=1000, help="generated statements to /sql")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--url", help="fuzz this running server instead of a local one")
+    parser.add_argument("--secured-url", help="with --url: a server that needs --key")
     args = parser.parse_args(argv)
     counts = {"examples": args.examples, "raw": args.raw, "sql": args.sql, "seed": args.seed}
     if args.url:
-        tally = run_all(args.url.rstrip("/"), **counts)
+        bases = (args.url.rstrip("/"), (args.secured_url or args.url).rstrip("/"))
+        tally = run_all(bases, **counts)
     else:
         with tempfile.TemporaryDirectory(prefix="pixql-fuzz-server-") as tmp:
-            with local_server(Path(tmp)) as base:
-                tally = run_all(base, **counts)
+            with local_servers(Path(tmp)) as bases:
+                tally = run_all(bases, **counts)
     seconds = tally.sent.pop("seconds")
     for line in tally.server_errors[:10]:
         print(line, file=sys.stderr)
     print(tally.summary() + f"\n  ({seconds}s, seed {args.seed})")
+    if tally.skipped:
+        print(f"  no cases could be generated for: {', '.join(tally.skipped)}")
     if tally.transport_errors:
         print(f"  not sent (client-side errors): {dict(tally.transport_errors)}")
     return 1 if tally.server_errors else 0

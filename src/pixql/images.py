@@ -31,8 +31,11 @@ def _open(fp: Any, max_pixels: int, name: str) -> Any:
             return out if out is not None else img.copy()
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{name}: not a decodable image ({e})", paths=[name]) from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{name}: not a decodable image (unknown or unsupported format)",
+                         paths=[name]) from e
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: image too large to decode safely ({e})", paths=[name]) from e
     except (OSError, ValueError, SyntaxError) as e:  # truncated / corrupt data
         raise ImageError(f"{name}: corrupt or truncated image ({e})", paths=[name]) from e
 

@@ -64,10 +64,16 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="session")
-def browser(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A headless Chromium (Playwright BrowserContext) with a fresh profile folder."""
-    sync_api = pytest.importorskip(
+def sync_api() -> Any:
+    """``playwright.sync_api`` (checked before Chromium is installed), else skip."""
+    return pytest.importorskip(
         "playwright.sync_api", reason="the e2e tests need Playwright: pip install playwright")
+
+
+@pytest.fixture(scope="session")
+def browser(sync_api: Any, chromium_path: str,
+            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A headless Chromium (Playwright BrowserContext) with a fresh profile folder."""
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(

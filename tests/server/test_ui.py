@@ -137,7 +137,7 @@ def test_without_a_workspace(start_server: Any) -> None:
     base, _ = start_server()
     assert httpx.get(base + "/").status_code == 200
     r = httpx.get(base + "/ui/tables")
-    assert r.status_code == 404 and "pixql serve -w DIR" in r.json()["message"]
+    assert r.status_code == 404 and "pixql -w DIR serve" in r.json()["message"]
 
 
 # ------------------------------------------------------------------------------ search

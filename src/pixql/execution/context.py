@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 
 from pixql.catalog.store import Catalog
-from pixql.errors import NotFoundError
+from pixql.errors import NotFoundError, ProgrammingError
 from pixql.sql.nodes import Query, Statement
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,6 +31,18 @@ def to_arrow(rel: Any) -> pa.Table:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def require_select(query: Query) -> None:
+    """Refuse an AS query that is not a single SELECT (``WITH``, ``VALUES``, ``FROM t``,
+    ``SHOW``... are SELECTs) before anything runs: ``BUILD ... AS DELETE FROM t`` must not
+    delete rows. Nested AI statements count as SELECTs."""
+    text = "SELECT 1".join(query.segments())
+    kinds = [s.type for s in duckdb.extract_statements(text)]
+    if kinds != [duckdb.StatementType.SELECT]:
+        got = ", ".join(k.name for k in kinds) or "nothing"
+        raise ProgrammingError(f"the AS query must be one SELECT statement (or WITH / VALUES "
+                               f"/ FROM ...), got {got}: {query.text.strip()[:80]!r}")
 
 
 @dataclass
@@ -74,7 +86,8 @@ class ExecContext:
         return "".join(out)
 
     def query_arrow(self, query: Query) -> pa.Table:
-        """Run a (rendered) query and return its rows."""
+        """Run a (rendered) query and return its rows (it must be one SELECT)."""
+        require_select(query)
         rel = self.cur.sql(self.render(query))
         if rel is None:
             raise NotFoundError("the AS query returned no rows table; it must be a SELECT")

@@ -61,10 +61,10 @@ def _read_file(ctx: ExecContext, path: Path) -> pa.Table:
 
 
 def folder_table(folder: Path, relativize: Callable[[Path], str], image_col: str) -> pa.Table:
-    """One row per image file under ``folder`` (recursively, sorted)."""
+    """One row per image file under ``folder`` (recursively, sorted; hidden folders skipped)."""
     files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))  # skip hidden
         files.extend(Path(dirpath) / f for f in sorted(filenames)
                      if Path(f).suffix.lower() in IMAGE_SUFFIXES)
     if not files:

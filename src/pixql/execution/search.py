@@ -231,19 +231,21 @@ def _candidates(ctx: ExecContext, plan: QueryPlan,
 def _select(ctx: ExecContext, vecs: ColumnVectors, q: np.ndarray, cand: np.ndarray | None,
             opts: SearchIndexOptions, plan: QueryPlan) -> tuple[np.ndarray, np.ndarray, str]:
     """(cache positions, scores, note) of the winners, exact or approximate."""
-    if opts.index != "exact" and opts.top_k is not None:
-        from pixql.index.ann import approximate_search
+    note = ""
+    if opts.index != "exact":
+        note = f"index={opts.index!r}: exact search used (top_k=None ranks every row)"
+        if opts.top_k is not None:
+            from pixql.index.ann import approximate_search
 
-        found = approximate_search(ctx.ws, plan.table, opts.emb_col, vecs, q, cand,
-                                   opts.top_k, opts.index,
-                                   {"ef_search": opts.ef_search, "nprobe": opts.nprobe})
-        if found is not None:
-            return found
+            found = approximate_search(ctx.ws, plan.table, opts.emb_col, vecs, q, cand,
+                                       opts.top_k, opts.index,
+                                       {"ef_search": opts.ef_search, "nprobe": opts.nprobe})
+            if not isinstance(found, str):
+                return found
+            note = f"index={opts.index!r}: exact search used ({found})"
     scores = dot_scores(vecs.units, q, cand)
     idx = rank_scores(scores, opts.top_k)
     positions = idx if cand is None else cand[idx]
-    note = "" if opts.index == "exact" else \
-        f"index={opts.index!r}: exact search used (top_k=None ranks every row)"
     return positions, scores[idx], note
 
 

@@ -65,11 +65,13 @@ def read_snapshot(cur: duckdb.DuckDBPyConnection) -> Iterator[bool]:
     """A read transaction on ``cur`` (yields True), or False when ``cur`` is already inside
     a transaction of its own (uncommitted changes are invisible to the write stamp, so the
     caller must not use the cache then)."""
-    try:
-        cur.execute("BEGIN TRANSACTION")
-    except duckdb.TransactionException:
+    # autocommit gives every statement a new transaction id; an open transaction keeps one
+    # (a failed BEGIN would abort the user's transaction, so ask instead of trying)
+    first = cur.execute("SELECT txid_current()").fetchall()
+    if cur.execute("SELECT txid_current()").fetchall() == first:
         yield False
         return
+    cur.execute("BEGIN TRANSACTION")
     try:
         yield True
     finally:

@@ -2,9 +2,12 @@
 
 Both SEARCH paths (the cached fast path and the general path over any query) turn stored
 vectors into unit rows with :func:`unit_rows` and score them with :func:`dot_scores`, so a
-row gets bit-for-bit the same score whichever path ranks it: :func:`unit_rows` works row by
-row, and a matrix-vector product (BLAS ``sgemv``) computes each output from its own row
-only, whatever the block it sits in.
+row gets bit-for-bit the same score whichever path ranks it, and identical vectors get
+identical scores (ties stay ties). That needs a kernel whose result for a row does not
+depend on the row's position in the matrix: BLAS ``sgemv`` does not guarantee it (its
+tail rows take another code path), numpy's ``einsum`` does (one inner loop per row), and is
+as fast for this memory-bound product, so blocks of rows are scored with ``einsum`` in
+parallel threads.
 
 Ranking (:func:`rank`) is by score descending with ties in row order; it finds the k-th
 best score from a sample first, so selecting 1,000 of 1,000,000 scores costs about one
@@ -12,6 +15,10 @@ comparison pass instead of a full partition.
 """
 
 from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -28,18 +35,22 @@ def unit_rows(block: np.ndarray, valid: np.ndarray | None = None,
     become zeros."""
     x = np.asarray(block, dtype=np.float32)
     out = np.empty(x.shape, dtype=np.float32) if out is None else out
-    for s in range(0, len(x), BLOCK_ROWS):
-        part = x[s : s + BLOCK_ROWS]
-        norms = np.sqrt(np.add.reduce(part * part, axis=1))
-        inv = np.zeros(len(part), dtype=np.float32)
-        good = np.isfinite(norms) & (norms > 0)
-        np.divide(np.float32(1.0), norms, out=inv, where=good)
-        np.multiply(part, inv[:, None], out=out[s : s + BLOCK_ROWS])
-        if not good.all():
-            out[s + np.flatnonzero(~good)] = 0.0
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows are zeroed below
+        for s in range(0, len(x), BLOCK_ROWS):
+            _unit_block(x[s : s + BLOCK_ROWS], out[s : s + BLOCK_ROWS])
     if valid is not None and not valid.all():
         out[~valid] = 0.0
     return out
+
+
+def _unit_block(part: np.ndarray, out: np.ndarray) -> None:
+    norms = np.sqrt(np.einsum("ij,ij->i", part, part))
+    inv = np.zeros(len(part), dtype=np.float32)
+    good = np.isfinite(norms) & (norms > 0)
+    np.divide(np.float32(1.0), norms, out=inv, where=good)
+    np.multiply(part, inv[:, None], out=out)
+    if not good.all():
+        out[np.flatnonzero(~good)] = 0.0
 
 
 def query_unit(query: np.ndarray) -> np.ndarray:
@@ -48,30 +59,54 @@ def query_unit(query: np.ndarray) -> np.ndarray:
     return unit_rows(q)[0]
 
 
-def dot_scores(units: np.ndarray, q: np.ndarray, positions: np.ndarray | None = None,
-               out: np.ndarray | None = None) -> np.ndarray:
+def dot_scores(units: np.ndarray, q: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
     """``units @ q`` (cosine scores of unit rows), for all rows or only ``positions``.
 
-    With ``positions`` the rows are gathered in blocks, so memory stays bounded whatever
-    the selection; a dense selection scores everything once and picks (one pass over the
-    matrix is cheaper than gathering most of it).
+    With ``positions`` the rows are gathered block by block, so memory stays bounded; a
+    dense selection scores everything once and picks (cheaper than gathering most of it).
     """
-    if positions is None:
-        return _gemv(units, q, out)
-    if len(positions) * 4 >= len(units):
-        return _gemv(units, q)[positions]
-    res = np.empty(len(positions), dtype=np.float32) if out is None else out
-    for s in range(0, len(positions), BLOCK_ROWS):
-        sel = positions[s : s + BLOCK_ROWS]
-        np.matmul(units[sel], q, out=res[s : s + len(sel)])
-    return res
+    if positions is not None and len(positions) * 4 >= len(units):
+        return dot_scores(units, q)[positions]
+    n = len(units) if positions is None else len(positions)
+    out = np.empty(n, dtype=np.float32)
+    q = np.ascontiguousarray(q, dtype=np.float32)
+
+    def block(s: int) -> None:
+        rows = units[s : s + BLOCK_ROWS] if positions is None else \
+            units[positions[s : s + BLOCK_ROWS]]
+        np.einsum("ij,j->i", rows, q, out=out[s : s + len(rows)])
+
+    starts = range(0, n, BLOCK_ROWS)
+    if n * units.shape[1] >= PARALLEL_MIN and _threads() > 1:
+        list(_pool().map(block, starts))
+    else:
+        for s in starts:
+            block(s)
+    return out
 
 
-def _gemv(units: np.ndarray, q: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    res = np.empty(len(units), dtype=np.float32) if out is None else out
-    if len(units):
-        np.matmul(units, q, out=res)
-    return res
+#: products (rows × dims) from which scoring is split over threads
+PARALLEL_MIN = 1 << 22
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _threads() -> int:
+    env = os.environ.get("PIXQL_SEARCH_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_threads(), thread_name_prefix="pixql-score")
+        return _POOL
 
 
 def rank(scores: np.ndarray, top_k: int | None) -> np.ndarray:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -332,7 +332,7 @@ class EmbeddingService:
                 for i in group:
                     rows[i] = row
             self.cache.put_many((keys[f], computed[j]) for j, f in enumerate(firsts))
-        return np.stack(rows).astype(np.float32, copy=False)
+        return np.stack(cast(list[np.ndarray], rows)).astype(np.float32, copy=False)
 
     def _compute(self, embedder: Any, key: str, modality: str,
                  load: Callable[[], list[Any]]) -> np.ndarray:

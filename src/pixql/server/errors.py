@@ -6,16 +6,24 @@ exception                         status  body
 ``pixql.errors.Error``            its     ``Error.to_dict()``: ``message``, ``error`` (class)
                                   ``http_status``  and details (``field``, ``paths``...)
 ``duckdb.Error``                  400     ``message``, ``error``
+DuckDB write-write conflict       409     ``message``, ``error``; ``Retry-After: 1`` header
+(``TransactionException``)
 ``RequestValidationError``        422     ``message`` naming the fields, FastAPI's ``detail``
+                                          (``api_key`` values in it are masked)
 ``HTTPException`` (incl. 413)     its     ``message`` (= detail)
+``RecursionError`` (input nested  400     ``message`` (logged as a warning)
+too deeply)
+disk full (``OSError`` ENOSPC or  507     ``message``, ``error`` (logged)
+EDQUOT, DuckDB's "No space left")
 anything else                     500     ``{"message": "Internal error."}`` (logged)
 ================================  ======  =================================================
 """
 
 from __future__ import annotations
 
+import errno
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,6 +38,12 @@ from pixql.errors import Error
 log = logging.getLogger("pixql.server")
 
 INTERNAL_ERROR = "Internal error."
+TOO_DEEP = "The request is nested too deeply to be processed."
+#: seconds a client is asked to wait before retrying after a write-write conflict
+CONFLICT_RETRY_AFTER = 1
+#: errno values (and DuckDB message fragments) that mean the disk is full
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_DISK_FULL_TEXT = ("No space left on device", "Disk quota exceeded")
 #: validation problems named in a 422 ``message`` (the ``detail`` list has them all)
 MAX_NAMED_PROBLEMS = 5
 
@@ -47,8 +61,39 @@ async def pixql_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(jsonable_encoder(exc.to_dict()), status_code=exc.http_status)
 
 
+def is_write_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` is DuckDB's write-write conflict (another transaction changed the same
+    rows or table first): transient, the request may be retried."""
+    import duckdb
+
+    return isinstance(exc, duckdb.TransactionException) and "onflict" in str(exc)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the quota) is full."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+        return True
+    return any(text in str(exc) for text in _DISK_FULL_TEXT)
+
+
+def disk_full_response(exc: BaseException) -> JSONResponse:
+    """507: the server could not save (nothing was changed: writes are atomic)."""
+    log.error("disk full: %s", exc)
+    return json_error(
+        507, f"The server's disk is full; nothing was changed. ({exc})",
+        error=type(exc).__name__)
+
+
 async def duckdb_error(request: Request, exc: Exception) -> JSONResponse:
-    """DuckDB's errors (bad SQL, missing tables...) are the client's: 400."""
+    """DuckDB's errors (bad SQL, missing tables...) are the client's: 400; a write-write
+    conflict is 409 with ``Retry-After``; a full disk is 507."""
+    if is_write_conflict(exc):
+        return json_error(
+            409, f"{exc} Another statement changed the same data at the same time; nothing "
+            f"was changed: retry the request.", error=type(exc).__name__,
+            headers={"Retry-After": str(CONFLICT_RETRY_AFTER)})
+    if is_disk_full(exc):
+        return disk_full_response(exc)
     return json_error(400, str(exc), error=type(exc).__name__)
 
 
@@ -100,7 +145,18 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     detail = jsonable_encoder(errors, custom_encoder={bytes: lambda b: b.decode("latin-1")})
-    return json_error(422, validation_message(errors), detail=detail)
+    return json_error(422, validation_message(errors), detail=_mask_keys(detail))
+
+
+def _mask_keys(value: Any) -> Any:
+    """``value`` with every ``"api_key"`` entry of a dict replaced by ``"***"`` (a 422's
+    ``detail`` echoes the request body)."""
+    if isinstance(value, dict):
+        return {k: "***" if k == "api_key" and v is not None else _mask_keys(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_keys(v) for v in value]
+    return value
 
 
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -122,8 +178,25 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(duckdb.Error, duckdb_error)
 
 
+def _too_deep(exc: BaseException) -> JSONResponse | None:
+    if not isinstance(exc, RecursionError):
+        return None
+    log.warning("refused a request nested too deeply: %s", exc)
+    return json_error(400, TOO_DEEP)
+
+
+def _disk_full(exc: BaseException) -> JSONResponse | None:
+    return disk_full_response(exc) if isinstance(exc, OSError) and is_disk_full(exc) else None
+
+
+#: exceptions outside pixql's hierarchy that still have a meaningful answer (tried in order)
+ESCAPED: tuple[Callable[[BaseException], JSONResponse | None], ...] = (_too_deep, _disk_full)
+
+
 class InternalErrorMiddleware:
-    """Any other exception: log it once (with traceback) and answer 500 "Internal error."."""
+    """Exceptions no handler took: a RecursionError (input nested too deeply) is 400, a full
+    disk 507; anything else is logged once (with traceback) and answered 500
+    "Internal error."."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -142,7 +215,10 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+        except Exception as exc:
+            response = next((r for r in (f(exc) for f in ESCAPED) if r is not None), None)
+            if response is None:
+                log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+                response = json_error(500, INTERNAL_ERROR)
             if not started:
-                await json_error(500, INTERNAL_ERROR)(scope, receive, send)
+                await response(scope, receive, send)

@@ -5,6 +5,7 @@ corrupt, missing runtimes and bad names fail clearly — all with the tiny CLIP.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,13 +32,31 @@ TEXTS = ["a cat", "x", "a photo of a black dog sitting on a red chair in the gar
          " ".join(["long"] * 90)]  # over 77 tokens: truncated, full context length
 
 
+def _exports_counted(monkeypatch) -> list[str]:
+    """Count torch.onnx.export calls (by exported module type) from now on."""
+    calls: list[str] = []
+    real = torch.onnx.export
+
+    def counting(module, *args, **kwargs):
+        calls.append(type(module).__name__)
+        return real(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", counting)
+    return calls
+
+
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory):
-    """One ONNX cache for the module (each test that needs a cold one makes its own)."""
+def cache_dir(tmp_path_factory: pytest.TempPathFactory, tiny_clip):
+    """One ONNX cache for the module, filled once (fp32 + int8, both towers): exporting is
+    the slow part, so tests needing a cold or damaged cache copy this one."""
     with pytest.MonkeyPatch.context() as mp:
         path = tmp_path_factory.mktemp("onnx-cache")
         mp.setenv(export.CACHE_ENV, str(path))
-        yield path
+        calls = _exports_counted(mp)
+        folder = fresh(tiny_clip, "onnx-int8")._export_folder
+        mp.undo()
+        mp.setenv(export.CACHE_ENV, str(path))
+        yield {"root": path, "folder": folder, "exports": calls}
 
 
 def fresh(tiny_clip: ClipEmbedder, backend: str | None = None) -> ClipEmbedder:
@@ -101,60 +120,57 @@ def test_auto_picks_per_tower_a_backend_that_keeps_the_cosine(cache_dir, tiny_cl
     assert recorded and min(recorded) > 0.9
 
 
-def _exports_counted(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    real = torch.onnx.export
-
-    def counting(module, *args, **kwargs):
-        calls.append(type(module).__name__)
-        return real(module, *args, **kwargs)
-
-    monkeypatch.setattr(torch.onnx, "export", counting)
-    return calls
-
-
-def test_export_happens_once_and_is_reused(tmp_path, monkeypatch, tiny_clip):
-    monkeypatch.setenv(export.CACHE_ENV, str(tmp_path))
-    calls = _exports_counted(monkeypatch)
-    first = fresh(tiny_clip, "onnx-int8")
-    assert sorted(calls) == ["ImageTower", "TextTower"]
-    folder = first._export_folder
-    assert folder.parent == tmp_path / "onnx"
+def test_export_happens_once_and_is_reused(cache_dir, monkeypatch, tiny_clip):
+    assert sorted(cache_dir["exports"]) == ["ImageTower", "TextTower"]  # the first load
+    folder = cache_dir["folder"]
+    assert folder.parent == cache_dir["root"] / "onnx"
     files = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")}
     assert set(files) == {"image.onnx", "text.onnx", "image.int8.onnx", "text.int8.onnx"}
-    assert not list(folder.glob("*.tmp"))  # written under temporary names, then renamed
+    assert not list(folder.glob(".*.tmp"))  # written under temporary names, then renamed
 
-    second = fresh(tiny_clip, "onnx-int8")
-    assert len(calls) == 2  # no new export
+    calls = _exports_counted(monkeypatch)
+    first, second = fresh(tiny_clip, "onnx-int8"), fresh(tiny_clip, "onnx")
+    assert calls == [] and first._export_folder == second._export_folder == folder
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")} == files
-    np.testing.assert_array_equal(first.embed(TEXTS, "text"), second.embed(TEXTS, "text"))
+    np.testing.assert_array_equal(first.embed(TEXTS, "text"),
+                                  fresh(tiny_clip, "onnx-int8").embed(TEXTS, "text"))
 
 
-def test_corrupt_cache_file_is_exported_again(tmp_path, monkeypatch, tiny_clip, images):
-    monkeypatch.setenv(export.CACHE_ENV, str(tmp_path))
-    folder = fresh(tiny_clip, "onnx")._export_folder
-    image_file = folder / "image.onnx"
-    data = bytearray(image_file.read_bytes())
+def _copy_cache(cache_dir, tmp_path, monkeypatch) -> Path:
+    shutil.copytree(cache_dir["root"], tmp_path / "cache")
+    monkeypatch.setenv(export.CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache" / "onnx" / cache_dir["folder"].name
+
+
+def test_corrupt_cache_files_are_exported_again(cache_dir, tmp_path, monkeypatch, tiny_clip,
+                                                images):
+    folder = _copy_cache(cache_dir, tmp_path, monkeypatch)
+    int8 = folder / "image.int8.onnx"
+    data = bytearray(int8.read_bytes())
     data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64  # same size, other bytes
-    image_file.write_bytes(bytes(data))
+    int8.write_bytes(bytes(data))
     (folder / "text.onnx").write_bytes(b"truncated")
 
     calls = _exports_counted(monkeypatch)
-    e = fresh(tiny_clip, "onnx")
-    assert sorted(calls) == ["ImageTower", "TextTower"]
-    manifest = json.loads((folder / export.MANIFEST).read_text())
-    assert manifest["files"]["image.onnx"]["sha256"] == export.sha256_file(image_file)
-    np.testing.assert_allclose(e.embed(images, "image"), tiny_clip.embed(images, "image"),
-                               atol=1e-4)
+    e = fresh(tiny_clip, "onnx-int8")
+    assert e._export_folder == folder
+    assert calls == []  # text.int8.onnx is intact: the fp32 text file is not needed
+    assert export.sha256_file(int8) == export.read_manifest(folder)["files"][int8.name]["sha256"]
+    assert _cosines(e.embed(images, "image"), tiny_clip.embed(images, "image")).min() > 0.99
 
-
-def test_unreadable_manifest_means_export_again(tmp_path, monkeypatch, tiny_clip):
-    monkeypatch.setenv(export.CACHE_ENV, str(tmp_path))
-    folder = fresh(tiny_clip, "onnx")._export_folder
-    (folder / export.MANIFEST).write_text("{not json")
-    calls = _exports_counted(monkeypatch)
     fresh(tiny_clip, "onnx")
-    assert len(calls) == 2 and export.read_manifest(folder)["files"]
+    assert calls == ["TextTower"]  # only the damaged fp32 file
+    assert export.file_ok(folder, "text.onnx", export.read_manifest(folder))
+
+
+def test_unreadable_manifest_means_nothing_is_trusted(cache_dir, tmp_path, monkeypatch):
+    folder = _copy_cache(cache_dir, tmp_path, monkeypatch)
+    assert export.file_ok(folder, "image.onnx", export.read_manifest(folder))
+    for broken in ("{not json", json.dumps({"format": -1, "files": {}}), "[]"):
+        (folder / export.MANIFEST).write_text(broken)
+        manifest = export.read_manifest(folder)
+        assert manifest["files"] == {}
+        assert not export.file_ok(folder, "image.onnx", manifest)
 
 
 def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch, tiny_clip):

@@ -183,7 +183,7 @@ def _export_folder(embedder: ClipEmbedder) -> Any:
 
     folder = getattr(embedder, "_export_folder", None)
     if folder is None:
-        key = export.fingerprint(embedder.model, embedder.version_id, embedder._can_trim())
+        key = export.fingerprint(embedder.model, embedder._can_trim())
         folder = embedder._export_folder = export.cache_root() / key
     return folder
 

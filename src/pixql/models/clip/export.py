@@ -52,6 +52,10 @@ FILES: dict[tuple[str, str], str] = {
 }
 ONNX_EXTRA = "pip install 'pixql[onnx]' (onnxruntime, onnx, onnxscript)"
 
+#: model attributes that change the graph without changing the weights
+_ARCH_ATTRS = ("context_length", "vocab_size", "text_pool_type", "text_eos_id", "output_dict")
+_QUANT_NAG = "Please consider to run pre-processing before quantization"
+
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -92,12 +96,21 @@ def cache_root() -> Path:
     return (root / "onnx").absolute()
 
 
-def fingerprint(model: torch.nn.Module, version_id: str, trimmed: bool) -> str:
-    """sha256 over the weights (names, dtypes, shapes, bytes), module types and format."""
+def fingerprint(model: torch.nn.Module, trimmed: bool) -> str:
+    """sha256 over the weights (names, dtypes, shapes, bytes), the architecture (module
+    types, e.g. QuickGELU vs GELU; text pooling; sizes) and the export format.
+
+    The Roboflow version id is not part of it: with ``path=`` it is only a label.
+    """
     h = hashlib.sha256()
-    modules = sorted({type(m).__name__ for m in model.modules()})
-    head = [version_id, str(trimmed), str(EXPORT_FORMAT), str(OPSET), torch.__version__]
-    h.update(json.dumps(head + modules).encode())
+    arch = {
+        "modules": sorted({type(m).__name__ for m in model.modules()}),
+        "attrs": {a: repr(getattr(model, a, None)) for a in _ARCH_ATTRS},
+        "image_size": _image_size(model),
+        "trimmed": trimmed,
+        "format": [EXPORT_FORMAT, OPSET, torch.__version__],
+    }
+    h.update(json.dumps(arch, sort_keys=True).encode())
     for name, value in sorted(model.state_dict().items()):
         t = value.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
@@ -119,21 +132,24 @@ def ensure_files(
     folder.mkdir(parents=True, exist_ok=True)
     with _thread_lock(folder), _process_lock(folder):
         manifest = read_manifest(folder)
-        for tower, precision in _with_sources(wanted):
-            name = FILES[(tower, precision)]
-            if file_ok(folder, name, manifest):
-                continue
-            log.info("exporting CLIP %s tower (%s) to %s", tower, precision, folder / name)
-            _EXPORTERS[precision](model, folder, tower, trimmed)
-            manifest.setdefault("files", {})[name] = _describe(folder / name)
-            write_manifest(folder, manifest)
+        for key in wanted:
+            _ensure(model, folder, key, manifest, trimmed)
     return {key: folder / FILES[key] for key in wanted}
 
 
-def _with_sources(wanted: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``wanted`` plus the fp32 file each int8 file is quantized from (fp32 first)."""
-    needed = {(tower, "fp32") for tower, p in wanted if p == "int8"} | set(wanted)
-    return sorted(needed, key=lambda k: (k[1] != "fp32", k[0]))
+def _ensure(model: torch.nn.Module, folder: Path, key: tuple[str, str],
+            manifest: dict[str, Any], trimmed: bool) -> None:
+    """Export ``key`` unless intact; an int8 file first needs its (intact) fp32 source."""
+    tower, precision = key
+    name = FILES[key]
+    if file_ok(folder, name, manifest):
+        return
+    if precision == "int8":
+        _ensure(model, folder, (tower, "fp32"), manifest, trimmed)
+    log.info("exporting CLIP %s tower (%s) to %s", tower, precision, folder / name)
+    _EXPORTERS[precision](model, folder, tower, trimmed)
+    manifest["files"][name] = _describe(folder / name)
+    write_manifest(folder, manifest)
 
 
 def file_ok(folder: Path, name: str, manifest: dict[str, Any]) -> bool:
@@ -286,10 +302,27 @@ def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence the exporter's progress prints and warnings."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """Silence the exporter's progress prints and warnings, and the quantizer's advice."""
+    root = logging.getLogger()
+    nag = _DropMessage(_QUANT_NAG)
+    root.addFilter(nag)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.removeFilter(nag)
+
+
+class _DropMessage(logging.Filter):
+    """Drops log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
 
 
 def _thread_lock(folder: Path) -> threading.Lock:

@@ -43,7 +43,6 @@ from pixql.server.schemas import (
 from pixql.server.settings import ServerSettings
 
 
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Shutdown: finish queued batches and stop the batch workers (merged into the app's)."""
@@ -110,18 +109,19 @@ def embed_items(
     With ``service``: cached rows, then one micro-batched forward for the rest; without:
     ``Embedder.embed`` in this thread.
     """
+    hashing = service is not None and service.cache.enabled
     load: Callable[[list[int]], list[Any]]
-    keyed: Sequence[Any]
-    digest: Callable[[Any], str | None]
+    digests: list[str | None]
     if modality == "image":
-        load, keyed, digest = partial(_load_images, images, items, names), items, image_digest
+        load = partial(_load_images, images, items, names)
+        digests = [image_digest(x) if hashing else None for x in items]
     else:
         texts = _checked_texts(model, settings, items, names, truncate=truncate)
-        load, keyed, digest = partial(_pick, texts), texts, text_digest
+        load = partial(_pick, texts)
+        digests = [text_digest(t) if hashing else None for t in texts]
     if service is None:
         return model.embedder.embed(load(list(range(len(items)))), modality,
                                     normalize=normalize)
-    digests = [digest(x) if service.cache.enabled else None for x in keyed]
     raw = service.embed(model.embedder, digests, modality, load)
     return l2_normalize(raw) if normalize else raw
 

@@ -31,7 +31,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import pyarrow as pa
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
@@ -63,7 +63,7 @@ SCORE_COL = "__pixql_score"
 #: workspace folder holding uploaded query images while they are searched with
 UPLOAD_DIR = ".pixql-uploads"
 NO_WORKSPACE = ("the search page needs a workspace: start the server with "
-                "`pixql serve -w DIR`")
+                "`pixql -w DIR serve` (or set PIXQL_WORKSPACE)")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
@@ -290,14 +290,15 @@ def search(ws: Any, table: str, emb_col: str, search_by: str, search_input: str,
     as option values, never spliced into SQL text), so results, order, scores, caches and
     errors are exactly SQL's. ``search_input`` is a text or a workspace-relative path."""
     from pixql.execution.engine import execute_statement
-    from pixql.sql.nodes import Query, Search
+    from pixql.sql.nodes import Query as SqlQuery
+    from pixql.sql.nodes import Search
 
     started = time.perf_counter()
     table, col = _column(ws, table, emb_col)
     options = {"search_by": search_by, "search_input": search_input, "emb_col": col.name,
                "result_col": SCORE_COL, "top_k": top_k}
     node = Search(target="image", model=col.model, options=options,
-                  query=Query(f"SELECT * FROM {_qualified(table)}"))
+                  query=SqlQuery(f"SELECT * FROM {_qualified(table)}"))
     result = execute_statement(ws, node)
     return _display(ws, table, col, search_by, result.table, started)
 
@@ -420,13 +421,14 @@ def thumbnail(real: Path, size: int, max_pixels: int, name: str) -> tuple[bytes,
 
 @router.get("/ui/image", summary="A thumbnail of a workspace image (search page)",
             responses={200: {"content": {"image/jpeg": {}, "image/png": {}}}})
-def ui_image(workspace: WorkspaceDep, settings: SettingsDep, path: str,
-             size: int = DEFAULT_THUMB) -> Response:
+def ui_image(
+    workspace: WorkspaceDep,
+    settings: SettingsDep,
+    path: Annotated[str, Query(max_length=4096, description="workspace-relative path")],
+    size: Annotated[int, Query(ge=16, le=MAX_THUMB, description="longest side")] = DEFAULT_THUMB,
+) -> Response:
     """A thumbnail (``size`` ≤ 1024 pixels a side) of a workspace-relative image path."""
     ws = _workspace(workspace)
-    if not 16 <= size <= MAX_THUMB:
-        raise InputError(f"size={size} is out of range; allowed: 16 to {MAX_THUMB}",
-                         field="size", status=422)
     real = confined_image_path(ws, path)
     data, media = thumbnail(real, size, settings.max_image_pixels, path)
     return Response(data, media_type=media,

@@ -1,0 +1,15 @@
+"""Vector search kernels and indexes behind SEARCH.
+
+* :mod:`pixql.index.exact` — exact cosine scores and top-k selection (numpy/BLAS);
+* :mod:`pixql.index.ann` — approximate (HNSW / IVF) indexes with faiss, re-ranked exactly;
+* :mod:`pixql.index.store` — where built indexes are saved in a workspace.
+
+faiss is imported only when an approximate index is used.
+"""
+
+from __future__ import annotations
+
+__all__ = ["INDEX_KINDS"]
+
+#: SEARCH ``index=`` values: "exact" scores every row; the others are approximate
+INDEX_KINDS = ("exact", "hnsw", "ivf")

@@ -1,0 +1,188 @@
+"""Approximate nearest-neighbour search with faiss (HNSW or IVF), re-ranked exactly.
+
+Used by SEARCH only when asked (``OPTIONS (index='hnsw')`` or ``index='ivf'``). The index
+is built over the cached unit vectors of the column on first use, kept with them in memory,
+and saved under ``<workspace>/indexes/`` (:mod:`pixql.index.store`) for later sessions.
+
+Guarantees:
+
+* scores are exact: the candidates the index proposes are re-scored with the same kernel
+  as the exact search, then ranked (ties in row order);
+* a WHERE filter never shortens the answer: candidates are restricted to the rows the AS
+  query selects *inside* the index search (a faiss ID selector), the search widens (more
+  candidates, larger ``ef_search``/``nprobe``) until ``top_k`` rows are found, and falls
+  back to the exact search when the filter is too selective for the graph or the selection
+  is small enough that exact is cheaper.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pixql.index import store
+from pixql.index.exact import dot_scores, rank
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pixql.execution.vectors import ColumnVectors, TableRef
+
+#: selections of at most this many rows are searched exactly (cheaper than any index)
+EXACT_BELOW = 4096
+#: ... as are selections below this share of the indexed rows
+MIN_SELECTIVITY = 0.02
+#: candidates re-ranked per requested row
+OVERFETCH = 2
+#: widening rounds before giving up and searching exactly
+MAX_ROUNDS = 3
+
+#: build parameters per kind
+BUILD_DEFAULTS: dict[str, dict[str, int]] = {
+    "hnsw": {"M": 32, "ef_construction": 128},
+    "ivf": {"nlist": 0},  # 0: about 2·sqrt(rows)
+}
+#: search parameters per kind
+SEARCH_DEFAULTS: dict[str, dict[str, int]] = {"hnsw": {"ef_search": 128}, "ivf": {"nprobe": 32}}
+
+
+@dataclass
+class AnnIndex:
+    """A faiss index over the non-NULL rows of a cached column (label i = ``ids[i]``)."""
+
+    kind: str
+    index: Any
+    ids: np.ndarray  # cache positions of the indexed rows
+    build_seconds: float
+    loaded: bool = False
+    params: dict[str, int] = field(default_factory=dict)
+
+    def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None,
+               breadth: int) -> np.ndarray:
+        """Cache positions of up to ``k`` nearest rows, restricted to ``allowed`` (a mask
+        over cache positions) when given."""
+        import faiss
+
+        if self.kind == "ivf":
+            breadth = min(breadth, int(self.index.nlist))
+        params = _search_params(self.kind, breadth, k)
+        if allowed is not None:
+            bits = np.packbits(allowed[self.ids], bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(len(self.ids), faiss.swig_ptr(bits))
+        k = min(k, len(self.ids))
+        _, labels = self.index.search(q.reshape(1, -1), k, params=params)
+        labels = labels[0]
+        return self.ids[labels[labels >= 0]]
+
+
+def _search_params(kind: str, breadth: int, k: int) -> Any:
+    import faiss
+
+    if kind == "hnsw":
+        return faiss.SearchParametersHNSW(efSearch=max(breadth, k))
+    return faiss.SearchParametersIVF(nprobe=breadth)
+
+
+def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
+                params: dict[str, int] | None = None) -> AnnIndex:
+    """Build a ``kind`` index over the valid unit rows (inner product = cosine)."""
+    import faiss
+
+    ids = np.flatnonzero(valid).astype(np.int64)
+    d = units.shape[1]
+    p = {**BUILD_DEFAULTS[kind], **(params or {})}
+    started = time.perf_counter()
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, p["M"], faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = p["ef_construction"]
+    else:
+        nlist = p["nlist"] or max(1, min(65536, int(2 * math.sqrt(max(len(ids), 1)))))
+        nlist = min(nlist, max(1, len(ids) // 39))  # faiss wants ~39 points per centroid
+        p["nlist"] = nlist
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        sample = ids if len(ids) <= 256 * nlist else \
+            np.sort(np.random.default_rng(0).choice(ids, 256 * nlist, replace=False))
+        index.train(units[sample])
+    for s in range(0, len(ids), 65536):
+        index.add(units[ids[s : s + 65536]])
+    return AnnIndex(kind, index, ids, time.perf_counter() - started, params=p)
+
+
+def get_index(ws: Any, table: "TableRef", column: str, vecs: "ColumnVectors",
+              kind: str) -> AnnIndex:
+    """The ``kind`` index of a cached column: in memory, else loaded from the workspace's
+    ``indexes/`` folder when built from identical vectors, else built (and saved)."""
+    with vecs.lock:
+        found = vecs.indexes.get(kind)
+        if found is not None:
+            return found
+        folder = store.index_dir(ws.root / "indexes", table.key, column)
+        checksum = vecs.checksum()
+        meta = store.read_sidecar(folder, kind)
+        ann = None
+        if meta is not None and meta.get("checksum") == checksum:
+            ann = _load(folder, kind, vecs, meta)
+        if ann is None:
+            ann = build_index(kind, vecs.units, vecs.valid)
+            _save(folder, ann, checksum, vecs)
+        vecs.indexes[kind] = ann
+        return ann
+
+
+def _load(folder: Any, kind: str, vecs: "ColumnVectors",
+          meta: dict[str, Any]) -> AnnIndex | None:
+    import faiss
+
+    try:
+        index = faiss.read_index(str(folder / f"{kind}.faiss"))
+    except RuntimeError:
+        return None
+    ids = np.flatnonzero(vecs.valid).astype(np.int64)
+    if index.ntotal != len(ids) or index.d != vecs.units.shape[1]:
+        return None
+    return AnnIndex(kind, index, ids, float(meta.get("build_seconds", 0.0)), loaded=True,
+                    params=dict(meta.get("params", {})))
+
+
+def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: "ColumnVectors") -> None:
+    import faiss
+
+    store.save(folder, ann.kind, lambda path: faiss.write_index(ann.index, path),
+               {"kind": ann.kind, "params": ann.params, "checksum": checksum,
+                "rows": int(len(ann.ids)), "dim": int(vecs.units.shape[1]),
+                "build_seconds": round(ann.build_seconds, 3),
+                "faiss_version": faiss.__version__})
+
+
+def approximate_search(ws: Any, table: "TableRef", column: str, vecs: "ColumnVectors",
+                       q: np.ndarray, cand: np.ndarray | None, top_k: int, kind: str,
+                       overrides: dict[str, int | None]) -> tuple[np.ndarray, np.ndarray, str] | str:
+    """(cache positions, exact scores, note) of the ``top_k`` best rows among ``cand``
+    (None: all valid rows) found through the ``kind`` index; or, when the exact search
+    should answer instead, the reason why."""
+    n_sel = vecs.n_valid if cand is None else len(cand)
+    if n_sel <= max(EXACT_BELOW, OVERFETCH * top_k) or n_sel < MIN_SELECTIVITY * vecs.n_valid:
+        return f"the AS query selects {n_sel} rows, exact search is as fast"
+    ann = get_index(ws, table, column, vecs, kind)
+    allowed = None
+    if cand is not None:
+        allowed = np.zeros(len(vecs.units), dtype=bool)
+        allowed[cand] = True
+    breadth = overrides.get("ef_search" if kind == "hnsw" else "nprobe") or \
+        SEARCH_DEFAULTS[kind]["ef_search" if kind == "hnsw" else "nprobe"]
+    want = min(top_k, n_sel)
+    fetch = OVERFETCH * top_k
+    for _ in range(MAX_ROUNDS):
+        found = ann.search(q, fetch, allowed, breadth)
+        if len(found) >= want:
+            found.sort()  # row order, so equal scores keep it
+            scores = dot_scores(vecs.units, q, found)
+            idx = rank(scores, top_k)
+            how = "ef_search" if kind == "hnsw" else "nprobe"
+            note = (f"approximate search: {kind} index ({how}={breadth}), "
+                    f"{len(found)} candidates re-ranked exactly")
+            return found[idx], scores[idx], note
+        fetch, breadth = fetch * 4, breadth * 4
+    return f"the {kind} index found fewer than {want} rows through the filter"

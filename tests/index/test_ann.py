@@ -1,0 +1,160 @@
+"""Approximate search: recall on clustered data, the WHERE/top_k guarantee, saved indexes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pixql.execution.vectors import ColumnVectors, TableRef
+from pixql.index import ann, store
+from pixql.index.exact import dot_scores, query_unit, rank, unit_rows
+from tests.conftest import draw_shape
+
+D = 16
+N = 6000
+TABLE = TableRef("main", "t", ("id", "e"))
+
+
+def clustered(seed: int = 0, n: int = N, centers: np.ndarray | None = None) -> np.ndarray:
+    """``n`` vectors around 30 random centres (plus ``centers`` when given)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((30, D)).astype(np.float32)
+    if centers is not None:
+        c = np.vstack([centers, c])
+    x = c[rng.integers(0, len(c), n)] + 0.35 * rng.standard_normal((n, D)).astype(np.float32)
+    return x.astype(np.float32)
+
+
+def column(x: np.ndarray) -> ColumnVectors:
+    valid = np.ones(len(x), dtype=bool)
+    valid[::97] = False  # NULL rows are never indexed nor returned
+    return ColumnVectors(unit_rows(x, valid), np.arange(len(x), dtype=np.int64), valid)
+
+
+def exact_top(vecs: ColumnVectors, q: np.ndarray, cand: np.ndarray | None, k: int) -> np.ndarray:
+    pos = np.flatnonzero(vecs.valid) if cand is None else cand
+    scores = dot_scores(vecs.units, q, pos)
+    return pos[rank(scores, k)]
+
+
+@pytest.fixture
+def ws_root(tmp_path: Path) -> Any:
+    return SimpleNamespace(root=tmp_path)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_recall_at_10_on_clustered_vectors(ws_root: Any, kind: str) -> None:
+    vecs = column(clustered())
+    queries = clustered(seed=1, n=25)
+    hits = 0
+    for qv in queries:
+        q = query_unit(qv)
+        got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, None, 10, kind, {})
+        assert not isinstance(got, str)
+        positions, scores, note = got
+        assert len(positions) == 10 and vecs.valid[positions].all()
+        assert np.array_equal(scores, dot_scores(vecs.units, q, positions))  # exact scores
+        assert (np.diff(scores) <= 0).all() and "approximate" in note
+        hits += len(set(positions) & set(exact_top(vecs, q, None, 10)))
+    assert hits / (10 * len(queries)) >= 0.9
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("share", [0.01, 0.05, 0.3])
+def test_where_filter_never_returns_fewer_than_top_k(ws_root: Any, kind: str,
+                                                      share: float) -> None:
+    vecs = column(clustered())
+    rng = np.random.default_rng(2)
+    cand = np.flatnonzero(rng.random(N) < share)
+    cand = cand[vecs.valid[cand]]
+    q = query_unit(clustered(seed=5, n=1)[0])
+    for k in (10, 50):
+        got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, cand, k, kind, {})
+        if isinstance(got, str):  # selective: exact answers
+            assert "exact search is as fast" in got
+            continue
+        positions, scores, _ = got
+        assert len(positions) == k and np.isin(positions, cand).all()
+        truth = exact_top(vecs, q, cand, k)
+        assert len(set(positions) & set(truth)) >= 0.8 * k
+
+
+def test_filter_the_graph_cannot_satisfy_widens_then_falls_back(ws_root: Any,
+                                                               monkeypatch: Any) -> None:
+    monkeypatch.setattr(ann, "EXACT_BELOW", 1)
+    monkeypatch.setattr(ann, "MIN_SELECTIVITY", 0.0)
+    vecs = column(clustered())
+    cand = np.flatnonzero(vecs.valid)[:40]
+    q = query_unit(clustered(seed=5, n=1)[0])
+    calls: list[int] = []
+    search = ann.AnnIndex.search
+
+    def counted(self: Any, q: np.ndarray, k: int, allowed: Any, breadth: int) -> np.ndarray:
+        calls.append(breadth)
+        return search(self, q, k, allowed, breadth)
+
+    monkeypatch.setattr(ann.AnnIndex, "search", counted)
+    got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, cand, 15, "hnsw",
+                                 {"ef_search": 1})
+    assert calls and calls[0] == 1
+    if isinstance(got, str):  # the graph walk found too few: exact answers instead
+        assert "fewer than 15" in got and len(calls) == ann.MAX_ROUNDS
+    else:
+        assert len(got[0]) == 15 and np.isin(got[0], cand).all()
+
+
+def test_index_is_saved_reused_and_never_used_for_other_vectors(ws_root: Any) -> None:
+    x = clustered()
+    first = ann.get_index(ws_root, TABLE, "e", column(x), "hnsw")
+    folder = store.index_dir(ws_root.root / "indexes", TABLE.key, "e")
+    assert (folder / "hnsw.faiss").is_file() and not first.loaded
+    meta = store.read_sidecar(folder, "hnsw")
+    assert meta is not None and meta["rows"] == len(first.ids) and meta["dim"] == D
+    again = ann.get_index(ws_root, TABLE, "e", column(x), "hnsw")  # a new session's cache
+    assert again.loaded
+    x[5] += 1.0  # one vector changed: the checksum differs, the saved index is not used
+    rebuilt = ann.get_index(ws_root, TABLE, "e", column(x), "hnsw")
+    assert not rebuilt.loaded
+    store.remove_saved(ws_root.root / "indexes", "t", "e")
+    assert not folder.exists()
+
+
+def test_sql_index_option_labels_approximate_results(ws: Any) -> None:
+    draw_shape("circle", size=12, seed=3).save(ws.root / "q.png")  # type: ignore[attr-defined]
+    ws.sql("BUILD MODEL px USING Pixels OPTIONS (image_size=4)")
+    qv = ws.load_embedder("px").embed([_open(ws.root / "q.png")], "image")[0]
+    x = clustered(centers=qv[None, :] * 3)
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), D)
+    cur = ws.cursor()
+    cur.register("src_rows", pa.table({"id": np.arange(N), "e": emb}))
+    cur.execute("CREATE TABLE t AS SELECT id, e::FLOAT[16] AS e FROM src_rows")
+    cur.unregister("src_rows")
+
+    def search(extra: str, where: str = "") -> Any:
+        return ws.sql("SEARCH IMAGE USING px OPTIONS (search_by='image', search_input='q.png', "
+                      f"emb_col='e'{extra}) AS SELECT * FROM t {where}")
+
+    exact = search(", top_k=10")
+    assert exact.message == ""
+    approx = search(", top_k=10, index='hnsw', ef_search=64")
+    assert "approximate search: hnsw" in approx.message and len(approx) == 10
+    assert len(set(approx.table.column("id").to_pylist())
+               & set(exact.table.column("id").to_pylist())) >= 9
+    assert (ws.root / "indexes" / "main.t" / "e" / "hnsw.faiss").is_file()
+    few = search(", top_k=100, index='ivf'", "WHERE id % 50 = 0")
+    assert len(few) == 100 and "exact search used" in few.message
+    assert all(i % 50 == 0 for i in few.table.column("id").to_pylist())
+    assert "exact search used" in search(", top_k=None, index='hnsw'").message
+    ws.invalidate_vectors("t", "e")
+    assert not (ws.root / "indexes" / "main.t" / "e").exists()
+
+
+def _open(path: Path) -> Any:
+    from PIL import Image
+
+    return Image.open(path)
