@@ -20,7 +20,7 @@ Random weights are a fair but imperfect proxy for real ones there. Writes the
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/clip_cpu.py               # ~15 min on 2 busy cores
+    .venv/bin/python benchmarks/clip_cpu.py               # 20-60 min on 2 shared cores
     .venv/bin/python benchmarks/clip_cpu.py --rounds 1 --batch-sizes 1 16 --no-write
 """
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import shlex
 import statistics
@@ -61,10 +62,11 @@ TEXTS = list(CAPTIONS[:-1]) + [
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 64])
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
-    p.add_argument("--min-time", type=float, default=2.0, help="seconds per measurement (2)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement (1)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    p.add_argument("--json", type=Path, default=None, help="also dump the raw rates here")
     return p.parse_args(argv)
 
 
@@ -202,7 +204,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def ratio(rates: dict, name: str, modality: str, bs: int) -> float:
     """Median over rounds of (variant rate / torch rate of the same round)."""
     ours, base = rates[(name, modality, bs)], rates[("torch", modality, bs)]
-    return statistics.median(a / b for a, b in zip(ours, base))
+    return statistics.median(a / b for a, b in zip(ours, base, strict=True))
 
 
 def render(res: dict[str, Any], args: argparse.Namespace, command: str, wall: float) -> str:
@@ -247,6 +249,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as cache:  # cold exports, measured
         os.environ["PIXQL_CACHE_DIR"] = cache
         res = run(args)
+    if args.json:
+        raw = {**res, "rates": [[*k, v] for k, v in res["rates"].items()]}
+        args.json.write_text(json.dumps(raw, indent=1, default=str))
     body = render(res, args, command.strip(), time.perf_counter() - start)
     print(body)
     if not args.no_write:

@@ -45,18 +45,27 @@ def machine() -> str:
     except AttributeError:  # pragma: no cover
         cores = os.cpu_count() or 0
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{platform.machine()}, {cores} usable cores, load average at the end: {load}"
+    return f"{platform.machine()}, {cores} usable cores, load average (1/5/15 min) {load}"
 
 
 def write_section(name: str, body: str, path: Path = RESULTS) -> None:
-    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``."""
+    """Replace (or append) the section between ``<!-- name:start -->`` and ``<!-- name:end -->``.
+
+    Other sections are kept; a lock file keeps benchmarks finishing together from losing
+    each other's sections.
+    """
+    import fcntl
+
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{body.rstrip()}\n{end}"
     header = "# Benchmark results\n\nEach section is written by the benchmark named in it.\n"
-    text = path.read_text() if path.is_file() else header
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "RESULTS.md.lock", "w") as lock:  # outside the repository
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text() if path.is_file() else header
+        pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda _: block, text)
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+        path.write_text(text)

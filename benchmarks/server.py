@@ -49,6 +49,8 @@ from common import CACHE, RESULTS, machine, write_section  # noqa: E402
 VERSION = "ViT-B-32"
 #: requests per (mode, concurrency) at --scale 1: image, text
 COUNTS = {"image": {1: 12, 8: 48, 32: 96}, "text": {1: 48, 8: 192, 32: 384}}
+#: rounds each configuration is split into (modes interleaved round by round)
+ROUNDS = 3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -218,61 +220,76 @@ def serve(raw: str) -> None:
 
 # ---------------------------------------------------------------------- measurements
 def throughput(args: argparse.Namespace, models_dir: Path, embedder: Any) -> list[dict[str, Any]]:
-    """Every (modality, concurrency) for in-process, batched and unbatched servers."""
+    """Every (modality, concurrency) for in-process, batched and unbatched servers.
+
+    The three modes run interleaved, in ``ROUNDS`` rounds of a third of the requests each,
+    so that changes in the machine's load hit them alike.
+    """
     import httpx
 
     from pixql.images import decode_image
 
     levels = [int(c) for c in args.concurrency.split(",")]
-    rows: list[dict[str, Any]] = []
     modalities = args.modalities.split(",")
     need = {m: int(max(COUNTS[m][c] for c in levels) * args.scale) + 8 for m in modalities}
     data = {"text": make_texts(need.get("text", 0)), "image": make_images(need.get("image", 0))}
     direct = {"text": lambda t: embedder.embed([t], "text", normalize=False),
               "image": lambda b: embedder.embed([decode_image(b)], "image", normalize=False)}
-    for m in modalities:
-        for c in levels:
-            n = max(c, int(COUNTS[m][c] * args.scale))
-            direct[m](data[m][-1])  # warm
-            rows.append({"modality": m, "concurrency": c, "mode": "in-process",
-                         "run": drive(direct[m], data[m][:n], c)})
-    for mode, batching in (("server, batched", True), ("server, unbatched", False)):
-        extra = {"torch_threads": args.torch_threads} if args.torch_threads else {}
-        with server(models_dir, batching=batching, embedding_cache_size=0, **extra) as base, \
-                httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64)) as client:
-            for m in modalities:
-                call = http_caller(client, base, m)
-                payloads = bodies(m, data[m])
-                for c in levels:
-                    n = max(c, int(COUNTS[m][c] * args.scale))
-                    drive(call, payloads[-min(c, 8):], min(c, 8))  # warm
-                    rows.append({"modality": m, "concurrency": c, "mode": mode,
-                                 "run": drive(call, payloads[:n], c)})
-            stats = client.get(f"{base}/stats").json()
-            for b in stats["batchers"]:
-                print(f"  {mode} {b['modality']}: {b['forwards']} forwards, "
-                      f"mean batch {b['mean_batch']:.1f}, largest {b['largest_batch']}")
+    extra = {"torch_threads": args.torch_threads} if args.torch_threads else {}
+    rows: list[dict[str, Any]] = []
+    with server(models_dir, batching=True, embedding_cache_size=0, **extra) as on, \
+            server(models_dir, batching=False, embedding_cache_size=0, **extra) as off, \
+            httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64)) as client:
+        for m in modalities:
+            callers = {"in-process": (direct[m], data[m]),
+                       "server, batched": (http_caller(client, on, m), bodies(m, data[m])),
+                       "server, unbatched": (http_caller(client, off, m), bodies(m, data[m]))}
+            for call, payloads in callers.values():  # warm up
+                drive(call, payloads[-8:], 8)
+            for c in levels:
+                n = max(c, int(COUNTS[m][c] * args.scale))
+                runs: dict[str, list[Run]] = {mode: [] for mode in callers}
+                for chunk in np.array_split(np.arange(n), ROUNDS):
+                    for mode, (call, payloads) in callers.items():
+                        runs[mode].append(drive(call, [payloads[i] for i in chunk], c))
+                rows += [{"modality": m, "concurrency": c, "mode": mode, "run": merge(rs)}
+                         for mode, rs in runs.items()]
+                print(f"  embed_{m} c={c}: " + ", ".join(
+                    f"{r['mode']} {r['run'].rps:.1f}/s" for r in rows[-3:]), flush=True)
+        for b in client.get(f"{on}/stats").json()["batchers"]:
+            print(f"  batched {b['modality']}: {b['forwards']} forwards, "
+                  f"mean batch {b['mean_batch']:.1f}, largest {b['largest_batch']}")
     return rows
 
 
+def merge(runs: Sequence[Run]) -> Run:
+    """Several rounds of one configuration as one run."""
+    return Run(sum(r.requests for r in runs), sum(r.seconds for r in runs),
+               np.concatenate([r.latencies for r in runs]))
+
+
 def cache_workload(args: argparse.Namespace, models_dir: Path) -> list[dict[str, Any]]:
-    """Zipf-distributed texts (many repeats) at concurrency 8, cache on vs off."""
+    """Zipf-distributed texts (many repeats) at concurrency 8, cache on vs off (interleaved)."""
     import httpx
 
-    n = max(8, int(384 * args.scale))
+    n = max(8 * ROUNDS, int(384 * args.scale))
     pool = make_texts(200, seed=1)
-    rng = np.random.default_rng(2)
-    picks = np.minimum(rng.zipf(1.3, n) - 1, len(pool) - 1)
+    picks = np.minimum(np.random.default_rng(2).zipf(1.3, n) - 1, len(pool) - 1)
     payloads = bodies("text", [pool[i] for i in picks])
-    out = []
-    for size in (4096, 0):
-        with server(models_dir, embedding_cache_size=size) as base, \
-                httpx.Client(timeout=600) as client:
-            run = drive(http_caller(client, base, "text"), payloads, 8)
-            cache = client.get(f"{base}/stats").json()["cache"]
-        out.append({"cache": size, "run": run, "hit_rate": cache["hit_rate"],
-                    "distinct": len(set(picks.tolist()))})
-    return out
+    sizes = (4096, 0)
+    with server(models_dir, embedding_cache_size=sizes[0]) as on, \
+            server(models_dir, embedding_cache_size=sizes[1]) as off, \
+            httpx.Client(timeout=600) as client:
+        callers = {size: http_caller(client, base, "text")
+                   for size, base in zip(sizes, (on, off), strict=True)}
+        runs: dict[int, list[Run]] = {size: [] for size in sizes}
+        for chunk in np.array_split(np.arange(n), ROUNDS):
+            for size, call in callers.items():
+                runs[size].append(drive(call, [payloads[i] for i in chunk], 8))
+        hit_rate = client.get(f"{on}/stats").json()["cache"]["hit_rate"]
+    distinct = len(set(picks.tolist()))
+    return [{"cache": size, "run": merge(runs[size]), "distinct": distinct,
+             "hit_rate": hit_rate if size else 0.0} for size in sizes]
 
 
 def json_encoding() -> list[tuple[int, float, float, int, int]]:

@@ -65,6 +65,7 @@ def embeddings(db: Any, column: str) -> tuple[np.ndarray, np.ndarray]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
+    print(f"machine at the start: {machine()}", flush=True)
     root = unpack_mnist()
     db = pixql.connect(args.workspace, progress=sys.stderr.isatty())
     load_tables(db, root)
@@ -108,8 +109,10 @@ def thanosql_statements(db: Any) -> dict[str, Any]:
                                 "emb_col='convert_result', result_col='search_result') "
                                 "AS SELECT * FROM mnist_test")
     top = found.head(10)
-    return {"query": query, "build_s": build_s, "convert_s": convert_s, "search_s": search_s,
-            "rows": len(found), "top10_labels": top["label"].tolist(),
+    vecs, labels = embeddings(db, "convert_result")
+    return {"p10": precision_at_k(vecs, labels, k=10), "query": query, "build_s": build_s,
+            "convert_s": convert_s, "search_s": search_s, "rows": len(found),
+            "top10_labels": top["label"].tolist(),
             "top10_scores": [round(float(s), 4) for s in top["search_result"]]}
 
 
@@ -140,7 +143,8 @@ def report(args: argparse.Namespace, out: dict[str, Any], command: str) -> str:
         t = out["thanosql"]
         lines += [
             f"- The tutorial's three statements verbatim (BUILD max_epochs=1, CONVERT, SEARCH by "
-            f"`{Path(t['query']).name}`, a 3): BUILD {t['build_s']:.0f} s, CONVERT "
+            f"`{Path(t['query']).name}`, a 3): precision@10 {t['p10']:.4f}; "
+            f"BUILD {t['build_s']:.0f} s, CONVERT "
             f"{t['convert_s']:.1f} s, SEARCH {t['search_s']:.2f} s returning {t['rows']} rows; "
             f"top-10 labels {t['top10_labels']}, scores {t['top10_scores']}.",
         ]

@@ -120,7 +120,8 @@ OPTION_VALUES: list[Any] = [
     "bad/empty.png", "bad/text.png", "bad/truncated.png", "bad/huge.png", "/etc/passwd",
     "../../etc/passwd", "link/secret.txt", "weights/tiny-clip", "ViT-B-32", "cuda", "meta",
     [], [1, "a"], ["image_path", "label"], {"a": 1}, {"": None}, "a" * 500,
-    "'; DROP TABLE images; --", "\x00", "é" * 3,
+    "'; DROP TABLE images; --", "\x00", "shapes/\x00.png", "~nosuchuser/a.png", "~/a.png",
+    "é" * 3,
 ]
 
 

@@ -59,6 +59,7 @@ class Tally:
     sent: Counter = field(default_factory=Counter)
     statuses: Counter = field(default_factory=Counter)
     server_errors: list[str] = field(default_factory=list)
+    broken_bodies: list[str] = field(default_factory=list)
     transport_errors: Counter = field(default_factory=Counter)
     skipped: list[str] = field(default_factory=list)
 
@@ -73,14 +74,15 @@ class Tally:
             try:
                 response.json()
             except ValueError:
-                self.server_errors.append(f"[{source}] 200 with a broken JSON body for "
+                self.broken_bodies.append(f"[{source}] 200 with a broken JSON body for "
                                           f"{what[:300]}")
 
     def summary(self) -> str:
         per_source = ", ".join(f"{k} {v}" for k, v in sorted(self.sent.items()))
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
         return (f"fuzz_server: {sum(self.sent.values())} requests ({per_source}); "
-                f"{len(self.server_errors)} 5xx\n  status codes: {codes}")
+                f"{len(self.server_errors)} 5xx, {len(self.broken_bodies)} broken 200 bodies"
+                f"\n  status codes: {codes}")
 
 
 # ---------------------------------------------------------------------- the server
@@ -230,9 +232,27 @@ def raw_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random,
 
 
 # ---------------------------------------------------------------------- SQL
+#: values of every DuckDB type family, at the edges of their ranges (JSON must carry them)
+EDGE_VALUES = [
+    "'infinity'::DATE", "'-infinity'::TIMESTAMP", "'294247-01-10'::TIMESTAMP",
+    "'10000-01-01'::DATE", "'5877642-06-25 (BC)'::DATE", "'infinity'::TIMESTAMPTZ",
+    "'nan'::DOUBLE", "'-inf'::FLOAT", "1::BIGNUM", "'101'::BIT", "union_value(k := 1)",
+    "MAP {'a': [1, NULL]}", "'12:00:00+02'::TIMETZ", "INTERVAL 100000 YEAR", "'\\x00'::BLOB",
+    "170141183460469231731687303715884105727::HUGEINT", "[1, 2]::INT[2]", "gen_random_uuid()",
+    "'x'::ENUM('x', 'y')", "{'a': {'b': [1.5e308, -0.0]}}", "NULL", "chr(0)",
+    "123456789012345678.1234567890::DECIMAL(38, 10)", "TIMESTAMP_NS '2262-04-11 23:47:16'",
+]
+
+
+def edge_select(rng: random.Random) -> str:
+    """A SELECT of a few edge values (the JSON encoder must carry every type)."""
+    values = rng.sample(EDGE_VALUES, rng.randint(1, 4))
+    return "SELECT " + ", ".join(f"{v} AS c{i}" for i, v in enumerate(values))
+
+
 def sql_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random) -> None:
-    """Send ``n`` generated statements (fuzz_engine's generators) to ``POST /sql``."""
-    generators: list[Callable[[random.Random], str]] = fuzz_engine.GENERATORS
+    """Send ``n`` generated statements (fuzz_engine's generators, edge values) to ``/sql``."""
+    generators: list[Callable[[random.Random], str]] = fuzz_engine.GENERATORS + [edge_select]
     with httpx.Client(base_url=base, timeout=60) as client:
         for _ in range(n):
             text = rng.choice(generators)(rng) or " "
@@ -277,14 +297,14 @@ def main(argv: list[str] | None = None) -> int:
             with local_servers(Path(tmp)) as bases:
                 tally = run_all(bases, **counts)
     seconds = tally.sent.pop("seconds")
-    for line in tally.server_errors[:10]:
+    for line in tally.server_errors[:10] + tally.broken_bodies[:5]:
         print(line, file=sys.stderr)
     print(tally.summary() + f"\n  ({seconds}s, seed {args.seed})")
     if tally.skipped:
         print(f"  no cases could be generated for: {', '.join(tally.skipped)}")
     if tally.transport_errors:
         print(f"  not sent (client-side errors): {dict(tally.transport_errors)}")
-    return 1 if tally.server_errors else 0
+    return 1 if tally.server_errors or tally.broken_bodies else 0
 
 
 if __name__ == "__main__":

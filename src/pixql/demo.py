@@ -56,9 +56,10 @@ def precision_at_k(vectors: np.ndarray, labels: np.ndarray, *, k: int = 10,
     return hits / (len(v) * k)
 
 
-def write_digits(folder: Path) -> int:
+def write_digits(folder: Path, *, limit: int | None = None) -> int:
     """Write scikit-learn's digits as ``folder/<label>/<i>.png`` (28x28 grey, white on
-    black like MNIST); files already there are kept. Returns the number of images."""
+    black like MNIST); files already there are kept. ``limit`` writes only the first
+    ``limit`` digits. Returns the number of images written or kept."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
@@ -67,8 +68,8 @@ def write_digits(folder: Path) -> int:
     from PIL import Image
 
     digits = load_digits()
-    pixels = np.clip(digits.images * (255.0 / 16.0), 0, 255).astype(np.uint8)
-    for i, (img, label) in enumerate(zip(pixels, digits.target, strict=True)):
+    pixels = np.clip(digits.images[:limit] * (255.0 / 16.0), 0, 255).astype(np.uint8)
+    for i, (img, label) in enumerate(zip(pixels, digits.target[:limit], strict=True)):
         path = folder / str(int(label)) / f"{i:04d}.png"
         if path.is_file():
             continue
@@ -115,7 +116,7 @@ def _precision(db: Any) -> dict[str, float]:
 
 def run_demo(workdir: Path, *, max_epochs: int = 60, time_budget: float = 90.0,
              show: bool = True, query_label: int = 3, top_k: int = 8,
-             seed: int = 0) -> dict[str, Any]:
+             seed: int = 0, limit: int | None = None) -> dict[str, Any]:
     """Run the demo in ``workdir`` (created if missing) and return what it did.
 
     Args:
@@ -126,6 +127,7 @@ def run_demo(workdir: Path, *, max_epochs: int = 60, time_budget: float = 90.0,
         query_label: the digit searched for (its first image is the query).
         top_k: matches shown.
         seed: training seed.
+        limit: use only the first ``limit`` digits (quick runs and tests).
 
     Returns:
         ``{"workdir", "images", "build", "query", "matches", "precision_at_10",
@@ -135,7 +137,7 @@ def run_demo(workdir: Path, *, max_epochs: int = 60, time_budget: float = 90.0,
 
     started = time.perf_counter()
     workdir = Path(workdir).expanduser().resolve()
-    images = write_digits(workdir / "digits")
+    images = write_digits(workdir / "digits", limit=limit)
     _say(show, f"wrote {images} digits (scikit-learn, 8x8 → {DIGIT_SIZE}x{DIGIT_SIZE}) "
                f"to {workdir / 'digits'}", f"training SimCLR for up to {time_budget:.0f} s ...")
     with pixql.connect(workdir, progress=show) as db:

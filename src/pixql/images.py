@@ -28,7 +28,7 @@ def _open(fp: Any, max_pixels: int, name: str) -> Any:
                 )
             img.load()
             out = ImageOps.exif_transpose(img)
-            return out if out is not None else img.copy()
+            return _eight_bit(out if out is not None else img.copy())
     except ImageError:
         raise
     except UnidentifiedImageError as e:
@@ -38,6 +38,21 @@ def _open(fp: Any, max_pixels: int, name: str) -> Any:
         raise ImageError(f"{name}: image too large to decode safely ({e})", paths=[name]) from e
     except (OSError, ValueError, SyntaxError) as e:  # truncated / corrupt data
         raise ImageError(f"{name}: corrupt or truncated image ({e})", paths=[name]) from e
+
+
+#: 16-bit grey modes: Pillow's convert("L"/"RGB") clips them at 255 instead of scaling
+_SIXTEEN_BIT = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
+
+
+def _eight_bit(img: Any) -> Any:
+    """16-bit grey → 8-bit grey scaled over the 16-bit range (a 16-bit PNG would otherwise
+    come out saturated white when converted to L or RGB)."""
+    if img.mode not in _SIXTEEN_BIT:
+        return img
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8), "L")
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "image") -> Any:

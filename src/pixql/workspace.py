@@ -12,7 +12,7 @@ import duckdb
 
 from pixql.catalog.artifacts import ArtifactStore, read_config, repair
 from pixql.catalog.store import Catalog, ensure_schema
-from pixql.errors import AccessError, ModelError
+from pixql.errors import AccessError, ModelError, ProgrammingError
 from pixql.execution.result import Result
 from pixql.models.base import Embedder
 from pixql.models.registry import get_kind
@@ -109,7 +109,12 @@ class Workspace:
     # -- paths ----------------------------------------------------------------------------
     def resolve(self, path: str | os.PathLike[str]) -> Path:
         """A path as stored in a table: relative paths are relative to the workspace root."""
-        p = Path(path).expanduser()
+        if "\x00" in os.fspath(path):  # the OS cannot take it (os.path.realpath: ValueError)
+            raise ProgrammingError(f"path {os.fspath(path)!r} contains a NUL character")
+        try:
+            p = Path(path).expanduser()
+        except RuntimeError as e:  # '~nosuchuser/...'
+            raise ProgrammingError(f"path {os.fspath(path)!r}: {e}") from None
         p = p if p.is_absolute() else self.root / p
         if self.confined:
             real = Path(os.path.realpath(p))

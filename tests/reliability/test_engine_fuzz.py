@@ -180,8 +180,6 @@ def test_as_query_must_be_a_select(harness: Any, stmt: str) -> None:
     harness.check_unchanged(stmt)
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a CONVERT nested in a failing statement has "
-                   "already stored its column (execution/context.py render + convert.py)")
 def test_failed_statement_with_nested_convert_changes_nothing(harness: Any) -> None:
     assert harness.ws is not None
     try:

@@ -83,13 +83,8 @@ def build_and_commit(ctx: ExecContext, name: str, kind: type[ModelKind],
 
 
 def _commit_record(ctx: ExecContext, rec: ModelRecord) -> None:
-    ctx.cur.begin()
-    try:
+    with ctx.transaction():
         ctx.catalog.put_model(rec)
-        ctx.cur.commit()
-    except BaseException:
-        ctx.cur.rollback()
-        raise
 
 
 @executes(GetModel)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -55,9 +56,34 @@ class ExecContext:
     run: Callable[[ExecContext, Statement], Result]
     registered: list[str] = field(default_factory=list)
 
+    #: True while a statement-wide transaction is open (nested writers then join it)
+    in_transaction: bool = False
+
     @property
     def catalog(self) -> Catalog:
         return Catalog(self.cur)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A transaction around a write: its own, or the one already open (a statement-wide
+        one, or one the user began with BEGIN), which then commits or rolls back as a whole."""
+        if self.in_transaction:
+            yield
+            return
+        try:
+            self.cur.begin()
+        except duckdb.TransactionException:  # the user's BEGIN is open: join it
+            yield
+            return
+        self.in_transaction = True
+        try:
+            yield
+            self.cur.commit()
+        except BaseException:
+            self.cur.rollback()
+            raise
+        finally:
+            self.in_transaction = False
 
     def register(self, table: pa.Table) -> str:
         name = f"__pixql_sub_{next(_names)}"

@@ -91,8 +91,7 @@ def _store(ctx: ExecContext, table: str, key_col: str, keys: pa.ChunkedArray,
     src_name = ctx.register(_dedupe(src))
     tq, cq, kq = _qualified(table), quote_ident(record.column_name), quote_ident(key_col)
     cur = ctx.cur
-    cur.begin()
-    try:
+    with ctx.transaction():
         existing = cur.execute(
             "SELECT data_type FROM duckdb_columns() WHERE lower(table_name) = lower(?) "
             "AND lower(column_name) = lower(?)",
@@ -105,10 +104,6 @@ def _store(ctx: ExecContext, table: str, key_col: str, keys: pa.ChunkedArray,
         cur.execute(f"UPDATE {tq} SET {cq} = s.e FROM {quote_ident(src_name)} s "
                     f"WHERE {tq}.{kq} = s.k")
         ctx.catalog.put_column(record)
-        cur.commit()
-    except BaseException:
-        cur.rollback()
-        raise
 
 
 def _dedupe(src: pa.Table) -> pa.Table:

@@ -101,14 +101,9 @@ def _write(ctx: ExecContext, table: str, data: pa.Table, if_exists: str) -> None
     if exists and if_exists == "fail":
         raise ConflictError(f"table {table!r} already exists; use OPTIONS "
                             f"(if_exists='replace') or (if_exists='append')")
-    cur.begin()
-    try:
+    with ctx.transaction():
         if exists and if_exists == "append":
             cur.execute(f"INSERT INTO {tq} BY NAME SELECT * FROM {src}")
         else:
             cur.execute(f"CREATE OR REPLACE TABLE {tq} AS SELECT * FROM {src}")
-        cur.commit()
-    except BaseException:
-        cur.rollback()
-        raise
     ctx.ws.invalidate_vectors(table, None)

@@ -63,9 +63,18 @@ def execute_statement(ws: Workspace, node: Statement) -> Result:
     """Run one top-level statement on the calling thread's cursor."""
     ctx = ExecContext(ws=ws, cur=ws.cursor(), run=run_node)
     try:
-        return run_node(ctx, node)
+        if not _has_nested(node):
+            return run_node(ctx, node)
+        with ctx.transaction():  # a nested CONVERT commits only if the whole statement does
+            return run_node(ctx, node)
     finally:
         ctx.release()
+
+
+def _has_nested(node: Statement) -> bool:
+    """Whether the statement embeds AI subqueries (whose writes must share its fate)."""
+    query = getattr(node, "query", None)
+    return bool(query is not None and query.subqueries)
 
 
 @executes(Passthrough)

@@ -24,13 +24,8 @@ def run_delete(ctx: ExecContext, node: DeleteModel) -> Result:
             node.name)
         if rec is None:
             return Result(message=f"model {node.name} does not exist; nothing to delete")
-        ctx.cur.begin()
-        try:
+        with ctx.transaction():
             ctx.catalog.delete_model(rec.name)
-            ctx.cur.commit()
-        except BaseException:
-            ctx.cur.rollback()
-            raise
         ctx.ws.artifacts.remove(ctx.ws.root / rec.artifact_path)
         ctx.ws.forget_embedder(rec.name)
     return Result(message=f"deleted model {rec.name}")

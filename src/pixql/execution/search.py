@@ -33,7 +33,8 @@ from pixql.execution.context import ExecContext, quote_ident, to_arrow
 from pixql.execution.engine import executes
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
-from pixql.execution.vectors import ColumnVectors, TableRef, arrow_vectors, read_snapshot
+from pixql.execution.vectors import (ColumnVectors, TableRef, arrow_vectors, read_snapshot,
+                                     resolve_table)
 from pixql.images import load_image
 from pixql.index.exact import BLOCK_ROWS, dot_scores, query_unit, unit_rows
 from pixql.index.exact import rank as rank_scores
@@ -52,7 +53,7 @@ class SearchIndexOptions(SearchOptions):
     ef_search: int | None = Field(default=None, ge=1, le=1_000_000,
                                   description="HNSW search breadth (default 128)")
     nprobe: int | None = Field(default=None, ge=1, le=1_000_000,
-                               description="IVF lists probed (default 32)")
+                               description="IVF lists probed (default 16)")
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ def _query_rows(ctx: ExecContext, query: Query, emb_col: str) -> pa.Table:
 def _result(rows: pa.Table, scores: np.ndarray, note: str, result_col: str) -> Result:
     if result_col in rows.column_names:
         rows = rows.drop_columns([result_col])
-    out = rows.append_column(result_col, pa.array(scores.astype(np.float64)))
+    # float32 rounding can put a self-match a hair above 1: cosine lives in [-1, 1]
+    out = rows.append_column(result_col, pa.array(np.clip(scores.astype(np.float64), -1, 1)))
     return Result(table=out, message=note)
 
 
@@ -249,16 +251,26 @@ def _select(ctx: ExecContext, vecs: ColumnVectors, q: np.ndarray, cand: np.ndarr
     return positions, scores[idx], note
 
 
+#: up to this many rows are fetched by a literal id list, more through a registered table
+LITERAL_IDS = 20_000
+
+
 def fetch_rows(ctx: ExecContext, table: TableRef, rowids: np.ndarray) -> pa.Table | None:
-    """``SELECT *`` of the rows with ``rowids``, in that order (None if any is missing)."""
-    name = f"__pixql_rows_{next(_names)}"
-    ctx.cur.register(name, pa.table({"rid": pa.array(rowids, type=pa.int64())}))
-    try:
-        got = to_arrow(ctx.cur.sql(
-            f'SELECT rowid AS "__pixql_rowid", * FROM {table.sql} '
-            f"WHERE rowid IN (SELECT rid FROM {quote_ident(name)})"))
-    finally:
-        ctx.cur.unregister(name)
+    """``SELECT *`` of the rows with ``rowids``, in that order (None if any is missing).
+
+    DuckDB turns ``rowid IN (...)`` into a semi join that reads only the row groups
+    holding those rows."""
+    select = f'SELECT rowid AS "__pixql_rowid", * FROM {table.sql} WHERE rowid IN '
+    if len(rowids) <= LITERAL_IDS:
+        ids = ",".join(map(str, rowids.tolist()))
+        got = to_arrow(ctx.cur.sql(f"{select}(SELECT unnest([{ids}]::BIGINT[]))"))
+    else:
+        name = f"__pixql_rows_{next(_names)}"
+        ctx.cur.register(name, pa.table({"rid": pa.array(rowids, type=pa.int64())}))
+        try:
+            got = to_arrow(ctx.cur.sql(f"{select}(SELECT rid FROM {quote_ident(name)})"))
+        finally:
+            ctx.cur.unregister(name)
     ids = got.column(0).to_numpy()
     if len(ids) != len(rowids):
         return None
@@ -292,7 +304,7 @@ def plan_query(ctx: ExecContext, query: Query) -> QueryPlan | None:
     src = node.get("from_table") or {}
     if not _plain_select(node, src):
         return None
-    table = _resolve_table(ctx, src.get("schema_name") or "", src.get("table_name") or "")
+    table = resolve_table(ctx.cur, src.get("schema_name") or "", src.get("table_name") or "")
     if table is None:
         return None
     schema = src.get("schema_name") or ""
@@ -321,27 +333,3 @@ def _plain_select(node: dict[str, Any], src: dict[str, Any]) -> bool:
     return (star.get("class") == "STAR" and not star.get("columns") and star.get("expr") is None
             and not any(star.get(k) for k in _STAR_EMPTY)
             and (star.get("relation_name") or "") in names)
-
-
-def _resolve_table(ctx: ExecContext, schema: str, name: str) -> TableRef | None:
-    """The base table ``[schema.]name`` names, unless a temporary table or view of that
-    name could shadow it or it has a column called ``rowid``."""
-    shadow = ctx.cur.execute(
-        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE temporary AND lower(table_name) "
-        "= lower($n)) + (SELECT count(*) FROM duckdb_views() WHERE temporary AND "
-        "lower(view_name) = lower($n))", {"n": name}).fetchall()[0][0]
-    if shadow:
-        return None
-    rows = ctx.cur.execute(
-        "SELECT t.schema_name, t.table_name, list(c.column_name ORDER BY c.column_index) "
-        "FROM duckdb_tables() t JOIN duckdb_columns() c ON c.table_oid = t.table_oid "
-        "WHERE t.database_name = current_database() AND NOT t.temporary "
-        "AND lower(t.table_name) = lower($n) "
-        "AND lower(t.schema_name) = lower(CASE WHEN $s = '' THEN current_schema() ELSE $s END) "
-        "GROUP BY ALL", {"n": name, "s": schema}).fetchall()
-    if len(rows) != 1:
-        return None
-    columns = tuple(rows[0][2])
-    if any(c.lower() == "rowid" for c in columns):
-        return None
-    return TableRef(schema=rows[0][0], name=rows[0][1], columns=columns)

@@ -80,11 +80,14 @@ def read_snapshot(cur: duckdb.DuckDBPyConnection) -> Iterator[bool]:
 
 @dataclass(frozen=True)
 class TableRef:
-    """A base table as SEARCH's fast path reads it."""
+    """A base table as SEARCH's fast path reads it, with its catalog state (read before
+    the snapshot that loads vectors, so never newer than them)."""
 
     schema: str
     name: str
     columns: tuple[str, ...]
+    types: tuple[str, ...] = ()
+    state: tuple[Any, ...] = ()  # (oid, estimated size, column count)
 
     @property
     def sql(self) -> str:
@@ -94,16 +97,37 @@ class TableRef:
     def key(self) -> str:
         return f"{self.schema}.{self.name}".lower()
 
+    def column_state(self, column: str) -> tuple[Any, ...] | None:
+        """The table's state plus the column's position and type (None: no such column)."""
+        if column not in self.columns:
+            return None
+        i = self.columns.index(column)
+        return (*self.state, i, self.types[i] if i < len(self.types) else None)
 
-def table_state(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str) -> tuple[Any, ...] | None:
-    """(oid, estimated size, column count, column index, column type) of ``ref.column``."""
+
+def resolve_table(cur: duckdb.DuckDBPyConnection, schema: str, name: str) -> TableRef | None:
+    """The base table ``[schema.]name`` names in the current database (an empty schema:
+    the current one), unless a temporary table or view of that name could shadow it or it
+    has a column called ``rowid``."""
     rows = cur.execute(
-        "SELECT t.table_oid, t.estimated_size, t.column_count, c.column_index, c.data_type "
-        "FROM duckdb_tables() t JOIN duckdb_columns() c ON c.table_oid = t.table_oid "
-        "WHERE t.database_name = current_database() AND NOT t.temporary "
-        "AND t.schema_name = ? AND t.table_name = ? AND c.column_name = ?",
-        [ref.schema, ref.name, column]).fetchall()
-    return tuple(rows[0]) if len(rows) == 1 else None
+        "SELECT schema_name, table_name, table_oid, estimated_size, column_count, temporary, "
+        "database_name, current_database(), current_schema(), (SELECT count(*) FROM "
+        "duckdb_views() WHERE temporary AND lower(view_name) = lower($1)) FROM duckdb_tables() "
+        "WHERE lower(table_name) = lower($1)", [name]).fetchall()
+    if not rows or rows[0][9] or any(r[5] for r in rows):  # a temporary view/table shadows it
+        return None
+    want = (schema or rows[0][8]).lower()
+    rows = [r for r in rows if r[6] == r[7] and r[0].lower() == want]
+    if len(rows) != 1:
+        return None
+    sch, tab, oid, est, ncols = rows[0][:5]
+    ref = TableRef(sch, tab, ())
+    info = cur.execute("SELECT name, type FROM pragma_table_info(?) ORDER BY cid",
+                       [ref.sql]).fetchall()
+    if any(c.lower() == "rowid" for c, _ in info):
+        return None
+    return TableRef(sch, tab, tuple(c for c, _ in info), tuple(t for _, t in info),
+                    (oid, est, ncols))
 
 
 @dataclass(eq=False)
@@ -241,10 +265,11 @@ class VectorCache:
                dim: int) -> ColumnVectors | None:
         """The vectors of ``ref.column`` as of ``cur``'s snapshot, loading them when missing
         or stale; None when the column is not ``FLOAT[dim]`` or does not fit the budget.
-        Call inside :func:`read_snapshot`, before any other query of the snapshot."""
+        Call inside :func:`read_snapshot`, before any other query of the snapshot, with a
+        ``ref`` resolved before the snapshot began."""
         stamp = db_stamp(self.db_path)  # before the snapshot's first read: never too new
-        state = table_state(cur, ref, column)
-        if state is None or state[4] != f"FLOAT[{dim}]":
+        state = ref.column_state(column)
+        if state is None or state[-1] != f"FLOAT[{dim}]":
             return None
         count = int(cur.execute(f"SELECT count(*) FROM {ref.sql}").fetchall()[0][0])
         full_state = (stamp, state, count)

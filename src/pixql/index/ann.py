@@ -8,11 +8,13 @@ Guarantees:
 
 * scores are exact: the candidates the index proposes are re-scored with the same kernel
   as the exact search, then ranked (ties in row order);
-* a WHERE filter never shortens the answer: candidates are restricted to the rows the AS
-  query selects *inside* the index search (a faiss ID selector), the search widens (more
-  candidates, larger ``ef_search``/``nprobe``) until ``top_k`` rows are found, and falls
-  back to the exact search when the filter is too selective for the graph or the selection
-  is small enough that exact is cheaper.
+* a WHERE filter never shortens the answer: when it keeps less than ``MIN_SELECTIVITY`` of
+  the rows (or few rows), the exact search over just those rows answers (cheaper than the
+  index, and exact); otherwise candidates are restricted to the selected rows *inside* the
+  index search (a faiss ID selector), the search breadth is scaled by 1/selectivity (a
+  filter uncorrelated with the query needs that many more visits for the same recall), and
+  it widens (more candidates, larger ``ef_search``/``nprobe``) until ``top_k`` rows are
+  found, else falls back to the exact search.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: selections of at most this many rows are searched exactly (cheaper than any index)
 EXACT_BELOW = 4096
 #: ... as are selections below this share of the indexed rows
-MIN_SELECTIVITY = 0.02
+MIN_SELECTIVITY = 0.2
 #: candidates re-ranked per requested row
 OVERFETCH = 2
 #: widening rounds before giving up and searching exactly
@@ -41,11 +43,13 @@ MAX_ROUNDS = 3
 
 #: build parameters per kind
 BUILD_DEFAULTS: dict[str, dict[str, int]] = {
-    "hnsw": {"M": 32, "ef_construction": 128},
-    "ivf": {"nlist": 0},  # 0: about 2·sqrt(rows)
+    "hnsw": {"M": 16, "ef_construction": 100},
+    "ivf": {"nlist": 0},  # 0: about sqrt(rows)
 }
 #: search parameters per kind
-SEARCH_DEFAULTS: dict[str, dict[str, int]] = {"hnsw": {"ef_search": 128}, "ivf": {"nprobe": 32}}
+SEARCH_DEFAULTS: dict[str, dict[str, int]] = {"hnsw": {"ef_search": 128}, "ivf": {"nprobe": 16}}
+#: IVF training sample per list
+TRAIN_PER_LIST = 64
 
 
 @dataclass
@@ -98,12 +102,14 @@ def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
         index = faiss.IndexHNSWFlat(d, p["M"], faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = p["ef_construction"]
     else:
-        nlist = p["nlist"] or max(1, min(65536, int(2 * math.sqrt(max(len(ids), 1)))))
+        nlist = p["nlist"] or max(1, min(65536, int(math.sqrt(max(len(ids), 1)))))
         nlist = min(nlist, max(1, len(ids) // 39))  # faiss wants ~39 points per centroid
         p["nlist"] = nlist
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = ids if len(ids) <= 256 * nlist else \
-            np.sort(np.random.default_rng(0).choice(ids, 256 * nlist, replace=False))
+        index.cp.min_points_per_centroid = 1  # the sample below is deliberately small
+        n_train = TRAIN_PER_LIST * nlist
+        sample = ids if len(ids) <= n_train else \
+            np.sort(np.random.default_rng(0).choice(ids, n_train, replace=False))
         index.train(units[sample])
     for s in range(0, len(ids), 65536):
         index.add(units[ids[s : s + 65536]])
@@ -170,8 +176,9 @@ def approximate_search(ws: Any, table: "TableRef", column: str, vecs: "ColumnVec
     if cand is not None:
         allowed = np.zeros(len(vecs.units), dtype=bool)
         allowed[cand] = True
-    breadth = overrides.get("ef_search" if kind == "hnsw" else "nprobe") or \
-        SEARCH_DEFAULTS[kind]["ef_search" if kind == "hnsw" else "nprobe"]
+    key = "ef_search" if kind == "hnsw" else "nprobe"
+    asked = overrides.get(key) or SEARCH_DEFAULTS[kind][key]
+    breadth = math.ceil(asked * vecs.n_valid / n_sel)  # scaled by 1/selectivity
     want = min(top_k, n_sel)
     fetch = OVERFETCH * top_k
     for _ in range(MAX_ROUNDS):
@@ -180,8 +187,7 @@ def approximate_search(ws: Any, table: "TableRef", column: str, vecs: "ColumnVec
             found.sort()  # row order, so equal scores keep it
             scores = dot_scores(vecs.units, q, found)
             idx = rank(scores, top_k)
-            how = "ef_search" if kind == "hnsw" else "nprobe"
-            note = (f"approximate search: {kind} index ({how}={breadth}), "
+            note = (f"approximate search: {kind} index ({key}={breadth}), "
                     f"{len(found)} candidates re-ranked exactly")
             return found[idx], scores[idx], note
         fetch, breadth = fetch * 4, breadth * 4

@@ -143,8 +143,9 @@ def serve(
 
     Args:
         settings: host, port, keys, limits (default: from the environment).
-        workspace_dir: a workspace folder to open (``pixql.connect(..., confined=True)``),
-            or None.
+        workspace_dir: a workspace folder to open (``pixql.connect(..., confined=True)``:
+            SQL over HTTP reads and writes files inside it, and inside
+            ``settings.allowed_dirs``, only), or None.
     """
     import uvicorn
 
@@ -153,8 +154,9 @@ def serve(
     if workspace_dir is not None:
         import pixql
 
-        # confined: SQL over HTTP may touch files inside the workspace only
-        workspace = pixql.connect(str(workspace_dir), progress=False, confined=True)
+        # confined: SQL over HTTP may touch files inside the workspace (and allowed_dirs) only
+        workspace = pixql.connect(str(workspace_dir), progress=False, confined=True,
+                                  allowed_dirs=settings.allowed_dirs)
     install_log_redaction()
     app = create_app(settings, workspace=workspace)
     try:

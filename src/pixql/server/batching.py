@@ -252,18 +252,20 @@ def gather(futures: Sequence[Future[np.ndarray]]) -> np.ndarray:
 
 # ---------------------------------------------------------------------- torch threads
 def resolve_torch_threads(setting: int | None) -> int:
-    """``torch_threads``, or by default every usable core but one (at least 1).
+    """``torch_threads``, or by default the usable cores.
 
-    One core is left to the request threads (HTTP, decoding, preprocessing, JSON): with
-    forwards serialised, more intra-op threads than free cores only makes them spin.
+    Forwards are serialised per model, so one OpenMP team of this size runs at a time
+    (instead of one team per concurrent request). Request-side work (HTTP, decoding,
+    preprocessing, JSON) is a few per cent of a CLIP forward, not worth a core of its own;
+    on a machine shared with other busy processes set it lower (1 on 2 cores), since
+    OpenMP teams stall when one of their threads is descheduled.
     """
     if setting:
         return int(setting)
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
+        return max(1, os.cpu_count() or 1)
 
 
 def _set_torch_threads(threads: int) -> None:

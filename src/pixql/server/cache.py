@@ -43,7 +43,7 @@ CacheKey = tuple[str, str, str]
 
 
 class CacheStats(BaseModel):
-    """Counters of an :class:`EmbeddingCache` (``GET /stats``)."""
+    """Counters of the embedding cache (part of `GET /stats`)."""
 
     enabled: bool = Field(description="false when embedding_cache_size is 0")
     entries: int = Field(description="embeddings held now")

@@ -149,11 +149,12 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _mask_keys(value: Any) -> Any:
-    """``value`` with every ``"api_key"`` entry of a dict replaced by ``"***"`` (a 422's
-    ``detail`` echoes the request body)."""
+    """``value`` with every ``"api_key"`` entry of a dict, and the ``input`` of a problem
+    located at ``api_key``, replaced by ``"***"`` (a 422's ``detail`` echoes the body)."""
     if isinstance(value, dict):
-        return {k: "***" if k == "api_key" and v is not None else _mask_keys(v)
-                for k, v in value.items()}
+        at_key = list(value.get("loc") or [])[-1:] == ["api_key"]
+        return {k: "***" if v is not None and (k == "api_key" or (at_key and k == "input"))
+                else _mask_keys(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_mask_keys(v) for v in value]
     return value

@@ -17,6 +17,8 @@ preload_models             ``PIXQL_PRELOAD_MODELS``, ``PRELOAD_MODELS`` (comma-s
 max_prompts                ``PIXQL_MAX_PROMPTS``, ``CLIP_MAX_BATCH_SIZE``
 max_images                 ``PIXQL_MAX_IMAGES``
 url_allow_hosts            ``PIXQL_URL_ALLOW_HOSTS`` (comma-separated hosts, IPs or CIDRs)
+allowed_dirs               ``PIXQL_ALLOWED_DIRS`` (folders separated by ``os.pathsep``, ``:``
+                           on Linux and macOS, like ``PATH``)
 others                     ``PIXQL_<FIELD NAME IN CAPITALS>``
 =========================  ==============================================================
 
@@ -41,6 +43,8 @@ MIB = 1024 * 1024
 
 #: fields whose environment values are comma-separated lists
 _LIST_FIELDS = frozenset({"api_keys", "preload_models", "url_allow_hosts", "cors_origins"})
+#: fields whose environment values are lists of paths, separated by os.pathsep (like PATH)
+_PATH_LIST_FIELDS = frozenset({"allowed_dirs"})
 
 
 class ServerSettings(BaseModel):
@@ -90,6 +94,11 @@ class ServerSettings(BaseModel):
         default=False,
         description="accept {'type': 'file'} images (only paths inside the workspace)",
     )
+    allowed_dirs: list[Path] = Field(
+        default_factory=list,
+        description="folders outside the workspace that SQL over HTTP (pixql serve -w) may "
+        "read and write too (symlinks are resolved first); empty: the workspace only",
+    )
     url_allow_hosts: list[str] = Field(
         default_factory=list,
         description="host names, IPs or CIDRs that URL images may reach even though they are "
@@ -118,8 +127,8 @@ class ServerSettings(BaseModel):
     )
     torch_threads: int | None = Field(
         default=None, ge=1,
-        description="intra-op torch threads of the batch workers (None: usable cores - 1, "
-        "at least 1)",
+        description="intra-op torch threads of the batch workers (None: the usable cores; "
+        "lower it on a machine shared with other busy processes)",
     )
     embedding_cache_size: int = Field(
         default=4096, ge=0,
@@ -168,7 +177,7 @@ class ServerSettings(BaseModel):
         for field in cls.model_fields:
             raw = next((source[n] for n in cls.env_names(field) if source.get(n)), None)
             if raw is not None:
-                values[field] = _split(raw) if field in _LIST_FIELDS else raw.strip()
+                values[field] = _parse_env(field, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(values)
 
@@ -179,5 +188,12 @@ class ServerSettings(BaseModel):
         return out
 
 
-def _split(raw: str) -> list[str]:
-    return [part.strip() for part in raw.split(",") if part.strip()]
+def _parse_env(field: str, raw: str) -> str | list[str]:
+    """An environment value: a list for list fields, else the stripped text."""
+    if field in _PATH_LIST_FIELDS:
+        return _split(raw, os.pathsep)
+    return _split(raw) if field in _LIST_FIELDS else raw.strip()
+
+
+def _split(raw: str, sep: str = ",") -> list[str]:
+    return [part.strip() for part in raw.split(sep) if part.strip()]
