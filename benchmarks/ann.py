@@ -78,7 +78,7 @@ def kernel_run(ws: Any, vecs: Any, qs: np.ndarray, kind: str, breadth: int | Non
 
     table = TableRef("main", "digits", ())
     times, hits = [], 0
-    for q, want in zip(qs, truth):
+    for q, want in zip(qs, truth, strict=True):
         t0 = time.perf_counter()
         if kind == "exact":
             pos = rank(dot_scores(vecs.units, q), 10)
@@ -93,7 +93,8 @@ def kernel_run(ws: Any, vecs: Any, qs: np.ndarray, kind: str, breadth: int | Non
     return float(np.median(times)), hits / (10 * len(qs))
 
 
-def sql_run(ws: Any, paths: list[str], extra: str, where: str = "") -> tuple[float, list[list[str]]]:
+def sql_run(ws: Any, paths: list[str], extra: str,
+            where: str = "") -> tuple[float, list[list[str]]]:
     times, found = [], []
     for p in paths:
         t0 = time.perf_counter()
@@ -104,7 +105,8 @@ def sql_run(ws: Any, paths: list[str], extra: str, where: str = "") -> tuple[flo
 
 
 def recall(found: list[list[str]], truth: list[list[str]]) -> float:
-    return sum(len(set(f) & set(t)) for f, t in zip(found, truth)) / sum(len(t) for t in truth)
+    hits = sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True))
+    return hits / sum(len(t) for t in truth)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -49,6 +49,8 @@ from common import CACHE, RESULTS, machine, write_section  # noqa: E402
 VERSION = "ViT-B-32"
 #: requests per (mode, concurrency) at --scale 1: image, text
 COUNTS = {"image": {1: 12, 8: 48, 32: 96}, "text": {1: 48, 8: 192, 32: 384}}
+#: base URL → pid of the benchmark servers running now
+PIDS: dict[str, int] = {}
 #: rounds each configuration is split into (modes interleaved round by round)
 ROUNDS = 3
 
@@ -128,17 +130,25 @@ class Run:
     requests: int
     seconds: float
     latencies: np.ndarray
+    #: CPU seconds of the process doing the work (the server, or this one in-process)
+    cpu: float = 0.0
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
 
+    @property
+    def per_cpu(self) -> float:
+        """Requests per CPU second: efficiency, whatever share of the machine it got."""
+        return self.requests / self.cpu if self.cpu else float("nan")
+
     def ms(self, q: float) -> float:
         return float(np.percentile(self.latencies, q) * 1000)
 
 
-def drive(call: Callable[[Any], None], payloads: Sequence[Any], concurrency: int) -> Run:
-    """``call`` every payload from ``concurrency`` threads; wall time and latencies."""
+def drive(call: Callable[[Any], None], payloads: Sequence[Any], concurrency: int,
+          cpu: Callable[[], float] = time.process_time) -> Run:
+    """``call`` every payload from ``concurrency`` threads; wall time, latencies, CPU."""
     latencies = np.zeros(len(payloads))
 
     def one(i: int) -> None:
@@ -147,9 +157,20 @@ def drive(call: Callable[[Any], None], payloads: Sequence[Any], concurrency: int
         latencies[i] = time.perf_counter() - t
 
     with ThreadPoolExecutor(concurrency) as pool:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu()
         list(pool.map(one, range(len(payloads))))
-        return Run(len(payloads), time.perf_counter() - started, latencies)
+        return Run(len(payloads), time.perf_counter() - started, latencies,
+                   cpu() - cpu_started)
+
+
+def process_cpu(pid: int) -> Callable[[], float]:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def read() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    return read
 
 
 def http_caller(client: Any, base: str, modality: str) -> Callable[[Any], None]:
@@ -200,6 +221,7 @@ def server(models_dir: Path, **settings: Any) -> Iterator[str]:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
+        PIDS[base] = proc.pid
         yield base
     finally:
         proc.terminate()
@@ -241,17 +263,21 @@ def throughput(args: argparse.Namespace, models_dir: Path, embedder: Any) -> lis
             server(models_dir, batching=False, embedding_cache_size=0, **extra) as off, \
             httpx.Client(timeout=600, limits=httpx.Limits(max_connections=64)) as client:
         for m in modalities:
-            callers = {"in-process": (direct[m], data[m]),
-                       "server, batched": (http_caller(client, on, m), bodies(m, data[m])),
-                       "server, unbatched": (http_caller(client, off, m), bodies(m, data[m]))}
-            for call, payloads in callers.values():  # warm up
+            callers = {
+                "in-process": (direct[m], data[m], time.process_time),
+                "server, batched": (http_caller(client, on, m), bodies(m, data[m]),
+                                    process_cpu(PIDS[on])),
+                "server, unbatched": (http_caller(client, off, m), bodies(m, data[m]),
+                                      process_cpu(PIDS[off])),
+            }
+            for call, payloads, _ in callers.values():  # warm up
                 drive(call, payloads[-8:], 8)
             for c in levels:
                 n = max(c, int(COUNTS[m][c] * args.scale))
                 runs: dict[str, list[Run]] = {mode: [] for mode in callers}
                 for chunk in np.array_split(np.arange(n), ROUNDS):
-                    for mode, (call, payloads) in callers.items():
-                        runs[mode].append(drive(call, [payloads[i] for i in chunk], c))
+                    for mode, (call, payloads, cpu) in callers.items():
+                        runs[mode].append(drive(call, [payloads[i] for i in chunk], c, cpu))
                 rows += [{"modality": m, "concurrency": c, "mode": mode, "run": merge(rs)}
                          for mode, rs in runs.items()]
                 print(f"  embed_{m} c={c}: " + ", ".join(
@@ -265,7 +291,7 @@ def throughput(args: argparse.Namespace, models_dir: Path, embedder: Any) -> lis
 def merge(runs: Sequence[Run]) -> Run:
     """Several rounds of one configuration as one run."""
     return Run(sum(r.requests for r in runs), sum(r.seconds for r in runs),
-               np.concatenate([r.latencies for r in runs]))
+               np.concatenate([r.latencies for r in runs]), sum(r.cpu for r in runs))
 
 
 def cache_workload(args: argparse.Namespace, models_dir: Path) -> list[dict[str, Any]]:
@@ -327,6 +353,31 @@ def json_encoding() -> list[tuple[int, float, float, int, int]]:
 
 
 # ---------------------------------------------------------------------- report
+def throughput_tables(args: argparse.Namespace, rows: list[dict[str, Any]]) -> list[str]:
+    """Wall-clock throughput and latency, then requests per CPU second."""
+    index = {(r["modality"], r["concurrency"], r["mode"]): r["run"] for r in rows}
+    keys = [(m, int(c)) for m in args.modalities.split(",")
+            for c in args.concurrency.split(",")]
+    wall = ["| route | concurrency | in-process req/s | batched req/s (× in-proc) | "
+            "unbatched req/s (× in-proc) | p50 / p99 ms in-proc | batched | unbatched |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    cpu = ["", "Requests per CPU second of the process doing the work (the server's; the "
+           "client's CPU is not counted) — efficiency, whatever share of the machine each "
+           "mode got:", "",
+           "| route | concurrency | in-process | batched (× in-proc) | unbatched (× in-proc) |",
+           "|---|---:|---:|---:|---:|"]
+    for m, c in keys:
+        ref, on, off = (index[(m, c, k)] for k in
+                        ("in-process", "server, batched", "server, unbatched"))
+        lat = [f"{r.ms(50):.0f} / {r.ms(99):.0f}" for r in (ref, on, off)]
+        wall.append(f"| embed_{m} | {c} | {ref.rps:.1f} | {on.rps:.1f} ({on.rps / ref.rps:.2f}) "
+                    f"| {off.rps:.1f} ({off.rps / ref.rps:.2f}) | {' | '.join(lat)} |")
+        cpu.append(f"| embed_{m} | {c} | {ref.per_cpu:.2f} | {on.per_cpu:.2f} "
+                   f"({on.per_cpu / ref.per_cpu:.2f}) | {off.per_cpu:.2f} "
+                   f"({off.per_cpu / ref.per_cpu:.2f}) |")
+    return wall + cpu
+
+
 def report(args: argparse.Namespace, rows: list[dict[str, Any]],
            cache: list[dict[str, Any]], encoding: list[tuple[int, float, float, int, int]],
            threads: int, seconds: float) -> str:
@@ -341,19 +392,8 @@ def report(args: argparse.Namespace, rows: list[dict[str, Any]],
         f"threads unless `--torch-threads`). Client: httpx threads in the benchmark "
         f"process, server: uvicorn in a subprocess, both on this machine. Wall time "
         f"{seconds / 60:.1f} min. Machine: {machine()}.", "",
-        "| route | concurrency | in-process req/s | batched req/s (× in-proc) | "
-        "unbatched req/s (× in-proc) | p50 / p99 ms in-proc | batched | unbatched |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    index = {(r["modality"], r["concurrency"], r["mode"]): r["run"] for r in rows}
-    for m in args.modalities.split(","):
-        for c in (int(x) for x in args.concurrency.split(",")):
-            ref, on, off = (index[(m, c, k)] for k in
-                            ("in-process", "server, batched", "server, unbatched"))
-            lat = [f"{r.ms(50):.0f} / {r.ms(99):.0f}" for r in (ref, on, off)]
-            lines.append(
-                f"| embed_{m} | {c} | {ref.rps:.1f} | {on.rps:.1f} ({on.rps / ref.rps:.2f}) "
-                f"| {off.rps:.1f} ({off.rps / ref.rps:.2f}) | {' | '.join(lat)} |")
+    lines += throughput_tables(args, rows)
     lines += ["", "Cache, Zipf(1.3) texts over a pool of 200, concurrency 8, batching on:", "",
               "| embedding_cache_size | distinct texts | hit rate | req/s | p50 / p99 ms |",
               "|---:|---:|---:|---:|---:|"]

@@ -203,3 +203,13 @@ def test_queries_the_fast_path_does_not_take(vec_ws: Any) -> None:
         before = cache.loads + cache.hits
         out = vec_ws.sql(search(top_k="5", source=source))
         assert len(out) == 5 and cache.loads + cache.hits == before
+
+
+def test_concurrent_searches_share_one_load(vec_ws: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = general(vec_ws, "WHERE grp = 4", "9")
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: vec_ws.sql(search("WHERE grp = 4", "9")).table, range(8)))
+    assert all(g.equals(want) for g in got)
+    assert vec_ws._vector_cache.loads == 1

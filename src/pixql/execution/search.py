@@ -33,8 +33,13 @@ from pixql.execution.context import ExecContext, quote_ident, to_arrow
 from pixql.execution.engine import executes
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
-from pixql.execution.vectors import (ColumnVectors, TableRef, arrow_vectors, read_snapshot,
-                                     resolve_table)
+from pixql.execution.vectors import (
+    ColumnVectors,
+    TableRef,
+    arrow_vectors,
+    read_snapshot,
+    resolve_table,
+)
 from pixql.images import load_image
 from pixql.index.exact import BLOCK_ROWS, dot_scores, query_unit, unit_rows
 from pixql.index.exact import rank as rank_scores
@@ -283,8 +288,9 @@ def fetch_rows(ctx: ExecContext, table: TableRef, rowids: np.ndarray) -> pa.Tabl
 
 
 # -- query analysis -------------------------------------------------------------------------
-_PLAIN = {"modifiers": [], "group_expressions": [], "group_sets": [], "having": None,
-          "sample": None, "qualify": None, "aggregate_handling": "STANDARD_HANDLING"}
+_PLAIN: dict[str, Any] = {
+    "modifiers": [], "group_expressions": [], "group_sets": [], "having": None,
+    "sample": None, "qualify": None, "aggregate_handling": "STANDARD_HANDLING"}
 _STAR_EMPTY = ("exclude_list", "replace_list", "qualified_exclude_list", "rename_list")
 _ROWID = {"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "query_location": 0,
           "column_names": ["rowid"]}

@@ -169,7 +169,8 @@ class ColumnVectors:
         """A content hash (SHA-1 of ids, validity and vectors), computed once; ANN index
         files are tied to it."""
         if self._checksum is None:
-            raw = memoryview(self.units).cast("B") if self.units.size else memoryview(b"")
+            raw = memoryview(self.units.reshape(-1).view(np.uint8).data) if self.units.size \
+                else memoryview(b"")
             step = 64 << 20
             parts = [raw[i : i + step] for i in range(0, len(raw), step)]
             with ThreadPoolExecutor(2) as pool:  # hashlib releases the GIL on big buffers
@@ -215,9 +216,9 @@ def arrow_vectors(arr: pa.Array, dim: int, name: str) -> tuple[np.ndarray, np.nd
 def load_vectors(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str, dim: int,
                  n_rows: int) -> ColumnVectors:
     """Stream ``rowid, column`` of ``ref`` into one preallocated matrix of unit rows."""
-    units = np.empty((n_rows, dim), dtype=np.float32)
-    rowids = np.empty(n_rows, dtype=np.int64)
-    valid = np.empty(n_rows, dtype=bool)
+    units: np.ndarray = np.empty((n_rows, dim), dtype=np.float32)
+    rowids: np.ndarray = np.empty(n_rows, dtype=np.int64)
+    valid: np.ndarray = np.empty(n_rows, dtype=bool)
     sql = f"SELECT rowid, {quote_ident(column)} FROM {ref.sql}"
     i = 0
     for batch in cur.sql(sql).to_arrow_reader(LOAD_BATCH_ROWS):

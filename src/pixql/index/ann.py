@@ -52,6 +52,13 @@ SEARCH_DEFAULTS: dict[str, dict[str, int]] = {"hnsw": {"ef_search": 128}, "ivf":
 TRAIN_PER_LIST = 64
 
 
+def _faiss() -> Any:
+    """faiss, imported on first use (its type stubs are incomplete: treat it as Any)."""
+    import faiss
+
+    return faiss
+
+
 @dataclass
 class AnnIndex:
     """A faiss index over the non-NULL rows of a cached column (label i = ``ids[i]``)."""
@@ -67,8 +74,7 @@ class AnnIndex:
                breadth: int) -> np.ndarray:
         """Cache positions of up to ``k`` nearest rows, restricted to ``allowed`` (a mask
         over cache positions) when given."""
-        import faiss
-
+        faiss = _faiss()
         if self.kind == "ivf":
             breadth = min(breadth, int(self.index.nlist))
         params = _search_params(self.kind, breadth, k)
@@ -82,8 +88,7 @@ class AnnIndex:
 
 
 def _search_params(kind: str, breadth: int, k: int) -> Any:
-    import faiss
-
+    faiss = _faiss()
     if kind == "hnsw":
         return faiss.SearchParametersHNSW(efSearch=max(breadth, k))
     return faiss.SearchParametersIVF(nprobe=breadth)
@@ -92,12 +97,12 @@ def _search_params(kind: str, breadth: int, k: int) -> Any:
 def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
                 params: dict[str, int] | None = None) -> AnnIndex:
     """Build a ``kind`` index over the valid unit rows (inner product = cosine)."""
-    import faiss
-
+    faiss = _faiss()
     ids = np.flatnonzero(valid).astype(np.int64)
     d = units.shape[1]
     p = {**BUILD_DEFAULTS[kind], **(params or {})}
     started = time.perf_counter()
+    index: Any
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, p["M"], faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = p["ef_construction"]
@@ -116,7 +121,7 @@ def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
     return AnnIndex(kind, index, ids, time.perf_counter() - started, params=p)
 
 
-def get_index(ws: Any, table: "TableRef", column: str, vecs: "ColumnVectors",
+def get_index(ws: Any, table: TableRef, column: str, vecs: ColumnVectors,
               kind: str) -> AnnIndex:
     """The ``kind`` index of a cached column: in memory, else loaded from the workspace's
     ``indexes/`` folder when built from identical vectors, else built (and saved)."""
@@ -137,10 +142,9 @@ def get_index(ws: Any, table: "TableRef", column: str, vecs: "ColumnVectors",
         return ann
 
 
-def _load(folder: Any, kind: str, vecs: "ColumnVectors",
+def _load(folder: Any, kind: str, vecs: ColumnVectors,
           meta: dict[str, Any]) -> AnnIndex | None:
-    import faiss
-
+    faiss = _faiss()
     try:
         index = faiss.read_index(str(folder / f"{kind}.faiss"))
     except RuntimeError:
@@ -152,9 +156,8 @@ def _load(folder: Any, kind: str, vecs: "ColumnVectors",
                     params=dict(meta.get("params", {})))
 
 
-def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: "ColumnVectors") -> None:
-    import faiss
-
+def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: ColumnVectors) -> None:
+    faiss = _faiss()
     store.save(folder, ann.kind, lambda path: faiss.write_index(ann.index, path),
                {"kind": ann.kind, "params": ann.params, "checksum": checksum,
                 "rows": int(len(ann.ids)), "dim": int(vecs.units.shape[1]),
@@ -162,9 +165,10 @@ def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: "ColumnVectors") -> N
                 "faiss_version": faiss.__version__})
 
 
-def approximate_search(ws: Any, table: "TableRef", column: str, vecs: "ColumnVectors",
-                       q: np.ndarray, cand: np.ndarray | None, top_k: int, kind: str,
-                       overrides: dict[str, int | None]) -> tuple[np.ndarray, np.ndarray, str] | str:
+def approximate_search(
+    ws: Any, table: TableRef, column: str, vecs: ColumnVectors, q: np.ndarray,
+    cand: np.ndarray | None, top_k: int, kind: str, overrides: dict[str, int | None],
+) -> tuple[np.ndarray, np.ndarray, str] | str:
     """(cache positions, exact scores, note) of the ``top_k`` best rows among ``cand``
     (None: all valid rows) found through the ``kind`` index; or, when the exact search
     should answer instead, the reason why."""

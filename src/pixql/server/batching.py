@@ -246,26 +246,29 @@ class MicroBatcher:
 
 def gather(futures: Sequence[Future[np.ndarray]]) -> np.ndarray:
     """The rows of several futures, concatenated (re-raises the first failure)."""
+    if not futures:
+        raise ValueError("nothing was submitted: no rows to gather")
     parts = [f.result() for f in futures]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 # ---------------------------------------------------------------------- torch threads
 def resolve_torch_threads(setting: int | None) -> int:
-    """``torch_threads``, or by default the usable cores.
+    """``torch_threads``, or by default every usable core but one (at least 1).
 
-    Forwards are serialised per model, so one OpenMP team of this size runs at a time
-    (instead of one team per concurrent request). Request-side work (HTTP, decoding,
-    preprocessing, JSON) is a few per cent of a CLIP forward, not worth a core of its own;
-    on a machine shared with other busy processes set it lower (1 on 2 cores), since
-    OpenMP teams stall when one of their threads is descheduled.
+    Forwards are serialised per model, so one OpenMP team of this size runs at a time. One
+    core is left to the request threads (HTTP, decoding, preprocessing, JSON): an OpenMP
+    team stalls whenever one of its threads is descheduled, and on a busy 2-core machine a
+    2-thread forward was measured 6-10x slower than a 1-thread one
+    (docs/performance-server.md).
     """
     if setting:
         return int(setting)
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def _set_torch_threads(threads: int) -> None:

@@ -127,8 +127,8 @@ class ServerSettings(BaseModel):
     )
     torch_threads: int | None = Field(
         default=None, ge=1,
-        description="intra-op torch threads of the batch workers (None: the usable cores; "
-        "lower it on a machine shared with other busy processes)",
+        description="intra-op torch threads of the batch workers (None: usable cores - 1, "
+        "at least 1)",
     )
     embedding_cache_size: int = Field(
         default=4096, ge=0,

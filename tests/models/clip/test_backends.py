@@ -192,6 +192,16 @@ def test_missing_exporter_names_the_extra(tmp_path, monkeypatch, tiny_clip):
         fresh(tiny_clip, "onnx")
 
 
+def test_unwritable_cache_is_a_clear_error_and_auto_falls_back(tmp_path, monkeypatch,
+                                                               tiny_clip):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(export.CACHE_ENV, str(blocker))
+    with pytest.raises(ModelError, match="cannot write the CLIP ONNX cache.*PIXQL_CACHE_DIR"):
+        fresh(tiny_clip, "onnx")
+    assert fresh(tiny_clip, "auto").towers is None
+
+
 def test_backend_names_are_validated(monkeypatch):
     assert resolve_backend("onnx-int8") == "onnx-int8"
     with pytest.raises(OptionError, match="valid values: torch, onnx, onnx-int8") as info:

@@ -114,7 +114,7 @@ def fingerprint(model: torch.nn.Module, trimmed: bool) -> str:
     for name, value in sorted(model.state_dict().items()):
         t = value.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
     return h.hexdigest()[:32]
 
 
@@ -128,12 +128,20 @@ def ensure_files(
     """Make sure the ``(tower, precision)`` files exist and are intact; export what is not.
 
     Safe against other threads (a lock per folder) and other processes (``flock``).
+
+    Raises:
+        ModelError: the cache folder cannot be written, or the export failed.
+        MissingDependencyError: onnx / onnxscript / onnxruntime are not installed.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    with _thread_lock(folder), _process_lock(folder):
-        manifest = read_manifest(folder)
-        for key in wanted:
-            _ensure(model, folder, key, manifest, trimmed)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with _thread_lock(folder), _process_lock(folder):
+            manifest = read_manifest(folder)
+            for key in wanted:
+                _ensure(model, folder, key, manifest, trimmed)
+    except OSError as e:
+        raise ModelError(f"cannot write the CLIP ONNX cache in {folder}: {e}. Set "
+                         f"{CACHE_ENV} to a writable folder, or use backend='torch'.") from e
     return {key: folder / FILES[key] for key in wanted}
 
 
@@ -170,7 +178,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"format": EXPORT_FORMAT, "files": {}}
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+    if (not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT
+            or not isinstance(data.get("files", {}), dict)):
         return {"format": EXPORT_FORMAT, "files": {}}
     data.setdefault("files", {})
     return data
