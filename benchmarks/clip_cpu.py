@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement (1)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="thread settings to measure in turn (torch's, and the ONNX "
+                   "runtimes' follow it); default 1 2")
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     p.add_argument("--json", type=Path, default=None, help="also dump the raw rates here")
     return p.parse_args(argv)
@@ -172,12 +175,23 @@ def real_images() -> list[Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every thread setting of ``--threads`` in turn, sharing the model and the exports."""
     base = make_embedder()
-    info: dict[str, Any] = {}
-    variants = torch_variants(base, not args.no_compile)
-    variants.update(backend_variants(base, info))
+    torch_fns = torch_variants(base, not args.no_compile)
     images = real_images()
     pixels = torch.stack([base.preprocess(i, "image") for i in images])
+    out: dict[str, Any] = {"n_images": len(images), "n_texts": len(TEXTS), "by_threads": {}}
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)  # the ONNX runtimes' sessions follow it
+        out["by_threads"][threads] = run_threads(base, torch_fns, pixels, args)
+    return out
+
+
+def run_threads(base: ClipEmbedder, torch_fns: dict[str, tuple[Fn, Fn]],
+                pixels: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    variants = dict(torch_fns)
+    variants.update(backend_variants(base, info))
     ref_img, ref_txt = base.forward(list(pixels), "image"), base.forward(TEXTS, "text")
     cos: dict[str, tuple[float, float]] = {}
     for name, (fi, ft) in variants.items():  # also warms every variant up
@@ -189,16 +203,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rates: dict[tuple[str, str, int], list[float]] = {}
     for r in range(args.rounds):
         for bs in args.batch_sizes:
-            batch_i = pixels[torch.arange(bs) % len(pixels)]
-            batch_t = [TEXTS[i % len(TEXTS)] for i in range(bs)]
-            for name, (fi, ft) in variants.items():
-                for modality, fn, batch in (("image", fi, batch_i), ("text", ft, batch_t)):
-                    rate = items_per_s(fn, batch, bs, args.min_time)
-                    rates.setdefault((name, modality, bs), []).append(rate)
-                    print(f"round {r} bs {bs:3d} {name:20s} {modality}: {rate:8.2f}/s",
-                          flush=True)
-    return {"rates": rates, "cos": cos, "info": info, "variants": list(variants),
-            "n_images": len(images), "n_texts": len(TEXTS)}
+            batches = {"image": pixels[torch.arange(bs) % len(pixels)],
+                       "text": [TEXTS[i % len(TEXTS)] for i in range(bs)]}
+            for modality, batch in batches.items():
+                measure_round(variants, modality, batch, bs, args.min_time, rates, r)
+    return {"rates": rates, "cos": cos, "info": info, "variants": list(variants)}
+
+
+def measure_round(variants: dict[str, tuple[Fn, Fn]], modality: str, batch: Any, bs: int,
+                  min_time: float, rates: dict, r: int) -> None:
+    """One round: torch, every other variant, torch again (its rate is the mean of both,
+    so each ratio compares measurements minutes apart at most)."""
+    idx = 0 if modality == "image" else 1
+    order = ["torch", *[v for v in variants if v != "torch"], "torch"]
+    got: dict[str, list[float]] = {}
+    for name in order:
+        rate = items_per_s(variants[name][idx], batch, bs, min_time)
+        got.setdefault(name, []).append(rate)
+        print(f"round {r} bs {bs:3d} {name:20s} {modality}: {rate:8.2f}/s", flush=True)
+    for name, values in got.items():
+        rates.setdefault((name, modality, bs), []).append(statistics.mean(values))
 
 
 def ratio(rates: dict, name: str, modality: str, bs: int) -> float:
@@ -208,37 +232,45 @@ def ratio(rates: dict, name: str, modality: str, bs: int) -> float:
 
 
 def render(res: dict[str, Any], args: argparse.Namespace, command: str, wall: float) -> str:
-    rates, sizes = res["rates"], args.batch_sizes
     lines = ["## CLIP ViT-B/32 on the CPU: backends compared", "",
              f"Command: `{command}` — {machine()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} torch threads, {args.rounds} interleaved rounds, "
+             f"{args.rounds} interleaved rounds (torch measured first and last in each), "
              f"wall {wall / 60:.1f} min.", "",
              "Random weights (real ViT-B-32 architecture); throughput of "
              "`ClipEmbedder.forward` on preprocessed images / raw texts (tokenization "
              "included, padded to the batch's longest text). **×** = ratio to torch fp32 "
              "measured in the same round (median over rounds); items/s are medians and "
-             "depend on the machine's load.", ""]
-    for modality in ("image", "text"):
-        head = " | ".join(f"bs {b}: /s (×)" for b in sizes)
-        lines += [f"### {modality} embeddings", "", f"| backend | {head} | min cosine |",
-                  "|---" * (len(sizes) + 2) + "|"]
-        idx = 0 if modality == "image" else 1
-        for name in res["variants"]:
-            cells = " | ".join(
-                f"{statistics.median(rates[(name, modality, b)]):.1f} "
-                f"({ratio(rates, name, modality, b):.2f}×)" for b in sizes)
-            lines.append(f"| {name} | {cells} | {res['cos'][name][idx]:.5f} |")
-        lines.append("")
+             "depend on the machine's load. *N threads*: torch's and the ONNX runtimes'.", ""]
+    first = None
+    for threads, part in res["by_threads"].items():
+        lines += render_threads(part, threads, args.batch_sizes)
+        first = first or part
     lines += [f"Min cosine: per row vs torch fp32 over {res['n_images']} images (crops of "
               "scikit-learn's two sample photos + 8 generated photo-like images) and "
               f"{res['n_texts']} captions of 1 to 77+ tokens.", "",
               "| backend | first load (export + quantize + check) | load from cache |",
               "|---|---|---|"]
     for name in BACKENDS:
-        if "first_load_s" in res["info"].get(name, {}):
-            i = res["info"][name]
+        if first and "first_load_s" in first["info"].get(name, {}):
+            i = first["info"][name]
             lines.append(f"| {name} | {i['first_load_s']:.1f} s | {i['cached_load_s']:.1f} s |")
     return "\n".join(lines) + "\n"
+
+
+def render_threads(part: dict[str, Any], threads: int, sizes: list[int]) -> list[str]:
+    rates, lines = part["rates"], []
+    for modality in ("image", "text"):
+        head = " | ".join(f"bs {b}: /s (×)" for b in sizes)
+        lines += [f"### {modality} embeddings, {threads} thread(s)", "",
+                  f"| backend | {head} | min cosine |", "|---" * (len(sizes) + 2) + "|"]
+        idx = 0 if modality == "image" else 1
+        for name in part["variants"]:
+            cells = " | ".join(
+                f"{statistics.median(rates[(name, modality, b)]):.1f} "
+                f"({ratio(rates, name, modality, b):.2f}×)" for b in sizes)
+            lines.append(f"| {name} | {cells} | {part['cos'][name][idx]:.5f} |")
+        lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -250,7 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["PIXQL_CACHE_DIR"] = cache
         res = run(args)
     if args.json:
-        raw = {**res, "rates": [[*k, v] for k, v in res["rates"].items()]}
+        raw = {**res, "by_threads": {t: {**p, "rates": [[*k, v] for k, v in p["rates"].items()]}
+                                     for t, p in res["by_threads"].items()}}
         args.json.write_text(json.dumps(raw, indent=1, default=str))
     body = render(res, args, command.strip(), time.perf_counter() - start)
     print(body)

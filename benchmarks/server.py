@@ -18,7 +18,7 @@ layout (speed does not depend on the weights' values), or ``--model tiny``.
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/server.py                       # ViT-B-32, ~10 min on 2 cores
+    .venv/bin/python benchmarks/server.py                       # ViT-B-32, ~6-10 min on 2 cores
     .venv/bin/python benchmarks/server.py --model tiny --scale 0.5 --no-write
 """
 

@@ -26,8 +26,10 @@ import numpy as np
 from pixql.contact_sheet import make_contact_sheet
 from pixql.errors import MissingDependencyError
 
-#: side of the PNGs the 8x8 digits are enlarged to (MNIST's size)
+#: side of the PNGs the 8x8 digits are written as (MNIST's size) ...
 DIGIT_SIZE = 28
+#: ... with the digit enlarged to this side and centred on black, as in MNIST
+GLYPH_SIZE = 20
 #: models the demo builds
 SIMCLR_MODEL = "demo_simclr"
 PIXELS_MODEL = "demo_pixels"
@@ -57,9 +59,9 @@ def precision_at_k(vectors: np.ndarray, labels: np.ndarray, *, k: int = 10,
 
 
 def write_digits(folder: Path, *, limit: int | None = None) -> int:
-    """Write scikit-learn's digits as ``folder/<label>/<i>.png`` (28x28 grey, white on
-    black like MNIST); files already there are kept. ``limit`` writes only the first
-    ``limit`` digits. Returns the number of images written or kept."""
+    """Write scikit-learn's digits as ``folder/<label>/<i>.png`` (28x28 grey, a 20x20 white
+    digit centred on black, like MNIST); files already there are kept. ``limit`` writes
+    only the first ``limit`` digits. Returns the number of images written or kept."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
@@ -74,9 +76,11 @@ def write_digits(folder: Path, *, limit: int | None = None) -> int:
         if path.is_file():
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        big = Image.fromarray(img).resize((DIGIT_SIZE, DIGIT_SIZE),
-                                                    Image.Resampling.BICUBIC)
-        big.save(path)
+        glyph = Image.fromarray(img).resize((GLYPH_SIZE, GLYPH_SIZE), Image.Resampling.BICUBIC)
+        canvas = Image.new("L", (DIGIT_SIZE, DIGIT_SIZE), 0)
+        margin = (DIGIT_SIZE - GLYPH_SIZE) // 2
+        canvas.paste(glyph, (margin, margin))
+        canvas.save(path)
     return len(pixels)
 
 
@@ -138,7 +142,7 @@ def run_demo(workdir: Path, *, max_epochs: int = 60, time_budget: float = 90.0,
     started = time.perf_counter()
     workdir = Path(workdir).expanduser().resolve()
     images = write_digits(workdir / "digits", limit=limit)
-    _say(show, f"wrote {images} digits (scikit-learn, 8x8 → {DIGIT_SIZE}x{DIGIT_SIZE}) "
+    _say(show, f"wrote {images} digits (scikit-learn's 8x8, as {DIGIT_SIZE}x{DIGIT_SIZE} PNGs) "
                f"to {workdir / 'digits'}", f"training SimCLR for up to {time_budget:.0f} s ...")
     with pixql.connect(workdir, progress=show) as db:
         build = _build(db, max_epochs=max_epochs, time_budget=time_budget, seed=seed)

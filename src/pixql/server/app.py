@@ -83,6 +83,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         models.mark_preloaded()
     log.info("pixql server settings: %s", app.state.settings.public_dict())
     yield
+    models.close()
 
 
 def create_app(settings: ServerSettings | None = None, *, workspace: Any = None) -> FastAPI:
@@ -136,6 +137,13 @@ def _add_middleware(app: FastAPI, settings: ServerSettings) -> None:
         )
 
 
+def report_repairs(workspace: Any) -> None:
+    """Log (as warnings, so they show without logging set up) what the workspace's start-up
+    check removed: unfinished builds and orphaned model versions left by a crash."""
+    for item in getattr(workspace, "repaired", []):
+        log.warning("workspace %s: start-up check removed %s", workspace.root, item)
+
+
 def serve(
     settings: ServerSettings | None = None, workspace_dir: str | Path | None = None
 ) -> None:
@@ -157,6 +165,7 @@ def serve(
         # confined: SQL over HTTP may touch files inside the workspace (and allowed_dirs) only
         workspace = pixql.connect(str(workspace_dir), progress=False, confined=True,
                                   allowed_dirs=settings.allowed_dirs)
+        report_repairs(workspace)
     install_log_redaction()
     app = create_app(settings, workspace=workspace)
     try:

@@ -3,7 +3,9 @@
 A *runner* is a callable ``torch.Tensor -> torch.Tensor`` (float32, CPU) wrapping one
 exported tower; :mod:`pixql.models.clip.backends` plugs runners into a ``ClipEmbedder``.
 Both runtimes are thread-safe here: ONNX Runtime's ``InferenceSession.run`` is, and the
-OpenVINO runner keeps one infer request per thread.
+OpenVINO runner keeps one infer request per thread. Both use as many threads as torch
+(``torch.get_num_threads()``, i.e. ``OMP_NUM_THREADS`` or the physical cores), so one
+setting governs every backend.
 """
 
 from __future__ import annotations
@@ -52,12 +54,12 @@ class OrtRunner:
 
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
         ort = require_runtime("onnx")
+        threads = threads or torch.get_num_threads()
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # no busy-waiting worker threads: they would steal the CPU from image decoding
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
+        options.intra_op_num_threads = threads
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=["CPUExecutionProvider"])
@@ -79,10 +81,11 @@ class OpenVinoRunner:
     """One ONNX file compiled by OpenVINO for the CPU (its default precision: bf16 where the
     CPU has it, else fp32); compiled blobs are cached next to the file."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
         ov = require_runtime("openvino")
         core = ov.Core()
         core.set_property({"CACHE_DIR": str(path.parent / "openvino")})
+        core.set_property("CPU", {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads()})
         try:
             self.compiled = core.compile_model(str(path), "CPU")
         except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
