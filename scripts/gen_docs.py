@@ -86,7 +86,9 @@ def options_reference() -> str:
     lines = [HEADER + "# OPTIONS reference", "",
              "Every option of every statement and model kind, with its default. "
              "Prose and examples: [sql.md](sql.md), [models.md](models.md).", ""]
-    for title, model in (("CONVERT", o.ConvertOptions), ("SEARCH", o.SearchOptions),
+    from pixql.execution.search import SearchIndexOptions
+
+    for title, model in (("CONVERT", o.ConvertOptions), ("SEARCH", SearchIndexOptions),
                          ("COPY", o.CopyOptions), ("PRINT IMAGE", o.PrintOptions),
                          ("GET THANOSQL MODEL", o.GetModelOptions)):
         lines += _model_table(title, model)

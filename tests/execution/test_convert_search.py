@@ -156,3 +156,24 @@ def test_search_input_absolute_path(converted):
     absolute = str(converted.root / QUERY_IMG)
     res = converted.sql(search(top_k="1", inp=absolute)).fetchone()
     assert res[0] == QUERY_IMG
+
+
+def test_writes_join_a_transaction_the_user_opened(converted):
+    converted.sql("BEGIN")
+    converted.sql("CONVERT USING px OPTIONS (result_col='v_tx') AS SELECT * FROM images")
+    converted.sql("ROLLBACK")
+    cols = converted.sql("SELECT column_name FROM duckdb_columns() WHERE table_name='images'")
+    assert ("v_tx",) not in cols.fetchall()
+    converted.sql("BEGIN; CONVERT USING px OPTIONS (result_col='v_tx') AS SELECT * FROM images;"
+                  "COMMIT")
+    assert converted.sql("SELECT count(v_tx) FROM images").fetchone() == (24,)
+
+
+def test_failed_statement_around_nested_convert_changes_nothing(converted):
+    with pytest.raises(Exception, match="no_such_column"):
+        converted.sql("SELECT * FROM (CONVERT USING px OPTIONS (result_col='v2') AS "
+                      "SELECT * FROM images) WHERE no_such_column")
+    cols = converted.sql("SELECT column_name FROM duckdb_columns() WHERE table_name='images'")
+    assert ("v2",) not in cols.fetchall()
+    assert converted.sql("SELECT count(*) FROM pixql_catalog.embedding_columns "
+                         "WHERE column_name = 'v2'").fetchone() == (0,)

@@ -3,7 +3,7 @@ test_crash_server can SIGKILL the server process there.
 
 Usage: serve_worker.py STAGE MARKER -- <pixql arguments>
 
-STAGE is ``none`` (a plain server), ``convert-embed`` (CONVERT stalls computing embeddings),
+STAGE is ``none`` (a plain server), ``convert-embed`` (CONVERT stalls computing a batch of embeddings),
 ``convert-write`` (CONVERT stalls inside its write transaction, after the UPDATE, before the
 commit) or ``build`` (BUILD MODEL stalls with half-written weights in its temp folder).
 MARKER is a file written when the stall point is reached.
@@ -29,7 +29,8 @@ def _stall_embedding(marker: Path) -> None:
     real = PixelsEmbedder.forward
 
     def forward(self: Any, batch: Any, modality: str) -> Any:
-        _stall(marker)
+        if len(batch) > 1:  # a CONVERT's batch; SEARCH embeds its one input
+            _stall(marker)
         return real(self, batch, modality)
 
     PixelsEmbedder.forward = forward  # type: ignore[method-assign]

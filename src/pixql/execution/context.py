@@ -30,6 +30,14 @@ def to_arrow(rel: Any) -> pa.Table:
     return table
 
 
+def in_open_transaction(cur: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``cur`` is inside an explicit transaction. Autocommit gives every statement a
+    new transaction id; an open transaction keeps one. (Trying BEGIN instead would abort the
+    user's transaction when one is open.)"""
+    first = cur.execute("SELECT txid_current()").fetchall()
+    return cur.execute("SELECT txid_current()").fetchall() == first
+
+
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -67,14 +75,10 @@ class ExecContext:
     def transaction(self) -> Iterator[None]:
         """A transaction around a write: its own, or the one already open (a statement-wide
         one, or one the user began with BEGIN), which then commits or rolls back as a whole."""
-        if self.in_transaction:
-            yield
+        if self.in_transaction or in_open_transaction(self.cur):
+            yield  # the user's BEGIN (or ours) is open: join it
             return
-        try:
-            self.cur.begin()
-        except duckdb.TransactionException:  # the user's BEGIN is open: join it
-            yield
-            return
+        self.cur.begin()
         self.in_transaction = True
         try:
             yield

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pixql.execution.context import ExecContext, to_arrow
 from pixql.execution.result import Result
-from pixql.sql.nodes import Passthrough, Statement
+from pixql.sql.nodes import Convert, Passthrough, Statement
 
 if TYPE_CHECKING:  # pragma: no cover
     from pixql.workspace import Workspace
@@ -72,9 +72,11 @@ def execute_statement(ws: Workspace, node: Statement) -> Result:
 
 
 def _has_nested(node: Statement) -> bool:
-    """Whether the statement embeds AI subqueries (whose writes must share its fate)."""
+    """Whether the statement embeds a writing AI subquery (a CONVERT, at any depth), whose
+    write must share the statement's fate. Nested SEARCH and LIST only read."""
     query = getattr(node, "query", None)
-    return bool(query is not None and query.subqueries)
+    subs = query.subqueries if query is not None else []
+    return any(isinstance(s.node, Convert) or _has_nested(s.node) for s in subs)
 
 
 @executes(Passthrough)
