@@ -72,3 +72,10 @@ def test_workspace_from_environment(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pixql.cli.main", "sql", "SELECT 1 AS one"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and (env_ws / "pixql.duckdb").is_file()
+
+
+def test_demo_command_runs_end_to_end(tmp_path):
+    out = pixql("demo", "--dir", str(tmp_path / "demo"), "--epochs", "1", "--seconds", "5",
+                cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "demo" / "demo_results.png").is_file()

@@ -45,7 +45,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pixql.demo import run_demo
 
     workdir = Path(args.dir or args.workspace or "demo-workspace")
-    run_demo(workdir, max_epochs=args.epochs, show=True)
+    kwargs = {k: v for k, v in (("max_epochs", args.epochs), ("time_budget", args.seconds))
+              if v is not None}
+    run_demo(workdir, show=True, **kwargs)
     return 0
 
 
@@ -83,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("shell", help="interactive SQL shell (multi-line, history)")
     d = sub.add_parser("demo", help="build, convert and search a small digits table")
     d.add_argument("--dir", help="demo workspace folder (default ./demo-workspace)")
-    d.add_argument("--epochs", type=int, default=None, help="SimCLR epochs (default: demo's)")
+    d.add_argument("--epochs", type=int, default=None, help="SimCLR epochs (default 60)")
+    d.add_argument("--seconds", type=float, default=None,
+                   help="SimCLR training time budget in seconds (default 90)")
     s = sub.add_parser("serve", help="run the HTTP server (CLIP API, SQL over HTTP)")
     s.add_argument("--host", default=None, help="default: $PIXQL_HOST or 127.0.0.1")
     s.add_argument("--port", type=int, default=None, help="default: $PIXQL_PORT or 9001")
