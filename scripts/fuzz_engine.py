@@ -47,57 +47,13 @@ os.environ.setdefault("PIXQL_PROGRESS", "0")
 import pixql  # noqa: E402
 from pixql.errors import Error, ParseError  # noqa: E402
 from pixql.sql import parse_script, parse_statement  # noqa: E402
-from pixql.sql.nodes import AiStatement, Convert  # noqa: E402
+from pixql.sql.nodes import AiStatement  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_FILE = ROOT / "tests" / "sql" / "fixtures" / "identity.sql"
 SHAPES = ("circle", "square", "cross")
-SEARCH_PX = ("SEARCH IMAGE USING px OPTIONS (search_by='image', search_input='shapes/cross/001.png'"
-             ", emb_col='convert_result', top_k=3) AS SELECT * FROM images")
 #: statements valid on the template workspace (mutations of these reach deep into the engine)
-CORPUS = [
-    "SELECT * FROM images ORDER BY image_path LIMIT 3",
-    SEARCH_PX,
-    "SELECT image_path, search_result FROM (SEARCH IMAGE USING px OPTIONS (search_by='image', "
-    "search_input='shapes/circle/000.png', emb_col='convert_result', result_col='search_result',"
-    " top_k=None) AS SELECT * FROM images) WHERE label = 'circle'",
-    "CONVERT USING px OPTIONS (image_col='image_path', result_col='convert_result', "
-    "batch_size=4, workers=1) AS SELECT * FROM images",
-    "CONVERT USING px OPTIONS (result_col='other', on_error='null') AS SELECT * FROM mixed",
-    "CONVERT USING px OPTIONS (table_name='images') AS SELECT * FROM images WHERE label <> 'x'",
-    "SELECT * FROM (CONVERT USING px AS SELECT * FROM images WHERE label = 'cross')",
-    "BUILD MODEL px USING Pixels OPTIONS (image_size=4, overwrite=True) AS SELECT * FROM images",
-    "BUILD MODEL px3 USING Pixels OPTIONS (image_size=6, grayscale=False, center=False) "
-    "AS SELECT * FROM images",
-    "COPY more OPTIONS (if_exists='replace') FROM 'shapes/'",
-    "COPY images OPTIONS (if_exists='append') FROM 'shapes/circle/'",
-    "COPY more OPTIONS (if_exists='replace', resolve_paths='image_path') FROM 'data.csv'",
-    "COPY mixed OPTIONS (if_exists='fail', image_col='path') FROM 'bad/'",
-    "PRINT IMAGE OPTIONS (image_col='image_path') AS SELECT image_path FROM images LIMIT 2",
-    f"PRINT IMAGE AS ({SEARCH_PX})",
-    "LIST MODEL",
-    "SELECT name, version FROM (SHOW MODELS) ORDER BY name",
-    "DROP MODEL IF EXISTS nope",
-    "DELETE MODEL px",
-    "SEARCH AUDIO USING px OPTIONS (search_by='audio', search_input='a.wav', emb_col='e') "
-    "AS SELECT * FROM images",
-    "SEARCH VIDEO USING c OPTIONS (search_by='video', search_input='clip.mp4', "
-    "emb_col='clip_emb') AS SELECT * FROM images",
-    "GET THANOSQL MODEL clip OPTIONS (model_name='c2', path='weights/tiny-clip')",
-    "BUILD MODEL c3 USING CLIP OPTIONS (path='weights/tiny-clip', video_frames=2)",
-    "SEARCH IMAGE USING c OPTIONS (search_by='text', search_input='a circle', "
-    "emb_col='clip_emb', top_k=2) AS SELECT * FROM images",
-    "SEARCH IMAGE USING c OPTIONS (search_by='image', search_input='shapes/square/000.png', "
-    "emb_col='clip_emb') AS SELECT * FROM images",
-    "CONVERT USING c OPTIONS (convert_type='text', text_col='caption', result_col='t_emb') "
-    "AS SELECT * FROM captions",
-    "SEARCH TEXT USING c OPTIONS (search_by='text', search_input='dog', emb_col='t_emb') "
-    "AS SELECT * FROM (CONVERT USING c OPTIONS (convert_type='text', text_col='caption', "
-    "result_col='t_emb') AS SELECT * FROM captions)",
-    "INSERT INTO captions VALUES (9, 'a new caption')",
-    "CREATE TABLE scratch AS SELECT * FROM images",
-    "UPDATE images SET label = 'x' WHERE label = 'cross'",
-]
+CORPUS_FILE = ROOT / "tests" / "reliability" / "fixtures" / "engine_corpus.sql"
 WORDS = [
     "SEARCH", "IMAGE", "TEXT", "VIDEO", "USING", "OPTIONS", "AS", "CONVERT", "LIST", "MODEL",
     "SHOW", "MODELS", "BUILD", "PRINT", "COPY", "FROM", "GET", "THANOSQL", "DELETE", "DROP",
@@ -244,24 +200,6 @@ def in_transaction(cur: duckdb.DuckDBPyConnection) -> bool:
 
 
 # ---------------------------------------------------------------------- running inputs
-#: broken rules already reported to the engine's owner: counted apart from new bugs
-KNOWN_ISSUES = {
-    "nested-convert": "a CONVERT nested in a statement stores its column before the outer "
-                      "statement fails, so the failed statement has changed the workspace",
-}
-
-
-class KnownIssue(Exception):
-    """A broken rule of :data:`KNOWN_ISSUES` (the argument is its key)."""
-
-
-def has_nested_convert(node: Any) -> bool:
-    """Whether an AI subquery of ``node`` (at any depth) is a CONVERT."""
-    query = getattr(node, "query", None)
-    subs = getattr(query, "subqueries", None) or []
-    return any(isinstance(s.node, Convert) or has_nested_convert(s.node) for s in subs)
-
-
 class Harness:
     """A template workspace and a working copy that is restored whenever it changes."""
 
@@ -328,12 +266,7 @@ class Harness:
         try:
             self.ws.sql(statement.text)
         except (Error, duckdb.Error) as e:
-            try:
-                self.check_unchanged(f"failed statement ({type(e).__name__}: {e})")
-            except AssertionError as broken:
-                if "changed the workspace" in str(broken) and has_nested_convert(statement):
-                    raise KnownIssue("nested-convert") from broken
-                raise
+            self.check_unchanged(f"failed statement ({type(e).__name__}: {e})")
             return "pixql." + type(e).__name__ if isinstance(e, Error) else "duckdb.Error"
         if self._changed():
             self.restore()
@@ -348,9 +281,9 @@ class Harness:
 Generator = Callable[[random.Random], str]
 
 
-def golden() -> list[str]:
-    """The parser's golden statements (tests/sql/fixtures/identity.sql)."""
-    lines = GOLDEN_FILE.read_text(encoding="utf-8").splitlines()
+def statements(path: Path) -> list[str]:
+    """The statements of a one-statement-per-line file ("--" lines are comments)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
     return [line for line in lines if line.strip() and not line.startswith("--")]
 
 
@@ -423,7 +356,8 @@ def glued(rng: random.Random) -> str:
     return ";\n".join(rng.choice(CORPUS) for _ in range(rng.randint(2, 4)))
 
 
-GOLDEN = golden()
+GOLDEN = statements(GOLDEN_FILE)
+CORPUS = statements(CORPUS_FILE)
 #: the corpus's top-level AI statements with OPTIONS, parsed
 AI_CORPUS = [node for node in map(parse_statement, CORPUS)
              if isinstance(node, AiStatement) and node.options]
@@ -447,13 +381,12 @@ class Report:
     seconds: float = 0.0
 
     def line(self, seed: int) -> str:
-        known = sum(v for k, v in self.outcomes.items() if k.startswith("known:"))
-        errors = sum(v for k, v in self.outcomes.items() if k[:5] not in ("ok", "bug", "known"))
+        errors = sum(v for k, v in self.outcomes.items() if k not in ("ok", "bug"))
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
         return (f"fuzz_engine: {self.inputs} inputs, {self.outcomes['ok']} ran, {errors} "
-                f"refused with pixql/DuckDB errors, {self.outcomes['bug']} new bugs, {known} "
-                f"known issues; workspace restored {self.restores} times; slowest input "
-                f"{self.slowest:.2f}s (seed {seed}, {self.seconds:.1f}s)\n  outcomes: {kinds}")
+                f"refused with pixql/DuckDB errors, {self.outcomes['bug']} bugs; workspace "
+                f"restored {self.restores} times; slowest input {self.slowest:.2f}s "
+                f"(seed {seed}, {self.seconds:.1f}s)\n  outcomes: {kinds}")
 
 
 def fuzz(harness: Harness, rng: random.Random, n: int) -> Report:
@@ -465,9 +398,6 @@ def fuzz(harness: Harness, rng: random.Random, n: int) -> Report:
         t0 = time.perf_counter()
         try:
             outcome = harness.run(text)
-        except KnownIssue as known:
-            outcome = f"known:{known}"
-            harness.restore()
         except Exception:  # noqa: BLE001 - anything else is what we hunt for
             outcome = "bug"
             report.failures.append((text, traceback.format_exc(limit=6)))
@@ -499,8 +429,6 @@ def main(argv: list[str] | None = None) -> int:
     for text, why in report.failures[:5]:
         print(f"FAILED on {text!r}:\n{why}", file=sys.stderr)
     print(report.line(args.seed))
-    for key in sorted(k[6:] for k in report.outcomes if k.startswith("known:")):
-        print(f"  known issue {key}: {KNOWN_ISSUES[key]}")
     print(f"  slowest: {report.slowest_input[:160]!r}")
     return 1 if report.failures else 0
 

@@ -88,10 +88,25 @@ def local_server(folder: Path) -> Iterator[tuple[str, int]]:
         proc.terminate()
         proc.wait(timeout=30)
         log.seek(0)
-        tracebacks = [x for x in log.read().split("\n\n") if "Traceback" in x]
+        problems = _problems(log.read())
         log.close()
-        for text in tracebacks[:3]:  # what went wrong inside the server
-            print(text[-3000:], file=sys.stderr)
+        for text in problems[:3]:  # what went wrong inside the server
+            print(text[-4000:], file=sys.stderr)
+
+
+def _problems(log: str) -> list[str]:
+    """The ERROR records (with their tracebacks) of a server log."""
+    found: list[list[str]] = []
+    current: list[str] | None = None
+    for line in log.splitlines():
+        if line.startswith("INFO"):
+            current = None
+        elif line.startswith("ERROR") or (current is None and line.startswith("Traceback")):
+            current = [line]
+            found.append(current)
+        elif current is not None:
+            current.append(line)
+    return ["\n".join(lines) for lines in found]
 
 
 def _wait_healthy(base: str, proc: subprocess.Popen[Any]) -> None:

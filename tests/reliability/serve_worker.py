@@ -3,9 +3,10 @@ test_crash_server can SIGKILL the server process there.
 
 Usage: serve_worker.py STAGE MARKER -- <pixql arguments>
 
-STAGE is ``none`` (a plain server), ``convert-embed`` (CONVERT stalls computing a batch of embeddings),
-``convert-write`` (CONVERT stalls inside its write transaction, after the UPDATE, before the
-commit) or ``build`` (BUILD MODEL stalls with half-written weights in its temp folder).
+STAGE is ``none`` (a plain server), ``convert-embed`` (CONVERT stalls computing a batch of
+embeddings), ``convert-write`` (CONVERT stalls inside its write transaction, after the UPDATE,
+before the commit) or ``build`` (BUILD MODEL stalls with half-written weights in its temp
+folder).
 MARKER is a file written when the stall point is reached.
 """
 

@@ -22,7 +22,8 @@ from tests.server.conftest import VERSION
 
 SEARCH = ("SEARCH IMAGE USING px OPTIONS (search_by='image', search_input="
           "'shapes/cross/001.png', emb_col='convert_result', top_k=3) AS SELECT * FROM images")
-REBUILD = "BUILD MODEL px USING Pixels OPTIONS (image_size=8, overwrite=True) AS SELECT * FROM images"
+REBUILD = ("BUILD MODEL px USING Pixels OPTIONS (image_size=8, overwrite=True) "
+           "AS SELECT * FROM images")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
@@ -182,7 +183,8 @@ def test_duckdb_disk_full_is_507_and_recoverable(
     shutil.copytree(template, folder, symlinks=True, ignore=shutil.ignore_patterns("weights"))
     ws = fuzz_engine.open_workspace(folder)
     base, _ = start_server(workspace=ws, enable_sql=True)
-    fill = "CREATE OR REPLACE TABLE big{} AS SELECT range AS i, md5(range::VARCHAR) FROM range(30000)"
+    fill = ("CREATE OR REPLACE TABLE big{} AS SELECT range AS i, md5(range::VARCHAR) "
+            "FROM range(30000)")
     try:
         with httpx.Client(base_url=base, timeout=60) as c:
             statuses = [sql(c, fill.format(i)).status_code for i in range(4)]

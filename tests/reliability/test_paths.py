@@ -115,6 +115,17 @@ def test_file_images_cannot_escape(http: httpx.Client, value: str) -> None:
     assert r.status_code == 400 and "inside the workspace" in r.json()["message"]
 
 
+@pytest.mark.parametrize("path", ["../outside/secret.png", "escape.png", "escape_dir/secret.png",
+                                  "/etc/passwd", "~/secret.png", "~nosuchuser/x.png",
+                                  "shapes/\x00.png", "shapes/../../outside/secret.png",
+                                  "link/secret.txt", "pixql.duckdb"])
+def test_search_page_thumbnails_cannot_escape(http: httpx.Client, path: str) -> None:
+    r = http.get("/ui/image", params={"path": path})
+    assert r.status_code in (400, 403, 404), (path, r.status_code)
+    assert r.headers["content-type"].startswith("application/json")
+    assert http.get("/ui/image", params={"path": "shapes/circle/000.png"}).status_code == 200
+
+
 @pytest.mark.xfail(strict=True, reason="server/inputs.py _from_file: Path.expanduser() raises "
                    "RuntimeError for '~nosuchuser' and Path.resolve() ValueError for a NUL "
                    "byte; both escape as 500")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -40,11 +41,21 @@ def executes(node_type: type[S]) -> Callable[[Callable[[ExecContext, S], Result]
     return deco
 
 
+_LOAD_LOCK = threading.Lock()
+_loaded = False
+
+
 def _load_executors() -> None:
-    if len(EXECUTORS) > 1:
+    """Import the executor modules once. Under a lock: a second thread must not look an
+    executor up while the first is half-way through the imports (a 500 under load)."""
+    global _loaded
+    if _loaded:
         return
-    for mod in _EXECUTOR_MODULES:
-        importlib.import_module(mod)
+    with _LOAD_LOCK:
+        if not _loaded:
+            for mod in _EXECUTOR_MODULES:
+                importlib.import_module(mod)
+            _loaded = True
 
 
 def run_node(ctx: ExecContext, node: Statement) -> Result:

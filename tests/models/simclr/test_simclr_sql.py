@@ -9,7 +9,7 @@ import pytest
 
 from pixql.errors import CatalogError, ConflictError, ImageError, OptionError
 
-BUILD = ("BUILD MODEL shapes_model USING SimCLR OPTIONS (max_epochs=2, batch_size=12{extra}) "
+BUILD = ("BUILD MODEL shapes_model USING SimCLR OPTIONS (max_epochs=1, batch_size=12{extra}) "
          "AS SELECT * FROM images")
 SEARCH = ("SEARCH IMAGE USING shapes_model OPTIONS (search_by='image', "
           "search_input='shapes/circle/000.png', emb_col='convert_result', top_k={k}) "
@@ -37,8 +37,8 @@ def test_thanosql_tutorial_statements_run_verbatim(image_ws: Any) -> None:
 
 def test_build_reports_a_summary_and_search_ranks(image_ws: Any) -> None:
     summary = image_ws.sql(BUILD.format(extra=", seed=4")).df().iloc[0]
-    assert summary["kind"] == "SimCLR" and summary["dim"] == 128 and summary["epochs"] == 2
-    assert summary["images"] == 48 and not summary["stopped_by_time_budget"]
+    assert summary["kind"] == "SimCLR" and summary["dim"] == 128 and summary["epochs"] == 1
+    assert summary["images"] == 24 and not summary["stopped_by_time_budget"]
     image_ws.sql("CONVERT USING shapes_model AS SELECT * FROM images")
     top = image_ws.sql(SEARCH.format(k=5)).df()
     assert len(top) == 5 and top["filename"][0] == "000.png" and top["label"][0] == "circle"
