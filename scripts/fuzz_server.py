@@ -77,11 +77,21 @@ class Tally:
                 self.broken_bodies.append(f"[{source}] 200 with a broken JSON body for "
                                           f"{what[:300]}")
 
+    def failed(self, source: str, exc: Exception, what: str) -> None:
+        """A request that got no complete response: a connection cut mid-response is the
+        server's fault (a broken body); anything else is counted as not sent."""
+        name = type(exc).__name__
+        if name in ("RemoteProtocolError", "ChunkedEncodingError"):
+            self.sent[source] += 1
+            self.broken_bodies.append(f"[{source}] response cut short ({exc}) for {what[:300]}")
+        else:
+            self.transport_errors[name] += 1
+
     def summary(self) -> str:
         per_source = ", ".join(f"{k} {v}" for k, v in sorted(self.sent.items()))
         codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items()))
         return (f"fuzz_server: {sum(self.sent.values())} requests ({per_source}); "
-                f"{len(self.server_errors)} 5xx, {len(self.broken_bodies)} broken 200 bodies"
+                f"{len(self.server_errors)} 5xx, {len(self.broken_bodies)} broken 200 responses"
                 f"\n  status codes: {codes}")
 
 
@@ -147,7 +157,7 @@ def schema_fuzz(base: str, tally: Tally, *, examples: int, seed: int) -> None:
                 try:
                     response = case.call(base_url=base, session=session, timeout=30)
                 except (requests.RequestException, ValueError) as e:
-                    tally.transport_errors[type(e).__name__] += 1
+                    tally.failed("schemathesis", e, f"{case.method} {case.path} {case.body!r}")
                     return
                 tally.record("schemathesis", response, f"{case.method} {case.path} {case.body!r}")
 
@@ -226,7 +236,7 @@ def raw_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random,
             try:
                 r = client.request(method, path, headers=headers, content=body)
             except httpx.TransportError as e:
-                tally.transport_errors[type(e).__name__] += 1
+                tally.failed(source, e, f"{method} {path} {body[:200]!r}")
                 continue
             tally.record(source, r, f"{method} {path} {body[:200]!r}")
 
@@ -263,7 +273,7 @@ def sql_fuzz(base: str, tally: Tally, *, n: int, rng: random.Random,
             try:
                 r = client.post("/sql", json={"query": text, "max_rows": 50})
             except httpx.TransportError as e:
-                tally.transport_errors[type(e).__name__] += 1
+                tally.failed("sql", e, f"POST /sql {text!r}")
                 continue
             tally.record("sql", r, f"POST /sql {text!r}")
 

@@ -18,6 +18,8 @@ from pixql.models.base import Embedder
 from pixql.models.registry import get_kind
 
 DB_FILE = "pixql.duckdb"
+#: longest file name and path (bytes) the OS takes (Linux, macOS): longer is ENAMETOOLONG
+NAME_MAX, PATH_MAX = 255, 4096
 DEFAULT_DIR = "pixql-workspace"
 
 
@@ -116,6 +118,10 @@ class Workspace:
             p = Path(path).expanduser()
         except RuntimeError as e:  # '~nosuchuser/...'
             raise ProgrammingError(f"path {os.fspath(path)!r}: {e}") from None
+        if len(os.fsencode(p)) >= PATH_MAX or any(len(os.fsencode(x)) > NAME_MAX
+                                                   for x in p.parts):
+            raise ProgrammingError(f"path {os.fspath(path)[:80]!r}... is too long: at most "
+                                   f"{NAME_MAX} bytes a name, {PATH_MAX - 1} in all")
         p = p if p.is_absolute() else self.root / p
         if self.confined:
             real = Path(os.path.realpath(p))

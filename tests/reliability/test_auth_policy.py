@@ -179,8 +179,6 @@ def test_keys_are_never_logged_nor_echoed(secured: tuple[str, Any],
     assert "***" in "".join(bodies)  # the 422 echo was masked, not dropped
 
 
-@pytest.mark.xfail(strict=True, reason="server/routes/sql.py: SqlRequest forbids extra fields, "
-                   "so the body 'api_key' that the auth middleware accepts is refused (422)")
 def test_sql_takes_the_key_in_the_body(secured: tuple[str, Any]) -> None:
     base, _ = secured
     r = httpx.post(f"{base}/sql", json={"api_key": KEYS[0], "query": "SELECT 1 AS one"},

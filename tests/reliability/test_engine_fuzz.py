@@ -145,6 +145,17 @@ CASES: list[tuple[str, type[Exception], str]] = [
     ("SEARCH AUDIO USING px OPTIONS (search_by='audio', search_input='a.wav', emb_col='e') "
      "AS SELECT * FROM images", ModelError, "AUDIO"),
     ("SELECT 1; SEARCH IMAGE USING px OPTIONS (top_k=) AS SELECT 1", ParseError, "line 1"),
+    ('BUILD MODEL "../../escaped" USING Pixels', ProgrammingError, "cannot be used"),
+    ('BUILD MODEL "/tmp/escaped" USING Pixels', ProgrammingError, "cannot be used"),
+    ("GET THANOSQL MODEL clip OPTIONS (model_name='../../etc/passwd', path='weights/tiny-clip')",
+     ProgrammingError, "cannot be used"),
+    ("GET THANOSQL MODEL clip OPTIONS (model_name='" + "m" * 200 + "', path='weights/tiny-clip')",
+     ProgrammingError, "longer than 128"),
+    (search("'" + "a" * 300 + "'"), ProgrammingError, "too long"),
+    ("BUILD MODEL q USING CLIP OPTIONS (path='" + "a/" * 2100 + "')", ProgrammingError,
+     "too long"),
+    (search("'shapes/\x00.png'"), ProgrammingError, "NUL"),
+    (search("'~nosuchuser/a.png'"), ProgrammingError, "home directory"),
 ]
 
 

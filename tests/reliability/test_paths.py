@@ -109,6 +109,19 @@ def test_statements_cannot_touch_files_outside(http: httpx.Client, layout: Path,
                                                                       "secret.png"]
 
 
+@pytest.mark.parametrize("name", ["../../planted", "{root}/planted", "..\\..\\planted"])
+def test_model_names_cannot_place_files_outside(http: httpx.Client, layout: Path,
+                                                name: str) -> None:
+    """A model name names a folder: a quoted name with a path in it used to put the model's
+    files outside the workspace (and DELETE MODEL would remove them there)."""
+    quoted = '"' + name.format(root=layout) + '"'
+    for statement in (f"BUILD MODEL {quoted} USING Pixels",
+                      f"GET THANOSQL MODEL clip OPTIONS (model_name='{name.format(root=layout)}',"
+                      " path='weights/tiny-clip')"):
+        assert "cannot be used" in refused(sql(http, statement))
+    assert not list(layout.rglob("planted*")) and not (layout.parent / "planted").exists()
+
+
 @pytest.mark.parametrize("value", ["escape_dir/secret.png", "~/x.png", "../outside/secret.png"])
 def test_file_images_cannot_escape(http: httpx.Client, value: str) -> None:
     r = http.post("/clip/embed_image", json={"image": {"type": "file", "value": value}})
@@ -126,9 +139,6 @@ def test_search_page_thumbnails_cannot_escape(http: httpx.Client, path: str) -> 
     assert http.get("/ui/image", params={"path": "shapes/circle/000.png"}).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="server/inputs.py _from_file: Path.expanduser() raises "
-                   "RuntimeError for '~nosuchuser' and Path.resolve() ValueError for a NUL "
-                   "byte; both escape as 500")
 @pytest.mark.parametrize("value", ["~nosuchuser/x.png", "pics/\x00.png"])
 def test_odd_file_image_paths_are_400(http: httpx.Client, value: str) -> None:
     r = http.post("/clip/embed_image", json={"image": {"type": "file", "value": value}})
@@ -178,8 +188,6 @@ def test_allowed_dirs_open_a_folder_to_sql_over_http(
     serve_and_check(ws_dir, ServerSettings.from_env({}, enable_sql=True), default, monkeypatch)
 
 
-@pytest.mark.xfail(strict=True, reason="server/inputs.py ImageLoader checks {'type': 'file'} "
-                   "paths against the workspace folder only, not settings.allowed_dirs")
 def test_allowed_dirs_open_a_folder_to_file_images(
     start_server: Callable[..., tuple[str, Any]], layout: Path
 ) -> None:

@@ -142,9 +142,6 @@ def test_content_types(servers: tuple[str, str, Any], content_type: str | None,
 
 
 # ---------------------------------------------------------------------- known /sql problems
-@pytest.mark.xfail(strict=True, reason="server/routes/sql.py: arr.to_pylist() raises "
-                   "OverflowError for dates/timestamps outside Python's range while the 200 "
-                   "response is streaming: the body is cut short")
 @pytest.mark.parametrize("value", ["'infinity'::DATE", "'10000-01-01'::TIMESTAMP"])
 def test_sql_json_carries_out_of_range_dates(servers: tuple[str, str, Any], value: str) -> None:
     r = httpx.post(servers[0] + "/sql", json={"query": f"SELECT {value} AS d"}, timeout=30)
@@ -152,9 +149,6 @@ def test_sql_json_carries_out_of_range_dates(servers: tuple[str, str, Any], valu
     assert r.json()["row_count"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="server/routes/sql.py: a script that opens a "
-                   "transaction (BEGIN) leaves it open on the worker thread's cursor after the "
-                   "request; its uncommitted changes then block other writers")
 def test_sql_request_leaves_no_transaction_open(servers: tuple[str, str, Any]) -> None:
     base, _, ws = servers
     r = httpx.post(base + "/sql", timeout=30,

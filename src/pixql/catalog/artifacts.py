@@ -17,7 +17,24 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from pixql.errors import ProgrammingError
+
 CONFIG_FILE = "config.json"
+#: longest model name (bytes): its folder name gets a ``.tmp-`` prefix and a suffix
+MAX_NAME_BYTES = 128
+_PATH_CHARS = ("/", "\\", "\x00")
+
+
+def check_name(name: str) -> str:
+    """``name`` when it can name a folder inside ``models/``; ProgrammingError otherwise (a
+    quoted model name like ``"../../x"`` or ``"/tmp/x"`` must not place files elsewhere)."""
+    if (not name or name.startswith(".") or any(c in name for c in _PATH_CHARS)
+            or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES):
+        raise ProgrammingError(
+            f"model name {name!r} cannot be used: a model name names a folder, so it may not "
+            f"contain '/', '\\' or NUL, start with '.', or be longer than {MAX_NAME_BYTES} "
+            "bytes")
+    return name
 
 
 class ArtifactStore:
@@ -28,16 +45,16 @@ class ArtifactStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def new_temp_dir(self, name: str) -> Path:
-        path = self.root / f".tmp-{name}-{uuid.uuid4().hex[:10]}"
+        path = self.root / f".tmp-{check_name(name)}-{uuid.uuid4().hex[:10]}"
         path.mkdir(parents=True)
         return path
 
     def relative_path(self, name: str, version: int) -> str:
-        return f"models/{name}/v{version}"
+        return f"models/{check_name(name)}/v{version}"
 
     def commit_dir(self, temp: Path, name: str, version: int) -> Path:
         """Atomically move a finished temp folder to its final place."""
-        final = self.root / name / f"v{version}"
+        final = self.root / check_name(name) / f"v{version}"
         final.parent.mkdir(parents=True, exist_ok=True)
         _fsync_tree(temp)
         os.replace(temp, final)
@@ -45,6 +62,11 @@ class ArtifactStore:
         return final
 
     def remove(self, path: Path) -> None:
+        """Delete a model folder (and its name's folder once empty); never outside
+        ``models/`` (a catalog row from before names were checked may point elsewhere)."""
+        root = Path(os.path.realpath(self.root))
+        if root not in Path(os.path.realpath(path)).parents:
+            return
         shutil.rmtree(path, ignore_errors=True)
         parent = path.parent
         if parent != self.root and parent.is_dir() and not any(parent.iterdir()):

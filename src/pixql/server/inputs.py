@@ -131,10 +131,15 @@ class ImageLoader:
             )
         if self.workspace_root is None:
             raise ImageError(f"{name}: file images need a workspace (pixql serve -w DIR)")
-        raw = Path(_string_value(value, name, "file")).expanduser()
-        path = (raw if raw.is_absolute() else self.workspace_root / raw).resolve()
-        if not path.is_relative_to(self.workspace_root):
-            raise ImageError(f"{name}: file images must lie inside the workspace folder")
+        try:
+            raw = Path(_string_value(value, name, "file")).expanduser()
+            path = (raw if raw.is_absolute() else self.workspace_root / raw).resolve()
+        except (RuntimeError, ValueError, OSError) as e:  # '~nobody/x', NUL bytes, ...
+            raise ImageError(f"{name}: not a usable file path ({e})") from e
+        roots = [self.workspace_root, *(Path(d).resolve() for d in self.settings.allowed_dirs)]
+        if not any(path.is_relative_to(root) for root in roots):
+            raise ImageError(f"{name}: file images must lie inside the workspace folder "
+                             "(or a folder in allowed_dirs)")
         return load_image(path, max_pixels=self.settings.max_image_pixels)
 
     def _refuse_numpy(self, value: Any, name: str) -> Any:

@@ -44,6 +44,8 @@ class SqlRequest(BaseModel):
         description="how FLOAT[d] columns are sent in JSON: lists of floats, or base64 of "
                     "little-endian float32 bytes (np.frombuffer(b64decode(x), 'float32'))")
     max_rows: int | None = Field(default=None, ge=0, description="cap on rows returned")
+    api_key: str | None = Field(default=None, description="API key (also: query or Bearer)",
+                                exclude=True)
 
 
 class SqlColumn(BaseModel):
@@ -71,7 +73,7 @@ async def run_sql(body: SqlRequest, request: Request) -> StreamingResponse:
     if ws is None or isinstance(ws, str):
         raise NotFoundError("SQL over HTTP needs a workspace: start the server with -w DIR")
     started = time.perf_counter()
-    result = await run_in_threadpool(ws.sql, body.query)
+    result = await run_in_threadpool(_run_closed, ws, body.query)
     table: pa.Table = result.table
     truncated = body.max_rows is not None and table.num_rows > body.max_rows
     if truncated:
@@ -105,6 +107,26 @@ class _Sink(io.RawIOBase):
     def take(self) -> bytes:
         out, self.parts = b"".join(self.parts), []
         return out
+
+
+def _run_closed(ws: Any, query: str) -> Any:
+    """Run the script on this thread's cursor; a transaction it leaves open (BEGIN without
+    COMMIT) is rolled back, since the next request on this thread is someone else's."""
+    from pixql.execution.context import in_open_transaction
+
+    cur = ws.cursor()
+    try:
+        result = ws.sql(query)
+    finally:
+        if in_open_transaction(cur):
+            cur.rollback()
+            left_open = True
+        else:
+            left_open = False
+    if left_open:
+        note = "the script left a transaction open; it was rolled back (end it with COMMIT)"
+        result.message = f"{result.message}; {note}" if result.message else note
+    return result
 
 
 def _arrow_stream(table: pa.Table) -> Iterator[bytes]:
@@ -141,7 +163,11 @@ def _encode_column(arr: pa.Array, embeddings: str) -> list[Any]:
             out.append(None if v is None else base64.b64encode(
                 np.asarray(v, dtype="<f4").tobytes()).decode())
         return out
-    return [_jsonable(v) for v in arr.to_pylist()]
+    try:
+        values = arr.to_pylist()
+    except (OverflowError, ValueError):  # e.g. 'infinity'::DATE, years past 9999
+        values = arr.cast(pa.string()).to_pylist()
+    return [_jsonable(v) for v in values]
 
 
 def _jsonable(v: Any) -> Any:
