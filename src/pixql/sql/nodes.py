@@ -128,8 +128,9 @@ class Statement:
     text: str = field(default="", compare=False, repr=False)
     pos: Position = field(default=Position(1, 1), compare=False, repr=False)
 
-    def sql(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def sql(self) -> str:  # pragma: no cover - every node overrides it
+        """Canonical text; the base falls back to the statement as written."""
+        return self.text.strip()
 
 
 @dataclass
