@@ -96,8 +96,9 @@ class ServerSettings(BaseModel):
     )
     allowed_dirs: list[Path] = Field(
         default_factory=list,
-        description="folders outside the workspace that SQL over HTTP (pixql serve -w) may "
-        "read and write too (symlinks are resolved first); empty: the workspace only",
+        description="folders outside the workspace that SQL over HTTP (pixql serve -w) and "
+        "{'type': 'file'} images may use too (symlinks are resolved first); empty: the "
+        "workspace only",
     )
     url_allow_hosts: list[str] = Field(
         default_factory=list,

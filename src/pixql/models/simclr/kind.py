@@ -69,7 +69,7 @@ class SimCLROptions(BuildOptions):
                                 description="projection head output size")
     learning_rate: float = Field(default=2e-3, gt=0, le=10, description="peak AdamW learning rate")
     weight_decay: float = Field(default=1e-4, ge=0, le=1, description="AdamW weight decay")
-    temperature: float = Field(default=0.2, gt=0, le=10, description="NT-Xent temperature")
+    temperature: float = Field(default=0.1, gt=0, le=10, description="NT-Xent temperature")
     augmentation: float = Field(default=1.0, ge=0, le=3,
                                 description="augmentation strength (0: none, 1: default)")
     flips: bool = Field(default=False, description="random horizontal flips (off: digits "
@@ -177,14 +177,15 @@ class SimCLR(ModelKind):
         if not isinstance(options, SimCLROptions):
             options = SimCLROptions.model_validate(options.model_dump())
         plan = _plan(ctx, options)
-        images = decode_all(plan["paths"], image_size=plan["image_size"],
-                            grayscale=plan["grayscale"], workers=options.workers or _usable_cores(),
-                            progress=ctx.progress)
-        mean, std = plan["mean"] or channel_stats(images)
         torch.set_num_threads(_usable_cores())
         torch.manual_seed(options.seed)
         backbone = build_backbone(plan["spec"])
+        # weights first: a missing weights file fails before minutes of decoding
         pretrained = load_pretrained(plan["spec"]["name"], backbone) if options.pretrained else None
+        images = decode_all(plan["paths"], image_size=plan["image_size"],
+                            grayscale=plan["grayscale"], workers=options.workers or _usable_cores(),
+                            progress=ctx.progress)
+        mean, std = plan["norm"] or channel_stats(images)
         head = ProjectionHead(backbone.feature_dim, max(512, backbone.feature_dim),
                               options.projection_dim)
         net = SimCLRNet(backbone, head)
@@ -226,7 +227,8 @@ class SimCLR(ModelKind):
 
 
 def _plan(ctx: BuildContext, options: SimCLROptions) -> dict[str, Any]:
-    """Decide paths, size, colour, device, backbone and normalisation before decoding."""
+    """Decide paths, size, colour, device, backbone and normalisation before decoding
+    (``norm`` is None when it is to be measured on the training images)."""
     paths = image_paths(ctx.rows, options.image_col, ctx.resolve)
     if len(paths) < 2:
         raise ModelError(f"SimCLR needs at least 2 training images, the AS query gave {len(paths)}")
@@ -248,7 +250,7 @@ def _plan(ctx: BuildContext, options: SimCLROptions) -> dict[str, Any]:
         info = pretrained_info(spec["name"])
         norm = (list(info.mean), list(info.std))
     return {"paths": paths, "image_size": int(size), "grayscale": grey, "device": device,
-            "spec": spec, "mixed_precision": mixed, "mean": norm}
+            "spec": spec, "mixed_precision": mixed, "norm": norm}
 
 
 def _train_config(options: SimCLROptions, plan: dict[str, Any]) -> TrainConfig:

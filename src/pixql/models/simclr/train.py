@@ -28,7 +28,7 @@ class TrainConfig:
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    temperature: float = 0.2
+    temperature: float = 0.1
     warmup: float = 0.05  # share of the run spent warming the learning rate up
     time_budget: float | None = None  # seconds
     seed: int = 0
