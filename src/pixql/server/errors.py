@@ -92,7 +92,10 @@ async def duckdb_error(request: Request, exc: Exception) -> JSONResponse:
             409, f"{exc} Another statement changed the same data at the same time; nothing "
             f"was changed: retry the request.", error=type(exc).__name__,
             headers={"Retry-After": str(CONFLICT_RETRY_AFTER)})
-    if is_disk_full(exc):
+    import duckdb
+
+    storage = isinstance(exc, duckdb.IOException | duckdb.TransactionException)
+    if storage and is_disk_full(exc):  # not SELECT error('No space left on device')
         return disk_full_response(exc)
     return json_error(400, str(exc), error=type(exc).__name__)
 
