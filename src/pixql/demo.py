@@ -93,7 +93,7 @@ def _say(show: bool, *lines: str) -> None:
 def _build(db: Any, *, max_epochs: int, time_budget: float, seed: int) -> dict[str, Any]:
     db.sql("COPY digits OPTIONS (if_exists='replace') FROM 'digits/'")
     built = db.sql(f"BUILD MODEL {SIMCLR_MODEL} USING SimCLR OPTIONS (max_epochs={max_epochs}, "
-                   f"batch_size=128, time_budget={time_budget}, seed={seed}, overwrite=True) "
+                   f"batch_size=64, time_budget={time_budget}, seed={seed}, overwrite=True) "
                    f"AS SELECT * FROM digits").df().iloc[0].to_dict()
     db.sql(f"BUILD MODEL {PIXELS_MODEL} USING Pixels OPTIONS (overwrite=True)")
     db.sql(f"CONVERT USING {SIMCLR_MODEL} OPTIONS (result_col='simclr') AS SELECT * FROM digits")
