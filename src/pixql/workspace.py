@@ -11,7 +11,7 @@ from typing import Any
 import duckdb
 
 from pixql.catalog.artifacts import ArtifactStore, read_config, repair
-from pixql.catalog.store import Catalog, ensure_schema
+from pixql.catalog.store import Catalog, ModelRecord, ensure_schema
 from pixql.errors import AccessError, ModelError, ProgrammingError
 from pixql.execution.result import Result
 from pixql.models.base import Embedder
@@ -139,9 +139,11 @@ class Workspace:
             return str(p)
 
     # -- models ---------------------------------------------------------------------------
-    def load_embedder(self, name: str) -> Embedder:
-        """The embedder of model ``name`` at its current version (loaded once, cached)."""
-        rec = self.catalog.get_model(name)
+    def load_embedder(self, name: str, rec: ModelRecord | None = None) -> Embedder:
+        """The embedder of model ``name`` at its current version (loaded once, cached);
+        ``rec``, the model's catalog row when the caller has just read it, saves a lookup."""
+        if rec is None or rec.name != name.lower():
+            rec = self.catalog.get_model(name)
         with self._embedder_lock:
             cached = self._embedders.get(rec.name)
             if cached is not None and cached[0] == rec.version:

@@ -213,3 +213,21 @@ def test_concurrent_searches_share_one_load(vec_ws: Any) -> None:
         got = list(pool.map(lambda _: vec_ws.sql(search("WHERE grp = 4", "9")).table, range(8)))
     assert all(g.equals(want) for g in got)
     assert vec_ws._vector_cache.loads == 1
+
+
+def test_a_repeated_query_text_still_resolves_its_table(vec_ws: Any) -> None:
+    """The parsed shape of a query is remembered by its text; the table it names is not:
+    a temporary view created later under the same name must be searched instead."""
+    fast(vec_ws, "WHERE grp = 1", "5")
+    cur = vec_ws.cursor()
+    cur.execute("CREATE TABLE flipped AS SELECT id, grp, list_reverse(e)::FLOAT[16] AS e "
+                "FROM t")
+    cur.execute("CREATE TEMP VIEW t AS SELECT * FROM flipped")
+    cache = vec_ws._vector_cache
+    before = cache.loads + cache.hits
+    got = vec_ws.sql(search("WHERE grp = 1", "5")).table
+    assert cache.loads + cache.hits == before  # the view is not the cached base table
+    assert got.equals(vec_ws.sql(search(top_k="5", source="(SELECT * FROM t WHERE grp = 1)"))
+                      .table)
+    cur.execute("DROP VIEW t")
+    assert fast(vec_ws, "WHERE grp = 1", "5").equals(general(vec_ws, "WHERE grp = 1", "5"))

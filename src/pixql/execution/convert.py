@@ -37,7 +37,7 @@ def run_convert(ctx: ExecContext, node: Convert) -> Result:
     kind = get_kind(rec.kind)
     opts = validate(ConvertOptions, node, extra=kind.convert_defaults, what="CONVERT")
     source_col = getattr(opts, SOURCE_OPTION[opts.convert_type])
-    embedder = ctx.ws.load_embedder(rec.name)
+    embedder = ctx.ws.load_embedder(rec.name, rec)
     embedder.check_modality(opts.convert_type)
     rows = ctx.query_arrow(node.query)
     _require_column(rows, source_col, SOURCE_OPTION[opts.convert_type])

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -77,7 +79,7 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
     rec = ctx.catalog.get_model(node.model)
     opts = validate(SearchIndexOptions, node, what=f"SEARCH {node.target.upper()}")
     result_col = opts.column_name or opts.result_col
-    embedder = ctx.ws.load_embedder(rec.name)
+    embedder = ctx.ws.load_embedder(rec.name, rec)
     embedder.check_modality(opts.search_by)
     plan = plan_query(ctx, node.query)
     rows = None
@@ -301,26 +303,49 @@ def plan_query(ctx: ExecContext, query: Query) -> QueryPlan | None:
     (no joins, grouping, ordering, limits, CTEs or samples), else None."""
     if query.subqueries:
         return None
-    rows = ctx.cur.execute("SELECT json_serialize_sql(?)", [query.text]).fetchall()
-    tree = json.loads(rows[0][0]) if rows else {}
-    stmts = tree.get("statements") or []
-    if tree.get("error") or len(stmts) != 1:
+    shape = _query_shape(ctx.cur, query.text)
+    if shape is None:
         return None
-    node = stmts[0].get("node") or {}
-    src = node.get("from_table") or {}
-    if not _plain_select(node, src):
-        return None
-    table = resolve_table(ctx.cur, src.get("schema_name") or "", src.get("table_name") or "")
+    schema, name, rowid_sql = shape
+    table = resolve_table(ctx.cur, schema, name)
     if table is None:
         return None
-    schema = src.get("schema_name") or ""
     label = f"{schema}.{table.name}" if schema else table.name
-    rowid_sql = None
-    if node.get("where_clause") is not None:
-        node["select_list"] = [_ROWID]
-        rowid_sql = str(ctx.cur.execute("SELECT json_deserialize_sql(?)",
-                                        [json.dumps(tree)]).fetchall()[0][0])
     return QueryPlan(table=table, label=label, rowid_sql=rowid_sql)
+
+
+#: query text → (schema, table, rowid SQL) or None; parsing does not depend on the database
+_SHAPES: OrderedDict[str, tuple[str, str, str | None] | None] = OrderedDict()
+_SHAPES_MAX = 512
+_SHAPES_LOCK = threading.Lock()
+
+
+def _query_shape(cur: Any, text: str) -> tuple[str, str, str | None] | None:
+    """(schema, table, ``SELECT rowid ... WHERE ...`` or None) when ``text`` is a plain
+    ``SELECT * FROM t [WHERE ...]``, else None; parsed by DuckDB once per distinct text."""
+    with _SHAPES_LOCK:
+        if text in _SHAPES:
+            _SHAPES.move_to_end(text)
+            return _SHAPES[text]
+    rows = cur.execute("SELECT json_serialize_sql(?)", [text]).fetchall()
+    tree = json.loads(rows[0][0]) if rows else {}
+    stmts = tree.get("statements") or []
+    shape = None
+    if not tree.get("error") and len(stmts) == 1:
+        node = stmts[0].get("node") or {}
+        src = node.get("from_table") or {}
+        if _plain_select(node, src):
+            rowid_sql = None
+            if node.get("where_clause") is not None:
+                node["select_list"] = [_ROWID]
+                rowid_sql = str(cur.execute("SELECT json_deserialize_sql(?)",
+                                            [json.dumps(tree)]).fetchall()[0][0])
+            shape = (src.get("schema_name") or "", src.get("table_name") or "", rowid_sql)
+    with _SHAPES_LOCK:
+        _SHAPES[text] = shape
+        while len(_SHAPES) > _SHAPES_MAX:
+            _SHAPES.popitem(last=False)
+    return shape
 
 
 def _plain_select(node: dict[str, Any], src: dict[str, Any]) -> bool:
