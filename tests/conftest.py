@@ -11,6 +11,8 @@ import pytest
 
 os.environ.setdefault("PIXQL_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# exact-parity tests expect torch; tests/models/clip/test_default_backend.py covers "auto"
+os.environ.setdefault("PIXQL_CLIP_BACKEND", "torch")
 
 SHAPES = ("circle", "square", "cross", "triangle")
 

@@ -60,3 +60,56 @@ def _random_image(seed: int, size: tuple[int, int] = (48, 40), mode: str = "RGB"
 def random_image():
     """``random_image(seed, size=(w, h), mode='RGB')``: a deterministic random PIL image."""
     return _random_image
+
+
+@pytest.fixture(scope="session")
+def default_cache(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, tiny_clip):
+    """The first load with the default backend (``$PIXQL_CLIP_BACKEND`` unset), twice at
+    once into one empty ``$PIXQL_CACHE_DIR``: ``load_clip`` in one thread and
+    ``attach_backend`` on another embedder of the same weights in a second one.
+
+    Exporting is the slow part (seconds even for the tiny CLIP), so the other ONNX tests
+    reuse (or copy) this cache. ``exports`` lists the ``(tower, precision)`` files written.
+    """
+    import threading
+
+    from pixql.models.clip import export, load_clip
+    from pixql.models.clip.backends import BACKEND_ENV, attach_backend
+    from pixql.models.clip.embedder import ClipEmbedder
+
+    root = tmp_path_factory.mktemp("default-onnx-cache")
+    exports: list[tuple[str, str]] = []
+    counted = {precision: _counting(real, precision, exports)
+               for precision, real in export._EXPORTERS.items()}
+    other = ClipEmbedder(tiny_clip.model, tiny_clip.image_transform, tiny_clip.tokenizer,
+                         version_id=tiny_clip.version_id, dim=tiny_clip.dim)
+    start = threading.Barrier(2)
+    out: dict[str, object] = {}
+
+    def run(name: str, load) -> None:
+        start.wait()
+        try:
+            out[name] = load()
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            out[name] = e
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(export.CACHE_ENV, str(root))
+        mp.delenv(BACKEND_ENV, raising=False)
+        mp.setattr(export, "_EXPORTERS", counted)
+        threads = [threading.Thread(target=run, args=a) for a in (
+            ("loaded", lambda: load_clip("ViT-B-32", path=tiny_clip_dir)),
+            ("other", lambda: attach_backend(other)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not any(isinstance(v, Exception) for v in out.values()), out
+    return {"root": root, "folder": out["other"]._export_folder, "exports": exports, **out}
+
+
+def _counting(real, precision: str, calls: list[tuple[str, str]]):
+    def exporter(model, folder, tower, trimmed):
+        calls.append((tower, precision))
+        return real(model, folder, tower, trimmed)
+    return exporter

@@ -46,17 +46,12 @@ def _exports_counted(monkeypatch) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory: pytest.TempPathFactory, tiny_clip):
-    """One ONNX cache for the module, filled once (fp32 + int8, both towers): exporting is
-    the slow part, so tests needing a cold or damaged cache copy this one."""
+def cache_dir(default_cache):
+    """The ONNX cache filled by the first default (auto) load (fp32 + int8, both towers):
+    exporting is the slow part, so tests needing a cold or damaged cache copy this one."""
     with pytest.MonkeyPatch.context() as mp:
-        path = tmp_path_factory.mktemp("onnx-cache")
-        mp.setenv(export.CACHE_ENV, str(path))
-        calls = _exports_counted(mp)
-        folder = fresh(tiny_clip, "onnx-int8")._export_folder
-        mp.undo()
-        mp.setenv(export.CACHE_ENV, str(path))
-        yield {"root": path, "folder": folder, "exports": calls}
+        mp.setenv(export.CACHE_ENV, str(default_cache["root"]))
+        yield default_cache
 
 
 def fresh(tiny_clip: ClipEmbedder, backend: str | None = None) -> ClipEmbedder:
@@ -121,7 +116,8 @@ def test_auto_picks_per_tower_a_backend_that_keeps_the_cosine(cache_dir, tiny_cl
 
 
 def test_export_happens_once_and_is_reused(cache_dir, monkeypatch, tiny_clip):
-    assert sorted(cache_dir["exports"]) == ["ImageTower", "TextTower"]  # the first load
+    assert sorted(cache_dir["exports"]) == [  # the first load
+        ("image", "fp32"), ("image", "int8"), ("text", "fp32"), ("text", "int8")]
     folder = cache_dir["folder"]
     assert folder.parent == cache_dir["root"] / "onnx"
     files = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")}
@@ -213,7 +209,7 @@ def test_backend_names_are_validated(monkeypatch):
     with pytest.raises(OptionError, match="'fast'"):
         resolve_backend()
     monkeypatch.delenv("PIXQL_CLIP_BACKEND")
-    assert resolve_backend() == "torch"
+    assert resolve_backend() == "auto"  # the default
 
 
 def test_onnx_backends_refuse_other_devices(tiny_clip):
@@ -245,3 +241,17 @@ def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     assert export.cache_root() == tmp_path / "c" / "onnx"
     monkeypatch.delenv(export.CACHE_ENV)
     assert export.cache_root() == Path("~/.cache/pixql/onnx").expanduser().absolute()
+
+
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "auto"])
+def test_a_rows_embedding_does_not_depend_on_its_batch(cache_dir, tiny_clip, images, backend):
+    """Dynamic int8 quantization scales activations by the whole input: the int8 runner
+    therefore runs row by row (texts at their own length), so CONVERT's batch_size, row
+    order and the server's micro-batching never change an embedding."""
+    e = fresh(tiny_clip, backend)
+    for modality, items in (("image", images), ("text", TEXTS)):
+        together = e.embed(items, modality, normalize=False)
+        alone = np.concatenate([e.embed([item], modality, normalize=False) for item in items])
+        reversed_ = e.embed(items[::-1], modality, normalize=False)[::-1]
+        np.testing.assert_allclose(together, alone, atol=1e-5)
+        np.testing.assert_allclose(together, reversed_, atol=1e-5)

@@ -3,14 +3,17 @@
 ``load_clip(..., backend=...)``, ``$PIXQL_CLIP_BACKEND`` and the ``backend`` option of
 ``BUILD MODEL ... USING CLIP`` take one of :data:`BACKENDS`:
 
-* ``torch`` — open_clip's PyTorch model (exact; any device). The default.
+* ``torch`` — open_clip's PyTorch model (exact; any device).
 * ``onnx`` — both towers exported to ONNX (fp32) and run by ONNX Runtime on the CPU.
 * ``onnx-int8`` — the same, dynamically quantized to int8 (weights int8, activations
   quantized on the fly); the fastest on CPUs with AVX-512 VNNI / AVX2.
 * ``openvino`` — OpenVINO runs the fp32 ONNX files (it picks bf16 itself where the CPU has it).
-* ``auto`` — per tower, the first of :data:`AUTO_ORDER` that is installed and whose
-  embeddings stay within cosine :data:`MIN_COSINE` of torch fp32 on a calibration batch;
-  torch otherwise (and always off the CPU).
+* ``auto`` (the default) — per tower, the first of :data:`AUTO_ORDER` that is installed,
+  exports, loads and keeps cosine :data:`MIN_COSINE` vs torch fp32 on a calibration batch;
+  torch otherwise (and always off the CPU). Nothing it tries can fail the load: a missing
+  runtime is skipped silently (debug log), any other failure (export, quantization, runtime,
+  an unwritable cache) is logged as a warning and the next candidate, or torch, is used. A
+  runner that fails later, on real inputs, hands its tower over to torch for good (warning).
 
 Preprocessing and tokenization stay in the :class:`~pixql.models.clip.embedder.ClipEmbedder`;
 only ``encode_image`` / ``encode_text`` are swapped, so texts are still padded to the
@@ -40,14 +43,15 @@ log = logging.getLogger(__name__)
 #: environment variable choosing the backend when none is given
 BACKEND_ENV = "PIXQL_CLIP_BACKEND"
 #: the backend used when neither the caller nor the environment names one
-DEFAULT_BACKEND = "torch"
+DEFAULT_BACKEND = "auto"
 #: backend name → what it is
 BACKENDS: dict[str, str] = {
     "torch": "open_clip's PyTorch model (exact, any device)",
     "onnx": "ONNX Runtime fp32 on the CPU (needs pixql[onnx])",
     "onnx-int8": "ONNX Runtime with dynamic int8 quantization on the CPU (needs pixql[onnx])",
     "openvino": "OpenVINO on the CPU, bf16 where supported (needs pixql[onnx,openvino])",
-    "auto": "the fastest installed CPU backend whose embeddings keep cosine >= 0.99 vs torch",
+    "auto": "per tower the fastest installed CPU backend keeping cosine >= 0.99 vs torch, "
+            "else torch (the default)",
 }
 #: candidates of ``auto``, fastest first (benchmarks/RESULTS.md, section clip_cpu)
 AUTO_ORDER = ("onnx-int8", "openvino", "onnx")
@@ -92,10 +96,12 @@ def attach_backend(embedder: ClipEmbedder, backend: str | None = None) -> ClipEm
     Raises:
         OptionError: unknown backend.
         MissingDependencyError: an explicit backend whose runtime is not installed.
-        ModelError: an explicit ONNX backend on a non-CPU device, or a failed export.
+        ModelError: an explicit ONNX backend on a non-CPU device, or a failed export
+            (never for ``auto``, which falls back to torch).
     """
     name = resolve_backend(backend)
     embedder.towers = _BUILDERS[name](embedder, name)
+    log.info("CLIP %s: backend %s", getattr(embedder, "model_id", "?"), embedder.backend)
     return embedder
 
 
@@ -123,30 +129,96 @@ def _explicit(embedder: ClipEmbedder, name: str) -> Towers:
 
 
 def _auto(embedder: ClipEmbedder, name: str) -> Towers | None:
-    """Per tower, the first installed candidate that keeps :data:`MIN_COSINE`."""
+    """Per tower, the first working candidate that keeps :data:`MIN_COSINE`; else torch."""
     if embedder.device.type != "cpu":
         return None
+    from pixql.models.clip.export import CacheNotWritableError
     from pixql.models.clip.onnx_backend import runtime_available
 
     candidates = [b for b in AUTO_ORDER if runtime_available(b)]
+    if not candidates:
+        log.debug("CLIP backend auto: neither onnxruntime nor openvino is installed; torch")
+        return None
     towers = Towers("auto")
+    try:
+        for tower in TOWERS:
+            _pick(embedder, towers, tower, candidates)
+    except CacheNotWritableError as e:
+        log.warning("CLIP backend auto: %s Using torch for the towers not set up yet.", e)
     for tower in TOWERS:
-        for backend in candidates:
-            try:
-                runner, cosine = _runner_and_cosine(embedder, backend, tower)
-            except (MissingDependencyError, ModelError) as e:
-                log.warning("CLIP backend auto: skipping %s for the %s tower: %s",
-                            backend, tower, e)
-                continue
-            if cosine >= MIN_COSINE:
-                setattr(towers, tower, runner)
-                towers.chosen[tower], towers.cosine[tower] = backend, cosine
-                break
         towers.chosen.setdefault(tower, "torch")
     if towers.image is None and towers.text is None:
         return None
-    towers.name = "auto(" + ", ".join(f"{t}={b}" for t, b in towers.chosen.items()) + ")"
+    towers.name = auto_name(towers.chosen)
     return towers
+
+
+def _pick(embedder: ClipEmbedder, towers: Towers, tower: str, candidates: list[str]) -> None:
+    """Give ``tower`` the first of ``candidates`` that works and keeps the cosine (else
+    leave it to torch). A candidate whose runtime or exporter is missing is dropped from
+    ``candidates``; a failed export of a precision skips the candidates that need it too.
+
+    Raises:
+        CacheNotWritableError: nothing can be exported (the caller stops trying).
+    """
+    from pixql.models.clip.export import CacheNotWritableError, ExportError
+    from pixql.models.clip.onnx_backend import RUNNERS
+
+    failed: set[str] = set()
+    for backend in list(candidates):
+        if RUNNERS[backend][0] in failed:
+            continue
+        try:
+            runner, cosine = _runner_and_cosine(embedder, backend, tower)
+        except CacheNotWritableError:
+            raise
+        except MissingDependencyError as e:
+            log.debug("CLIP backend auto: %s is not available: %s", backend, e)
+            candidates.remove(backend)
+            continue
+        except Exception as e:  # noqa: BLE001 - a default must never break the load
+            if isinstance(e, ExportError):
+                failed.add(e.precision)
+            log.warning("CLIP backend auto: %s failed for the %s tower, trying the next "
+                        "backend: %s: %s", backend, tower, type(e).__name__, e)
+            continue
+        if cosine >= MIN_COSINE:
+            setattr(towers, tower, Guarded(embedder, towers, tower, runner))
+            towers.chosen[tower], towers.cosine[tower] = backend, cosine
+            return
+        log.info("CLIP backend auto: %s reaches only cosine %.4f vs torch for the %s tower; "
+                 "not used", backend, cosine, tower)
+
+
+def auto_name(chosen: dict[str, str]) -> str:
+    """``'auto(image=onnx-int8, text=torch)'``: what ``auto`` picked per tower."""
+    return "auto(" + ", ".join(f"{t}={chosen.get(t, 'torch')}" for t in TOWERS) + ")"
+
+
+class Guarded:
+    """A runner chosen by ``auto``: if it ever raises, its tower goes back to torch for good
+    (with a warning), so the default backend cannot fail a query torch would answer."""
+
+    def __init__(self, embedder: ClipEmbedder, towers: Towers, tower: str,
+                 runner: Runner) -> None:
+        self.embedder, self.towers, self.tower = embedder, towers, tower
+        self.runner: Runner | None = runner
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        runner = self.runner
+        if runner is not None:
+            try:
+                return runner(x)
+            except Exception as e:  # noqa: BLE001 - any runtime error: torch answers
+                self.runner = None
+                self.towers.chosen[self.tower] = "torch"
+                self.towers.name = auto_name(self.towers.chosen)
+                log.warning("CLIP backend auto: the %s tower failed (%s: %s); torch computes "
+                            "it from now on", self.tower, type(e).__name__, e)
+        return _TORCH_TOWERS[self.tower](self.embedder, x)
+
+    def __repr__(self) -> str:
+        return f"Guarded({self.runner!r})"
 
 
 _BUILDERS: dict[str, Callable[[Any, str], Towers | None]] = {
@@ -162,7 +234,7 @@ _BUILDERS: dict[str, Callable[[Any, str], Towers | None]] = {
 def _runner_and_cosine(embedder: ClipEmbedder, backend: str, tower: str) -> tuple[Runner, float]:
     """The runner of ``tower`` for ``backend`` and its min cosine vs torch (cached)."""
     from pixql.models.clip import export
-    from pixql.models.clip.onnx_backend import RUNNERS, require_runtime
+    from pixql.models.clip.onnx_backend import ROWWISE, RUNNERS, RowwiseRunner, require_runtime
 
     require_runtime(backend)
     precision, factory = RUNNERS[backend]
@@ -170,6 +242,8 @@ def _runner_and_cosine(embedder: ClipEmbedder, backend: str, tower: str) -> tupl
     path = export.ensure_files(embedder.model, folder, [(tower, precision)],
                                trimmed=embedder._can_trim())[(tower, precision)]
     runner = factory(path)
+    if backend in ROWWISE:
+        runner = RowwiseRunner(runner, trim_text=tower == "text" and embedder._can_trim())
     cosine = export.recorded_cosine(folder, path.name, backend)
     if cosine is None:
         cosine = min_cosine(embedder, tower, runner)

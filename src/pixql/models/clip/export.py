@@ -9,10 +9,11 @@ Layout of the cache (``$PIXQL_CACHE_DIR/onnx`` or ``~/.cache/pixql/onnx``)::
       .lock                      held (flock) while a process exports
 
 Every file is written under a temporary name and renamed into place, so a crash never
-leaves a half-written model behind; a file whose size or sha256 differs from the manifest
-(truncated, corrupted) is exported again. The text tower is open_clip's ``encode_text``
-with the positional embedding and the causal mask cut to the batch's length, so batches
-padded to their longest text (not to 77 tokens) run unchanged.
+leaves a half-written model behind, and readers never see a partial file: intact files are
+used without taking the lock (so a read-only, pre-filled cache works); a file whose size or
+sha256 differs from the manifest (truncated, corrupted) is exported again. The text tower
+is open_clip's ``encode_text`` with the positional embedding and the causal mask cut to the
+batch's length, so batches padded to their longest text (not to 77 tokens) run unchanged.
 """
 
 from __future__ import annotations
@@ -58,6 +59,20 @@ _QUANT_NAG = "Please consider to run pre-processing before quantization"
 
 _LOCKS: dict[Path, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
+#: one export at a time per process (two concurrent dynamo exports corrupt each other)
+_EXPORT_LOCK = threading.Lock()
+
+
+class CacheNotWritableError(ModelError):
+    """The export cache folder cannot be created or written (read-only, full, a file...)."""
+
+
+class ExportError(ModelError):
+    """Exporting or quantizing one ``(tower, precision)`` file failed."""
+
+    def __init__(self, message: str, *, tower: str, precision: str) -> None:
+        super().__init__(message, tower=tower, precision=precision)
+        self.tower, self.precision = tower, precision
 
 
 class ImageTower(torch.nn.Module):
@@ -127,22 +142,36 @@ def ensure_files(
 ) -> dict[tuple[str, str], Path]:
     """Make sure the ``(tower, precision)`` files exist and are intact; export what is not.
 
-    Safe against other threads (a lock per folder) and other processes (``flock``).
+    Intact files are used as they are, without locking (files are only ever replaced by
+    renaming a complete file over them); anything missing or damaged is exported under a
+    lock per folder (other threads) and an ``flock`` (other processes), so concurrent first
+    loads export once.
 
     Raises:
-        ModelError: the cache folder cannot be written, or the export failed.
+        CacheNotWritableError: the cache folder cannot be written (and a file is missing).
+        ExportError: exporting or quantizing a file failed.
         MissingDependencyError: onnx / onnxscript / onnxruntime are not installed.
     """
+    paths = {key: folder / FILES[key] for key in wanted}
+    manifest = read_manifest(folder)
+    if all(file_ok(folder, FILES[key], manifest) for key in wanted):
+        return paths
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with _thread_lock(folder), _process_lock(folder):
             manifest = read_manifest(folder)
-            for key in wanted:
+            missing = [key for key in wanted if not file_ok(folder, FILES[key], manifest)]
+            if missing:
+                log.warning("exporting CLIP to ONNX in %s (%s): done once per weights, it "
+                            "takes a minute or two for ViT-B/32", folder,
+                            ", ".join(FILES[key] for key in missing))
+            for key in missing:
                 _ensure(model, folder, key, manifest, trimmed)
     except OSError as e:
-        raise ModelError(f"cannot write the CLIP ONNX cache in {folder}: {e}. Set "
-                         f"{CACHE_ENV} to a writable folder, or use backend='torch'.") from e
-    return {key: folder / FILES[key] for key in wanted}
+        raise CacheNotWritableError(
+            f"cannot write the CLIP ONNX cache in {folder}: {e}. Set {CACHE_ENV} to a "
+            f"writable folder, or use backend='torch'.") from e
+    return paths
 
 
 def _ensure(model: torch.nn.Module, folder: Path, key: tuple[str, str],
@@ -155,7 +184,15 @@ def _ensure(model: torch.nn.Module, folder: Path, key: tuple[str, str],
     if precision == "int8":
         _ensure(model, folder, (tower, "fp32"), manifest, trimmed)
     log.info("exporting CLIP %s tower (%s) to %s", tower, precision, folder / name)
-    _EXPORTERS[precision](model, folder, tower, trimmed)
+    try:
+        with _EXPORT_LOCK:  # torch.onnx.export is not thread-safe, even for other models
+            _EXPORTERS[precision](model, folder, tower, trimmed)
+    except (MissingDependencyError, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001 - the exporters raise many unrelated types
+        raise ExportError(f"cannot export the CLIP {tower} tower to ONNX ({precision}): "
+                          f"{type(e).__name__}: {e}. Use backend='torch'.",
+                          tower=tower, precision=precision) from e
     manifest["files"][name] = _describe(folder / name)
     write_manifest(folder, manifest)
 
@@ -201,13 +238,16 @@ def recorded_cosine(folder: Path, name: str, backend: str) -> float | None:
 
 def record_cosine(folder: Path, name: str, backend: str, cosine: float) -> None:
     """Store the min cosine vs torch of ``name`` run by ``backend`` (while the file is the
-    one the manifest describes)."""
-    with _thread_lock(folder), _process_lock(folder):
-        manifest = read_manifest(folder)
-        entry = manifest["files"].get(name)
-        if entry and entry.get("sha256") == sha256_file(folder / name):
-            entry.setdefault("cosine", {})[backend] = round(float(cosine), 6)
-            write_manifest(folder, manifest)
+    one the manifest describes). A read-only cache just keeps no record."""
+    try:
+        with _thread_lock(folder), _process_lock(folder):
+            manifest = read_manifest(folder)
+            entry = manifest["files"].get(name)
+            if entry and entry.get("sha256") == sha256_file(folder / name):
+                entry.setdefault("cosine", {})[backend] = round(float(cosine), 6)
+                write_manifest(folder, manifest)
+    except OSError as e:
+        log.debug("cannot record the cosine of %s in %s: %s", name, folder, e)
 
 
 def sha256_file(path: Path) -> str:
@@ -245,13 +285,7 @@ def _export_fp32(model: torch.nn.Module, folder: Path, tower: str, trimmed: bool
                               output_names=["embeddings"], dynamic_shapes=shapes, dynamo=True,
                               external_data=False, opset_version=OPSET, verbose=False)
 
-    try:
-        _atomic_write(folder / FILES[(tower, "fp32")], write)
-    except MissingDependencyError:
-        raise
-    except Exception as e:  # noqa: BLE001 - the exporter raises many unrelated types
-        raise ModelError(f"cannot export the CLIP {tower} tower to ONNX: "
-                         f"{type(e).__name__}: {e}. Use backend='torch'.") from e
+    _atomic_write(folder / FILES[(tower, "fp32")], write)
 
 
 def _export_int8(model: torch.nn.Module, folder: Path, tower: str, trimmed: bool) -> None:

@@ -43,6 +43,8 @@ WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 _CACHE: dict[tuple[str, str, str, int, str], ClipEmbedder] = {}
 _CACHE_LOCK = threading.Lock()
+#: a lock per key being loaded (see load_clip)
+_LOADING: dict[tuple[str, str, str, int, str], threading.Lock] = {}
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ def load_clip(
         device: torch device for the model.
         video_frames: frames sampled per video.
         backend: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``auto``; default
-            ``$PIXQL_CLIP_BACKEND`` or ``torch`` (see :mod:`pixql.models.clip.backends`).
+            ``$PIXQL_CLIP_BACKEND`` or ``auto`` (see :mod:`pixql.models.clip.backends`;
+            ``auto`` exports the towers to ONNX on the first load of given weights, and
+            falls back to torch when anything about that fails).
 
     Returns:
         The shared :class:`ClipEmbedder` for this (version, weights folder, device, backend).
@@ -100,10 +104,20 @@ def load_clip(
     source = resolve_weights(version, path=path, models_dir=models_dir)
     key = (version, source.key, str(device), int(video_frames), runtime)
     with _CACHE_LOCK:
-        if key not in _CACHE:
-            embedder = _load(version, source, device=device, video_frames=video_frames)
-            _CACHE[key] = attach_backend(embedder, runtime)
-        return _CACHE[key]
+        if key in _CACHE:
+            return _CACHE[key]
+        loading = _LOADING.setdefault(key, threading.Lock())
+    # one load per key; other models stay available meanwhile (a first ``auto`` load
+    # exports to ONNX, which takes minutes for large models)
+    with loading:
+        with _CACHE_LOCK:
+            if key in _CACHE:
+                return _CACHE[key]
+        embedder = attach_backend(
+            _load(version, source, device=device, video_frames=video_frames), runtime)
+        with _CACHE_LOCK:
+            _LOADING.pop(key, None)
+            return _CACHE.setdefault(key, embedder)
 
 
 def clear_cache() -> None:

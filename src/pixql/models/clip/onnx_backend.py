@@ -11,6 +11,7 @@ setting governs every backend.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 
 from pixql.errors import MissingDependencyError, ModelError
+
+log = logging.getLogger(__name__)
 
 #: backend → (Python module, install hint)
 RUNTIMES: dict[str, tuple[str, str]] = {
@@ -41,10 +44,15 @@ def require_runtime(backend: str) -> Any:
 
 
 def runtime_available(backend: str) -> bool:
-    """Whether the runtime of ``backend`` can be imported."""
+    """Whether the runtime of ``backend`` can be imported (a broken install counts as
+    missing: ``auto`` must not fail because of it)."""
     try:
         require_runtime(backend)
     except MissingDependencyError:
+        return False
+    except Exception as e:  # noqa: BLE001 - e.g. OSError from a broken shared library
+        log.warning("the %s runtime cannot be imported (%s: %s); not using it",
+                    RUNTIMES[backend][0], type(e).__name__, e)
         return False
     return True
 
@@ -105,10 +113,43 @@ class OpenVinoRunner:
         return f"OpenVinoRunner({self.path.name})"
 
 
+class RowwiseRunner:
+    """Runs another runner one row at a time, text rows cut to their own length, so that
+    a row's embedding never depends on the other rows of its batch.
+
+    Dynamic int8 quantization picks each activation's scale from the whole input tensor:
+    run batched, an item's embedding would shift (cosine ~0.999) with its batch mates and
+    its padding, so CONVERT results would depend on ``batch_size`` and row order and the
+    server's micro-batching would change answers. Row by row costs little on a CPU, where
+    batching gains ONNX Runtime ~10% (benchmarks/RESULTS.md, section clip_cpu).
+    """
+
+    def __init__(self, inner: Any, *, trim_text: bool) -> None:
+        self.inner = inner
+        self.trim_text = trim_text
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        from pixql.models.clip.embedder import trim_padding
+
+        if len(x) <= 1 and (x.is_floating_point() or not self.trim_text):
+            return self.inner(x)
+        rows = []
+        for row in x.split(1):
+            if self.trim_text and not row.is_floating_point():
+                row = trim_padding(row)
+            rows.append(self.inner(row))
+        return torch.cat(rows) if rows else self.inner(x)
+
+    def __repr__(self) -> str:
+        return f"RowwiseRunner({self.inner!r})"
+
+
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().cpu().numpy())
 
 
+#: backends whose rows depend on their batch mates when run batched (run row by row)
+ROWWISE = frozenset({"onnx-int8"})
 #: backend → (precision of the ONNX files it runs, runner factory)
 RUNNERS: dict[str, tuple[str, Any]] = {
     "onnx": ("fp32", OrtRunner),
