@@ -272,18 +272,15 @@ class VectorCache:
         state = ref.column_state(column)
         if state is None or state[-1] != f"FLOAT[{dim}]":
             return None
+        count = int(cur.execute(f"SELECT count(*) FROM {ref.sql}").fetchall()[0][0])
+        full_state = (stamp, state, count)
         key = (ref.key, column.lower())
         with self._key_lock(key):
             entry = self._get(key)
-            # same stamp: nothing was committed since the entry was loaded, so its row
-            # count still holds and need not be asked for again
-            if entry is not None and entry.state is not None \
-                    and entry.state[:2] == (stamp, state):
+            if entry is not None and entry.state == full_state:
                 self.hits += 1
                 return entry
             self._drop(key)
-            count = int(cur.execute(f"SELECT count(*) FROM {ref.sql}").fetchall()[0][0])
-            full_state = (stamp, state, count)
             if count * (dim * 4 + 9) > self.budget:
                 return None
             self._make_room(count * (dim * 4 + 9))
