@@ -103,8 +103,9 @@ def test_filter_the_graph_cannot_satisfy_widens_then_falls_back(ws_root: Any,
     got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, cand, 15, "hnsw",
                                  {"ef_search": 1})
     assert calls and calls[0] == math.ceil(vecs.n_valid / len(cand))  # scaled breadth
-    if isinstance(got, str):  # the graph walk found too few: exact answers instead
-        assert "fewer than 15" in got and len(calls) == ann.MAX_ROUNDS
+    if isinstance(got, str):  # too few found, or never confirmed: exact answers instead
+        assert ("fewer than 15" in got or "did not settle" in got)
+        assert len(calls) == ann.MAX_ROUNDS
     else:
         assert len(got[0]) == 15 and np.isin(got[0], cand).all()
 
@@ -159,3 +160,32 @@ def _open(path: Path) -> Any:
     from PIL import Image
 
     return Image.open(path)
+
+
+def test_a_filtered_answer_counts_only_once_a_wider_search_agrees(ws_root: Any,
+                                                                  monkeypatch: Any) -> None:
+    """A filter can hide the query's neighbourhood from the graph walk: the narrow search
+    below returns the filter's *worst* rows; the answer must not be trusted until two
+    successive widths agree, and then it is the exact one."""
+    monkeypatch.setattr(ann, "EXACT_BELOW", 1)
+    monkeypatch.setattr(ann, "MIN_SELECTIVITY", 0.0)
+    vecs = column(clustered())
+    cand = np.flatnonzero(vecs.valid)[::2]
+    q = query_unit(clustered(seed=5, n=1)[0])
+    scores = dot_scores(vecs.units, q, cand)
+    best, worst = cand[rank(scores, None)][:30], cand[rank(-scores, None)][:30]
+    calls: list[int] = []
+
+    def misled(self: Any, q: np.ndarray, k: int, allowed: Any, breadth: int) -> np.ndarray:
+        calls.append(breadth)
+        return worst[:k] if len(calls) == 1 else best[:k]
+
+    monkeypatch.setattr(ann.AnnIndex, "search", misled)
+    got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, cand, 10, "hnsw", {})
+    assert not isinstance(got, str)
+    assert list(got[0]) == list(best[:10]) and len(calls) == 3  # narrow, wider, agreeing
+    assert calls[1] == 4 * calls[0] and "re-ranked exactly" in got[2]
+
+    calls.clear()  # no filter: the first answer stands
+    got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, None, 10, "hnsw", {})
+    assert not isinstance(got, str) and len(calls) == 1

@@ -13,8 +13,11 @@ Guarantees:
   index, and exact); otherwise candidates are restricted to the selected rows *inside* the
   index search (a faiss ID selector), the search breadth is scaled by 1/selectivity (a
   filter uncorrelated with the query needs that many more visits for the same recall), and
-  it widens (more candidates, larger ``ef_search``/``nprobe``) until ``top_k`` rows are
-  found, else falls back to the exact search.
+  it widens (more candidates, larger ``ef_search``/``nprobe``, 4x a round) until ``top_k``
+  rows are found *and* two successive widths agree on them; else the exact search answers.
+  The agreement check matters for filters correlated with the query: an HNSW walk from an
+  odd digit towards the even digits a filter keeps found only 72% of the true top 10 at
+  ``ef_search`` 256, 89% at 1024 (MNIST pixels, 70,000 rows, ``label % 2 = 0``).
 """
 
 from __future__ import annotations
@@ -185,14 +188,31 @@ def approximate_search(
     breadth = math.ceil(asked * vecs.n_valid / n_sel)  # scaled by 1/selectivity
     want = min(top_k, n_sel)
     fetch = OVERFETCH * top_k
+    previous: np.ndarray | None = None
     for _ in range(MAX_ROUNDS):
         found = ann.search(q, fetch, allowed, breadth)
         if len(found) >= want:
-            found.sort()  # row order, so equal scores keep it
-            scores = dot_scores(vecs.units, q, found)
-            idx = rank(scores, top_k)
-            note = (f"approximate search: {kind} index ({key}={breadth}), "
-                    f"{len(found)} candidates re-ranked exactly")
-            return found[idx], scores[idx], note
+            positions, scores = _rerank(vecs, q, found, top_k)
+            # a filter can hide the query's neighbourhood from the index (a graph walk
+            # through rows the filter rejects): trust a filtered answer only once a 4x
+            # wider search agrees with it
+            if allowed is None or (previous is not None
+                                   and np.array_equal(np.sort(previous), np.sort(positions))):
+                note = (f"approximate search: {kind} index ({key}={breadth}), "
+                        f"{len(found)} candidates re-ranked exactly")
+                return positions, scores, note
+            previous = positions
         fetch, breadth = fetch * 4, breadth * 4
-    return f"the {kind} index found fewer than {want} rows through the filter"
+    return (f"the {kind} index found fewer than {want} rows through the filter"
+            if previous is None else
+            f"the {kind} index's answers through the filter did not settle as it widened")
+
+
+def _rerank(vecs: ColumnVectors, q: np.ndarray, found: np.ndarray,
+            top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``top_k`` of the candidate positions ``found`` by exact score (ties in
+    row order) and their scores."""
+    found = np.sort(found)  # row order, so equal scores keep it
+    scores = dot_scores(vecs.units, q, found)
+    idx = rank(scores, top_k)
+    return found[idx], scores[idx]
