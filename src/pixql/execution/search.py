@@ -267,15 +267,17 @@ def fetch_rows(ctx: ExecContext, table: TableRef, rowids: np.ndarray) -> pa.Tabl
 
     DuckDB turns ``rowid IN (...)`` into a semi join that reads only the row groups
     holding those rows."""
-    select = f'SELECT rowid AS "__pixql_rowid", * FROM {table.sql} WHERE rowid IN '
+    select = f'SELECT rowid AS "__pixql_rowid", * FROM {table.sql} WHERE rowid'
     if len(rowids) <= LITERAL_IDS:
+        # a list literal (= ANY) is planned as a semi join; an IN (1, 2, ...) literal is
+        # not (a full scan: 460 ms instead of 3 ms for 10 of 1M rows)
         ids = ",".join(map(str, rowids.tolist()))
-        got = to_arrow(ctx.cur.sql(f"{select}(SELECT unnest([{ids}]::BIGINT[]))"))
+        got = to_arrow(ctx.cur.sql(f"{select} = ANY([{ids}]::BIGINT[])"))
     else:
         name = f"__pixql_rows_{next(_names)}"
         ctx.cur.register(name, pa.table({"rid": pa.array(rowids, type=pa.int64())}))
         try:
-            got = to_arrow(ctx.cur.sql(f"{select}(SELECT rid FROM {quote_ident(name)})"))
+            got = to_arrow(ctx.cur.sql(f"{select} IN (SELECT rid FROM {quote_ident(name)})"))
         finally:
             ctx.cur.unregister(name)
     ids = got.column(0).to_numpy()
