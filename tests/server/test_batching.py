@@ -152,6 +152,27 @@ def test_service_after_close_runs_unbatched() -> None:
     assert service.stats().batchers == []
 
 
+class RowwiseFake(FakeEmbedder):
+    """A model whose text forward runs row by row (like CLIP's onnx-int8 towers)."""
+
+    def batches(self, modality: str) -> bool:
+        return modality != "text"
+
+
+def test_models_that_gain_nothing_from_batching_skip_the_batcher() -> None:
+    service = EmbeddingService(ServerSettings(embedding_cache_size=0, batching=True))
+    fake = RowwiseFake()
+    texts = ["a", "bb", "ccc"]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: service.embed(fake, [None], "text", lambda _: [t]),
+                            texts * 4))
+    assert [r.tolist() for r in got] == [[[len(t), 1.0]] for t in texts * 4]
+    assert service.stats().batchers == []  # straight to the model, concurrently
+    service.embed(fake, [None], "image", lambda _: ["img"])
+    assert [b.modality for b in service.stats().batchers] == ["image"]
+    service.close()
+
+
 # ---------------------------------------------------------------------- live servers
 @pytest.fixture(scope="module")
 def servers(start_server: Callable[..., tuple[str, Any]]) -> dict[str, str]:

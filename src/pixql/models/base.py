@@ -61,6 +61,12 @@ class Embedder(ABC):
     def forward(self, batch: Sequence[Any], modality: str) -> Any:
         """Run the model on a batch of preprocessed items."""
 
+    def batches(self, modality: str) -> bool:
+        """Whether one forward over a batch beats forwards of its items one by one (the
+        server micro-batches concurrent requests only then). True for most models; False
+        where the forward runs row by row anyway (CLIP's ``onnx-int8`` towers)."""
+        return True
+
     def postprocess(self, output: Any, *, normalize: bool = True) -> np.ndarray:
         """Model output → ``float32`` array ``(n, dim)``, L2-normalised unless told not to."""
         if hasattr(output, "detach"):

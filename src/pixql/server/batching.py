@@ -341,7 +341,8 @@ class EmbeddingService:
 
     def _compute(self, embedder: Any, key: str, modality: str,
                  load: Callable[[], list[Any]]) -> np.ndarray:
-        batcher = self._batcher(embedder, key, modality) if self.settings.batching else None
+        batcher = self._batcher(embedder, key, modality) \
+            if self.settings.batching and _batches(embedder, modality) else None
         if batcher is None:
             return embedder.embed(load(), modality, normalize=False)
         with batcher.incoming() as ticket:
@@ -412,6 +413,13 @@ class EmbeddingService:
             batchers=[_batcher_stats(key, modality, b) for (key, modality), b in entries],
             cache=self.cache.stats(),
         )
+
+
+def _batches(embedder: Any, modality: str) -> bool:
+    """Whether micro-batching helps ``embedder`` (a row-by-row forward gains nothing from
+    it, and queueing behind one forward lock would only serialise the requests)."""
+    batches = getattr(embedder, "batches", None)
+    return bool(batches(modality)) if batches is not None else True
 
 
 def _batcher_stats(key: str, modality: str, b: MicroBatcher) -> BatcherStats:

@@ -255,3 +255,14 @@ def test_a_rows_embedding_does_not_depend_on_its_batch(cache_dir, tiny_clip, ima
         reversed_ = e.embed(items[::-1], modality, normalize=False)[::-1]
         np.testing.assert_allclose(together, alone, atol=1e-5)
         np.testing.assert_allclose(together, reversed_, atol=1e-5)
+
+
+def test_the_server_batches_only_towers_that_gain_from_it(cache_dir, tiny_clip):
+    """onnx-int8 towers run row by row: the server must not micro-batch them."""
+    assert tiny_clip.batches("text") and tiny_clip.batches("image")  # torch
+    e = fresh(tiny_clip, "onnx-int8")
+    assert not e.batches("text") and not e.batches("image") and not e.batches("video")
+    assert fresh(tiny_clip, "onnx").batches("text")
+    auto = fresh(tiny_clip, "auto")  # guarded runners report what they wrap
+    assert auto.backend == "auto(image=onnx-int8, text=onnx-int8)"
+    assert not auto.batches("text") and not auto.batches("image")

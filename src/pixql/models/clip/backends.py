@@ -217,6 +217,11 @@ class Guarded:
                             "it from now on", self.tower, type(e).__name__, e)
         return _TORCH_TOWERS[self.tower](self.embedder, x)
 
+    @property
+    def rowwise(self) -> bool:
+        """Whether the guarded runner works row by row (torch, after a failure, does not)."""
+        return bool(getattr(self.runner, "rowwise", False))
+
     def __repr__(self) -> str:
         return f"Guarded({self.runner!r})"
 

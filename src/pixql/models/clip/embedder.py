@@ -101,6 +101,13 @@ class ClipEmbedder(Embedder):
         """The backend computing the embeddings (``'torch'`` unless ``towers`` is set)."""
         return self.towers.name if self.towers is not None else "torch"
 
+    def batches(self, modality: str) -> bool:
+        """False when the tower of ``modality`` runs row by row (``onnx-int8``: see
+        :class:`~pixql.models.clip.onnx_backend.RowwiseRunner`)."""
+        tower = "text" if modality == "text" else "image"
+        run = getattr(self.towers, tower, None) if self.towers is not None else None
+        return not getattr(run, "rowwise", False)
+
     # ------------------------------------------------------------------ text limits
     @property
     def max_text_tokens(self) -> int:

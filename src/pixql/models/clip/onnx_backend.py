@@ -124,6 +124,9 @@ class RowwiseRunner:
     batching gains ONNX Runtime ~10% (benchmarks/RESULTS.md, section clip_cpu).
     """
 
+    #: tells the server that batching gains nothing here (see ``Embedder.batches``)
+    rowwise = True
+
     def __init__(self, inner: Any, *, trim_text: bool) -> None:
         self.inner = inner
         self.trim_text = trim_text
