@@ -70,6 +70,13 @@ class ColumnRecord:
     source_column: str
 
 
+def _model_record(row: Any) -> ModelRecord:
+    rec = dict(zip(_MODEL_COLS, row, strict=True))
+    for key in ("options", "config", "summary"):
+        rec[key] = json.loads(rec[key])
+    return ModelRecord(**rec)
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the catalog tables if the workspace is new."""
     for stmt in _DDL:
@@ -96,12 +103,26 @@ class Catalog:
         row = self.cur.execute(
             f"SELECT {cols} FROM {SCHEMA}.models WHERE name = ?", [name.lower()]
         ).fetchall()
-        if not row:
-            return None
-        rec = dict(zip(_MODEL_COLS, row[0], strict=True))
-        for key in ("options", "config", "summary"):
-            rec[key] = json.loads(rec[key])
-        return ModelRecord(**rec)
+        return _model_record(row[0]) if row else None
+
+    def model_and_column(self, name: str, table: str,
+                         column: str) -> tuple[ModelRecord, ColumnRecord | None]:
+        """Model ``name`` (NotFoundError if unknown) and the catalog row of ``table.column``
+        (None if CONVERT did not make it), in one round trip (SEARCH needs both)."""
+        fields = list(ColumnRecord.__dataclass_fields__)
+        rows = self.cur.execute(
+            f"SELECT {', '.join('m.' + c for c in _MODEL_COLS)}, "
+            f"{', '.join('c.' + f for f in fields)} FROM {SCHEMA}.models m "
+            f"LEFT JOIN {SCHEMA}.embedding_columns c ON lower(c.table_name) = lower(?) "
+            "AND lower(c.column_name) = lower(?) WHERE m.name = ?",
+            [table, column, name.lower()]).fetchall()
+        if not rows:
+            return self.get_model(name), None  # raises NotFoundError naming the models
+        row = rows[0]
+        col_values = row[len(_MODEL_COLS):]
+        col = ColumnRecord(**dict(zip(fields, col_values, strict=True))) \
+            if col_values[0] is not None else None
+        return _model_record(row[: len(_MODEL_COLS)]), col
 
     def get_model(self, name: str) -> ModelRecord:
         rec = self.find_model(name)

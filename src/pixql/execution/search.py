@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pixql.catalog.store import ModelRecord
+from pixql.catalog.store import ColumnRecord, ModelRecord
 from pixql.errors import CatalogError, ModelError, NotFoundError
 from pixql.execution.context import ExecContext, quote_ident, to_arrow
 from pixql.execution.engine import executes
@@ -76,17 +76,16 @@ class QueryPlan:
 def run_search(ctx: ExecContext, node: Search) -> Result:
     if node.target == "audio":
         raise ModelError("SEARCH AUDIO is not supported: no pixql model embeds audio")
-    rec = ctx.catalog.get_model(node.model)
     opts = validate(SearchIndexOptions, node, what=f"SEARCH {node.target.upper()}")
     result_col = opts.column_name or opts.result_col
+    plan = plan_query(ctx, node.query)
+    rec, col = _model_and_column(ctx, node, plan, opts.emb_col)
     embedder = ctx.ws.load_embedder(rec.name, rec)
     embedder.check_modality(opts.search_by)
-    plan = plan_query(ctx, node.query)
     rows = None
     if plan is None or opts.emb_col not in plan.table.columns:
         rows = _query_rows(ctx, node.query, opts.emb_col)
-    table = plan.label if plan is not None else ctx.base_table(node.query)
-    _check_provenance(ctx, table, rec, opts.emb_col)
+    _check_provenance(col, rec)
     q = query_unit(query_vector(ctx, embedder, opts.search_by, opts.search_input))
     if rows is None:
         assert plan is not None
@@ -117,11 +116,21 @@ def _result(rows: pa.Table, scores: np.ndarray, note: str, result_col: str) -> R
     return Result(table=out, message=note)
 
 
-def _check_provenance(ctx: ExecContext, table: str | None, rec: ModelRecord,
-                      emb_col: str) -> None:
-    col = ctx.catalog.find_column(table, emb_col) if table else None
+def _model_and_column(ctx: ExecContext, node: Search, plan: QueryPlan | None,
+                      emb_col: str) -> tuple[ModelRecord, ColumnRecord | None]:
+    """The model's catalog row and, when the AS query reads one base table, the catalog
+    row of its ``emb_col`` (one round trip on the fast path)."""
+    if plan is not None:
+        return ctx.catalog.model_and_column(node.model, plan.label, emb_col)
+    rec = ctx.catalog.get_model(node.model)
+    table = ctx.base_table(node.query)
+    return rec, ctx.catalog.find_column(table, emb_col) if table else None
+
+
+def _check_provenance(col: ColumnRecord | None, rec: ModelRecord) -> None:
     if col is None:
         return
+    table, emb_col = col.table_name, col.column_name
     if col.model_name != rec.name:
         raise CatalogError(
             f"{table}.{emb_col} holds embeddings of model {col.model_name!r}, not "
