@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     models_dir = ensure_model(args.model, args.models_dir)
     os.environ["PIXQL_OFFLINE"] = "1"
     from pixql.models.clip import load_clip
-    from pixql.server.batching import resolve_torch_threads
+    from pixql.server.service import resolve_torch_threads
 
     threads = resolve_torch_threads(args.torch_threads)
     if args.torch_threads:

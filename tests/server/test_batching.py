@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from pixql.errors import ModelError
-from pixql.server.batching import BatcherClosed, EmbeddingService, MicroBatcher
+from pixql.server.batching import BatcherClosed, MicroBatcher
+from pixql.server.service import EmbeddingService
 from pixql.server.settings import ServerSettings
 from tests.server.conftest import TXT, b64_image, png_bytes
 

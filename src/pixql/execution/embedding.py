@@ -96,7 +96,7 @@ def embed_values(
 
 def _raise_bad(errors: list[str], values: Sequence[Any], done: int, chunk: list[Any]) -> None:
     shown = "; ".join(errors[:MAX_NAMED])
-    more = f" (and more)" if len(errors) > MAX_NAMED else ""
+    more = " (and more)" if len(errors) > MAX_NAMED else ""
     raise ImageError(
         f"cannot embed {len(errors)} value(s): {shown}{more}. Nothing was changed. "
         "Fix or remove these rows, or pass on_error='null' to store NULL embeddings for them.",

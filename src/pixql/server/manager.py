@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from pixql.errors import InputError
-from pixql.server.batching import EmbeddingService
 from pixql.server.schemas import ModelDescription, ModelsDescriptions
+from pixql.server.service import EmbeddingService
 from pixql.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ and the model's forward pass never block the event loop. Errors are raised, neve
 here: :mod:`pixql.server.errors` maps them (400 bad input, 404 missing weights, 413 limits,
 422 schema).
 
-Embeddings go through the server's :class:`~pixql.server.batching.EmbeddingService`
+Embeddings go through the server's :class:`~pixql.server.service.EmbeddingService`
 (``ClipModels.service``): cached rows first, then one micro-batched forward shared with
 concurrent requests. Embedding responses are encoded with orjson when it is installed
 (float32 values written in their shortest round-tripping form), else by pydantic.
@@ -26,7 +26,6 @@ from fastapi import APIRouter, FastAPI, Query, Response
 
 from pixql.errors import InputError
 from pixql.models.base import l2_normalize
-from pixql.server.batching import EmbeddingService, ServiceStats
 from pixql.server.cache import image_digest, text_digest
 from pixql.server.deps import ImagesDep, ModelsDep, SettingsDep
 from pixql.server.inputs import ImageLoader, check_count, check_texts, check_token_counts
@@ -40,6 +39,7 @@ from pixql.server.schemas import (
     ErrorResponse,
     ImageInput,
 )
+from pixql.server.service import EmbeddingService, ServiceStats
 from pixql.server.settings import ServerSettings
 
 
