@@ -78,22 +78,31 @@ def map_ordered(
     """Apply ``fn`` to ``items`` in a thread pool, yielding results in order, ``chunk`` at a time.
 
     Results of the next chunk are computed while the caller consumes the current one, so the
-    decoding never starves the model. ``fn`` should catch its own errors when the caller wants
-    to keep going; exceptions propagate otherwise.
+    decoding never starves the model. Each chunk is cut into one contiguous slice per worker
+    and each slice is one task: a future per item cost more than decoding a small image
+    (MNIST: 2,900 images/s with a future each on two threads, against 6,500/s in one
+    thread). ``fn`` should catch its own errors when the caller wants to keep going;
+    exceptions propagate otherwise.
     """
     if workers <= 1:
         for i in range(0, len(items), chunk):
             yield [fn(x) for x in items[i : i + chunk]]
         return
+
+    def run(part: Sequence[Any]) -> list[Any]:
+        return [fn(x) for x in part]
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pixql-decode") as pool:
         pending = None
         for i in range(0, len(items), chunk):
-            futures = [pool.submit(fn, x) for x in items[i : i + chunk]]
+            part = items[i : i + chunk]
+            step = -(-len(part) // workers)  # ceil: at most ``workers`` slices
+            futures = [pool.submit(run, part[j : j + step]) for j in range(0, len(part), step)]
             if pending is not None:
-                yield [f.result() for f in pending]
+                yield [y for f in pending for y in f.result()]
             pending = futures
         if pending is not None:
-            yield [f.result() for f in pending]
+            yield [y for f in pending for y in f.result()]
 
 
 def default_workers() -> int:
