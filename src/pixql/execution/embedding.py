@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,11 +76,10 @@ def embed_values(
     valid = np.zeros(n, dtype=bool)
     errors: list[str] = []
     prepare = _preparer(embedder, modality, resolve)
-    nworkers = workers if workers is not None else default_workers()
     done = 0
     with progress_bar(total=n, desc=desc, unit="img" if modality == "image" else "item",
                       enabled=progress) as bar:
-        for chunk in map_ordered(prepare, values, workers=nworkers, chunk=batch_size):
+        for chunk in _prepared(prepare, values, workers, batch_size):
             good = [i for i, x in enumerate(chunk) if not isinstance(x, _Failure)]
             errors.extend(x.reason for x in chunk if isinstance(x, _Failure))
             if errors and on_error == "fail":
@@ -92,6 +92,30 @@ def embed_values(
             done += len(chunk)
             bar.update(len(chunk))
     return Embedded(out, valid, errors)
+
+
+#: below this many seconds per item, decoding threads cost more than they give
+THREADS_PAY_FROM = 0.001
+
+
+def _prepared(prepare: Callable[[Any], Any], values: Sequence[Any], workers: int | None,
+              batch_size: int) -> Iterator[list[Any]]:
+    """Chunks of prepared items, in order. ``workers=None`` (the default) decides from the
+    first chunk, prepared in this thread: small items (MNIST digits: ~0.15 ms each) are
+    mostly Python work under the GIL, where two decoding threads ran at half the speed of
+    one and slowed the model's own threads three-fold (benchmarks/convert.py); larger
+    images (photos: milliseconds of decoding with the GIL released) go to a thread pool
+    that prepares the next chunk while the model runs."""
+    if workers is not None:
+        yield from map_ordered(prepare, values, workers=workers, chunk=batch_size)
+        return
+    started = time.perf_counter()
+    first = [prepare(v) for v in values[:batch_size]]
+    per_item = (time.perf_counter() - started) / max(1, len(first))
+    yield first
+    rest = values[batch_size:]
+    threads = default_workers() if per_item >= THREADS_PAY_FROM else 0
+    yield from map_ordered(prepare, rest, workers=threads, chunk=batch_size)
 
 
 def _raise_bad(errors: list[str], values: Sequence[Any], done: int, chunk: list[Any]) -> None:
