@@ -26,7 +26,8 @@ class ConvertOptions(Options):
     batch_size: int = Field(default=256, ge=1, le=65536,
                             description="items per forward pass (CLIP's default: 16)")
     workers: int | None = Field(default=None, ge=0, le=64,
-                                description="decoding threads (default: usable cores)")
+                                description="decoding threads; 0 or 1: inline (default: "
+                                "usable cores for items taking >= 1 ms, else inline)")
     on_error: Literal["fail", "null"] = Field(
         default="fail", description="bad images: fail and change nothing, or store NULL")
     table_name: str | None = Field(
