@@ -37,7 +37,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from pixql.execution.context import quote_ident
+from pixql.execution.context import in_open_transaction, quote_ident
 from pixql.index.exact import unit_rows
 
 #: rows per Arrow batch when loading a column (DuckDB's vector size × 4)
@@ -65,10 +65,7 @@ def read_snapshot(cur: duckdb.DuckDBPyConnection) -> Iterator[bool]:
     """A read transaction on ``cur`` (yields True), or False when ``cur`` is already inside
     a transaction of its own (uncommitted changes are invisible to the write stamp, so the
     caller must not use the cache then)."""
-    # autocommit gives every statement a new transaction id; an open transaction keeps one
-    # (a failed BEGIN would abort the user's transaction, so ask instead of trying)
-    first = cur.execute("SELECT txid_current()").fetchall()
-    if cur.execute("SELECT txid_current()").fetchall() == first:
+    if in_open_transaction(cur):
         yield False
         return
     cur.execute("BEGIN TRANSACTION")
