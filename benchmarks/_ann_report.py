@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import _ann_data as data
 
 from pixql.index import ann
+
+if TYPE_CHECKING:
+    import argparse
 
 #: breadth option of each kind
 BREADTH = {"hnsw": "ef_search", "ivf": "nprobe"}

@@ -30,10 +30,8 @@ import csv
 import gc
 import resource
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -44,6 +42,10 @@ from pixql.models.simclr.heads import ProjectionHead
 from pixql.models.simclr.kind import SimCLROptions
 from pixql.models.simclr.loss import NTXentLoss
 from pixql.models.simclr.train import SimCLRNet, TrainConfig, lr_factor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 #: the usual MNIST normalisation constants (mean and std of the training pixels)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)

@@ -44,12 +44,12 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _ann_data as data  # noqa: E402
-from _ann_report import BREADTH, report  # noqa: E402
-from common import CACHE, RESULTS, write_section  # noqa: E402
+import _ann_data as data
+from _ann_report import BREADTH, report
+from common import CACHE, RESULTS, write_section
 
-from pixql.index import ann, store  # noqa: E402
-from pixql.index.exact import dot_scores, rank  # noqa: E402
+from pixql.index import ann, store
+from pixql.index.exact import dot_scores, rank
 
 #: kernel sweep: search breadths per index kind
 SWEEP = {"hnsw": [16, 32, 64, 128, 256], "ivf": [4, 8, 16, 32, 64]}

@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, RESULTS, machine, unpack_mnist, write_section  # noqa: E402
+from common import CACHE, RESULTS, machine, unpack_mnist, write_section
 
-import pixql  # noqa: E402
-from pixql.images import default_workers, load_image, map_ordered  # noqa: E402
+import pixql
+from pixql.images import default_workers, load_image, map_ordered
 
 MODEL = "bench_simclr"
 

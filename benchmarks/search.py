@@ -24,20 +24,22 @@ import gc
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, RESULTS, machine, write_section  # noqa: E402
+from common import CACHE, RESULTS, machine, write_section
 
-import pixql  # noqa: E402
-from pixql.index.exact import dot_scores, rank  # noqa: E402
-from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind  # noqa: E402
-from pixql.models.registry import register  # noqa: E402
+import pixql
+from pixql.index.exact import dot_scores, rank
+from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
+from pixql.models.registry import register
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 #: the memory-read figure of this machine class (GB/s), for the bandwidth floor
 MEMORY_GBPS = 23.0

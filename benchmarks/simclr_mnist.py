@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, RESULTS, machine, precision_at_k, unpack_mnist, write_section  # noqa: E402
+from common import CACHE, RESULTS, machine, precision_at_k, unpack_mnist, write_section
 
-import pixql  # noqa: E402
+import pixql
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

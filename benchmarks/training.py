@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, RESULTS, machine, precision_at_k, unpack_mnist, write_section  # noqa: E402
+from common import CACHE, RESULTS, machine, precision_at_k, unpack_mnist, write_section
 
 ARMS = ("pixql", "plain")
 

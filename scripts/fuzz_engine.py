@@ -44,10 +44,10 @@ os.environ.setdefault("PIXQL_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PIXQL_PROGRESS", "0")
 
-import pixql  # noqa: E402
-from pixql.errors import Error, ParseError  # noqa: E402
-from pixql.sql import parse_script, parse_statement  # noqa: E402
-from pixql.sql.nodes import AiStatement  # noqa: E402
+import pixql
+from pixql.errors import Error, ParseError
+from pixql.sql import parse_script, parse_statement
+from pixql.sql.nodes import AiStatement
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN_FILE = ROOT / "tests" / "sql" / "fixtures" / "identity.sql"
@@ -231,7 +231,8 @@ class Harness:
         self.ws = self.cur = None
 
     def check_unchanged(self, what: str) -> None:
-        assert self.ws is not None and self.cur is not None
+        assert self.ws is not None
+        assert self.cur is not None
         if in_transaction(self.ws.cursor()):
             raise AssertionError(f"{what} left a transaction open")
         if fingerprint(self.ws, self.cur) != self.state:
@@ -273,7 +274,8 @@ class Harness:
         return "ok"
 
     def _changed(self) -> bool:
-        assert self.ws is not None and self.cur is not None
+        assert self.ws is not None
+        assert self.cur is not None
         return in_transaction(self.ws.cursor()) or fingerprint(self.ws, self.cur) != self.state
 
 

@@ -28,16 +28,18 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import fuzz_engine  # noqa: E402  (scripts/fuzz_engine.py: the workspace and SQL generators)
+import fuzz_engine
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 CLIP_VERSION = "ViT-B-32"
 #: the API key of the second (secured) server

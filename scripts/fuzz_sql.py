@@ -20,11 +20,14 @@ import string
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pixql.errors import ParseError
 from pixql.sql import parse_script, parse_statement, split_statements
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "sql" / "fixtures" / "identity.sql"

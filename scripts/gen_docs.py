@@ -70,13 +70,13 @@ def http_reference() -> str:
         lines += [f"## {name}", ""]
         if schema.get("description"):
             lines += [schema["description"].strip(), ""]
-        lines += _fields_table(schema) + [""]
+        lines += [*_fields_table(schema), ""]
     return "\n".join(lines)
 
 
 def _model_table(title: str, model: Any) -> list[str]:
     schema = model.model_json_schema()
-    return [f"## {title}", ""] + _fields_table(schema) + [""]
+    return [f"## {title}", "", *_fields_table(schema), ""]
 
 
 def options_reference() -> str:

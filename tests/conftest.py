@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 os.environ.setdefault("PIXQL_PROGRESS", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from pixql.contact_sheet import GAP, make_contact_sheet
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _images(folder: Path, n: int) -> list[Path]:
@@ -35,7 +38,8 @@ def test_captions_are_drawn(tmp_path: Path) -> None:
     paths = _images(tmp_path, 2)
     plain = np.asarray(Image.open(make_contact_sheet(paths, ["", ""], tmp_path / "p.png")))
     text = np.asarray(Image.open(make_contact_sheet(paths, ["query", "0.987"], tmp_path / "t.png")))
-    assert plain.shape == text.shape and (plain != text).any()
+    assert plain.shape == text.shape
+    assert (plain != text).any()
 
 
 def test_unreadable_image_gets_a_placeholder(tmp_path: Path) -> None:

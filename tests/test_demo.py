@@ -15,19 +15,25 @@ def test_run_demo_builds_searches_and_draws(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = run_demo(tmp_path / "demo", max_epochs=1, time_budget=5, show=True, top_k=4, limit=200)
     root = tmp_path / "demo"
-    assert out["images"] == 200 and len(list((root / "digits").rglob("*.png"))) == 200
+    assert out["images"] == 200
+    assert len(list((root / "digits").rglob("*.png"))) == 200
     assert out["query"].startswith("digits/3/")
-    assert len(out["matches"]) == 4 and all(m["image_path"] != out["query"] for m in out["matches"])
+    assert len(out["matches"]) == 4
+    assert all(m["image_path"] != out["query"] for m in out["matches"])
     scores = [m["score"] for m in out["matches"]]
     assert scores == sorted(scores, reverse=True)
     p = out["precision_at_10"]
-    assert 0.0 <= p["simclr"] <= 1.0 and p["pixels"] > 0.7  # raw pixels already separate digits
-    assert out["build"]["kind"] == "SimCLR" and out["build"]["epochs"] == 1
+    assert 0.0 <= p["simclr"] <= 1.0
+    assert p["pixels"] > 0.7
+    assert out["build"]["kind"] == "SimCLR"
+    assert out["build"]["epochs"] == 1
     with Image.open(out["contact_sheet"]) as sheet:
         assert Path(out["contact_sheet"]) == root / "demo_results.png"
-        assert sheet.width > 5 * 112 and sheet.height > 112
+        assert sheet.width > 5 * 112
+        assert sheet.height > 112
     printed = capsys.readouterr().out
-    assert "precision@10" in printed and "best matches" in printed
+    assert "precision@10" in printed
+    assert "best matches" in printed
 
 
 def test_digits_are_written_once_as_mnist_like_pngs(tmp_path: Path) -> None:
@@ -36,7 +42,8 @@ def test_digits_are_written_once_as_mnist_like_pngs(tmp_path: Path) -> None:
     assert threes == ["0003.png", "0013.png", "0023.png"]
     first = tmp_path / "0" / "0000.png"
     with Image.open(first) as img:
-        assert img.size == (28, 28) and img.mode == "L"
+        assert img.size == (28, 28)
+        assert img.mode == "L"
         arr = np.asarray(img)
     assert arr[14, 14] < arr.max()  # a zero: dark centre, bright ink around it
     stamp = first.stat().st_mtime_ns

@@ -10,7 +10,7 @@ from pixql.images import map_ordered
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2, 3, 8])
-@pytest.mark.parametrize("n,chunk", [(0, 4), (1, 4), (10, 3), (64, 16), (7, 100)])
+@pytest.mark.parametrize(("n", "chunk"), [(0, 4), (1, 4), (10, 3), (64, 16), (7, 100)])
 def test_results_come_in_order_chunk_by_chunk(workers: int, n: int, chunk: int) -> None:
     items = list(range(n))
     chunks = list(map_ordered(lambda x: x * x, items, workers=workers, chunk=chunk))
@@ -28,7 +28,8 @@ def test_work_is_shared_by_the_threads_in_slices() -> None:
 
     out = [y for c in map_ordered(slow, list(range(40)), workers=2, chunk=20) for y in c]
     assert out == list(range(40))
-    assert len(seen) == 2 and all(name.startswith("pixql-decode") for name in seen)
+    assert len(seen) == 2
+    assert all(name.startswith("pixql-decode") for name in seen)
 
 
 def test_an_exception_reaches_the_caller() -> None:

@@ -43,10 +43,12 @@ def test_script_runs_in_order_and_returns_last_result(ws):
         SELECT * FROM t ORDER BY i;
     """)
     assert res.fetchall() == [(1, "a;b"), (2, "SEARCH IMAGE")]
-    assert isinstance(res.df(), pd.DataFrame) and list(res.df().columns) == ["i", "s"]
+    assert isinstance(res.df(), pd.DataFrame)
+    assert list(res.df().columns) == ["i", "s"]
     assert isinstance(res.arrow(), pa.Table)
     text = str(res)
-    assert "a;b" in text and "[2 rows x 2 columns]" in text
+    assert "a;b" in text
+    assert "[2 rows x 2 columns]" in text
     assert [len(r) for r in ws.execute("SELECT 1; SELECT 1 UNION ALL SELECT 2")] == [1, 2]
     ddl = ws.execute("CREATE TABLE u (i INTEGER); SET threads = 2; DROP TABLE u")
     assert [(r.message, r.columns) for r in ddl] == [("Success", [])] * 3

@@ -7,12 +7,14 @@ Used by the demo, the CLI and the notebook helpers::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pixql.errors import ImageError
 from pixql.images import load_image
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 #: colours (RGB)
 BACKGROUND = (255, 255, 255)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -14,8 +13,12 @@ from pixql.catalog.artifacts import ArtifactStore, read_config, repair
 from pixql.catalog.store import Catalog, ModelRecord, ensure_schema
 from pixql.errors import AccessError, ModelError, ProgrammingError
 from pixql.execution.result import Result
-from pixql.models.base import Embedder
 from pixql.models.registry import get_kind
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pixql.models.base import Embedder
 
 DB_FILE = "pixql.duckdb"
 #: longest file name and path (bytes) the OS takes (Linux, macOS): longer is ENAMETOOLONG

@@ -7,10 +7,8 @@ import base64
 import functools
 import io
 import threading
-from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -18,6 +16,10 @@ import pytest
 import pixql
 from pixql.client.http import ClientError
 from tests.client.conftest import VERSION
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 TEXT = "The quick brown fox jumps over the lazy dog."
 
@@ -85,7 +87,8 @@ def test_a_list_is_batched_and_split_per_image_in_order(base, image_files):
         many = c.get_clip_image_embeddings([str(p) for p in image_files])
         singles = [row(c.get_clip_image_embeddings(str(p))) for p in image_files]
         one = c.get_clip_image_embeddings([str(image_files[0])])
-    assert isinstance(many, list) and len(many) == 10
+    assert isinstance(many, list)
+    assert len(many) == 10
     for out, single in zip(many, singles, strict=True):
         np.testing.assert_allclose(row(out), single, atol=1e-5)
     assert len({tuple(np.round(s, 4)) for s in singles}) == 10  # different images differ
@@ -111,7 +114,8 @@ def test_compare_matches_cosine_of_embeddings_in_every_shape(client, image_files
     expected = cos(e_img, e_txt)
     assert client.clip_compare(img, TEXT)["similarity"] == [pytest.approx(expected, abs=1e-5)]
     named = client.clip_compare(img, {"fox": TEXT, "cat": "a cat"})["similarity"]
-    assert list(named) == ["fox", "cat"] and named["fox"] == pytest.approx(expected, abs=1e-5)
+    assert list(named) == ["fox", "cat"]
+    assert named["fox"] == pytest.approx(expected, abs=1e-5)
     flipped = client.clip_compare(TEXT, [img, other], subject_type="text", prompt_type="image")
     assert flipped["similarity"] == [pytest.approx(expected, abs=1e-5),
                                      pytest.approx(cos(e_other, e_txt), abs=1e-5)]
@@ -145,10 +149,12 @@ def test_bad_inputs_and_server_errors_are_clear(client, tmp_path):
         client.get_clip_image_embeddings(42)
     with pytest.raises(ClientError) as info:
         client.get_clip_image_embeddings(b"not an image at all")
-    assert info.value.status_code == 400 and info.value.message
+    assert info.value.status_code == 400
+    assert info.value.message
     with pytest.raises(ClientError) as info:
         client.get_clip_text_embeddings(TEXT, clip_version="RN50x64")
-    assert 400 <= info.value.status_code < 500 and "RN50x64" in info.value.message
+    assert 400 <= info.value.status_code < 500
+    assert "RN50x64" in info.value.message
 
 
 def test_image_url_errors_name_the_url(client, image_host):

@@ -24,7 +24,8 @@ def assert_same_frame(remote, local) -> None:
     for name in local.columns:
         for a, b in zip(remote[name], local[name], strict=True):
             if isinstance(b, np.ndarray):
-                assert isinstance(a, np.ndarray) and a.dtype == b.dtype == np.float32
+                assert isinstance(a, np.ndarray)
+                assert a.dtype == b.dtype == np.float32
                 np.testing.assert_array_equal(a, b)
             else:
                 assert a == b or (a != a and b != b), (name, a, b)
@@ -61,14 +62,16 @@ def test_types_and_nulls_survive_json(client, server_ws):
     remote = client.sql(q)
     local = server_ws.sql(q).df()
     assert_same_frame(remote.drop(columns=["n"]), local.drop(columns=["n"]))
-    assert remote["n"].isna().all() and local["n"].isna().all()
+    assert remote["n"].isna().all()
+    assert local["n"].isna().all()
     assert str(remote["ts"].dtype).startswith("datetime64")
 
 
 def test_max_rows_cuts_and_warns(client):
     with pytest.warns(UserWarning, match="cut to 3 rows"):
         df = client.sql("SELECT * FROM images", max_rows=3)
-    assert len(df) == 3 and df.attrs["pixql"]["truncated"] is True
+    assert len(df) == 3
+    assert df.attrs["pixql"]["truncated"] is True
     assert client.sql("SELECT * FROM images", max_rows=3, arrow=True).num_rows == 3
 
 
@@ -83,20 +86,26 @@ def test_parse_error_carries_position_and_caret(client):
     with pytest.raises(ClientError) as info:
         client.sql("SELECT 1;\nSEARCH IMAGE USING px OPTIONS (top_k=) AS SELECT 1")
     err = info.value
-    assert err.status_code == 400 and err.error == "ParseError"
-    assert err.line == 2 and isinstance(err.col, int) and err.col > 1
-    assert "^" in err.message and "line 2" in err.message
+    assert err.status_code == 400
+    assert err.error == "ParseError"
+    assert err.line == 2
+    assert isinstance(err.col, int)
+    assert err.col > 1
+    assert "^" in err.message
+    assert "line 2" in err.message
     assert str(err).startswith("HTTP 400 ParseError: line 2")
 
 
 def test_engine_and_duckdb_errors(client):
     with pytest.raises(ClientError) as info:
         client.sql("CONVERT USING nope AS SELECT * FROM images")
-    assert info.value.status_code == 404 and info.value.error == "NotFoundError"
+    assert info.value.status_code == 404
+    assert info.value.error == "NotFoundError"
     assert "unknown model 'nope'" in info.value.message
     with pytest.raises(ClientError) as info:
         client.sql("SELECT * FROM no_such_table")
-    assert info.value.status_code == 400 and "no_such_table" in info.value.message
+    assert info.value.status_code == 400
+    assert "no_such_table" in info.value.message
 
 
 def test_api_key_is_sent_as_bearer(servers, monkeypatch):
@@ -104,7 +113,8 @@ def test_api_key_is_sent_as_bearer(servers, monkeypatch):
     with pixql.Client(url) as anonymous:
         with pytest.raises(ClientError) as info:
             anonymous.sql("SELECT 1")
-        assert info.value.status_code == 401 and "API key" in info.value.message
+        assert info.value.status_code == 401
+        assert "API key" in info.value.message
         assert anonymous.health() == {"status": "healthy"}  # open route
     with pixql.Client(url, api_key=KEY) as c:
         assert c.sql("SELECT 1 AS one")["one"].tolist() == [1]
@@ -121,7 +131,8 @@ def test_health_info_and_context_manager(base):
         assert c.url == base
         assert c.health() == {"status": "healthy"}
         info = c.info()
-        assert info["name"] == "pixql" and info["version"] == pixql.__version__
+        assert info["name"] == "pixql"
+        assert info["version"] == pixql.__version__
     with pytest.raises(RuntimeError):
         c.health()  # closed by the with block
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 CHROMIUM = Path(os.environ.get("PIXQL_CHROMIUM", "/usr/bin/chromium"))
 #: launch flags that work in containers without a display, GPU or network

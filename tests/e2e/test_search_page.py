@@ -8,9 +8,7 @@ type a text, search, and look at the grid (a screenshot is checked to be a real 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -20,6 +18,10 @@ from pixql.server.app import create_app
 from pixql.server.settings import ServerSettings
 from tests.conftest import make_image_folder
 from tests.server.conftest import live_server
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 QUERY = "shapes/circle/002.png"
 KEY = "e2e-secret-key"
@@ -82,7 +84,8 @@ def assert_real_rendering(png: bytes, grid: dict[str, float]) -> None:
     from PIL import Image
 
     img = Image.open(io.BytesIO(png))
-    assert img.format == "PNG" and img.width >= 800
+    assert img.format == "PNG"
+    assert img.width >= 800
     pixels = np.asarray(img.convert("RGB"))
     assert pixels.std() > 10, "the screenshot is (almost) uniform"
     x, y = int(grid["x"]), int(grid["y"])
@@ -121,7 +124,8 @@ def test_search_by_text_on_a_clip_column(page: Any, base: str) -> None:
     choose(page, "images", "clip_emb")
     assert "CLIP" in page.inner_text("#column-info")
     page.check("#mode-text")
-    assert page.is_visible("#text") and page.is_hidden("#file")
+    assert page.is_visible("#text")
+    assert page.is_hidden("#file")
     page.fill("#text", "a white circle on black")
     tiles = search(page, 5)
     assert tiles.count() == 5
@@ -154,10 +158,12 @@ def test_with_api_keys_the_page_asks_for_one(page: Any, secured_base: str,
     page.fill("#key", KEY)
     page.click("#key-save")
     choose(page, "images", "convert_result")
-    assert page.is_hidden("#key-form") and page.is_hidden("#error")
+    assert page.is_hidden("#key-form")
+    assert page.is_hidden("#error")
     page.set_input_files("#file", str(workspace.root / QUERY))
     tiles = search(page, 3)
     assert tiles.nth(0).locator(".path").inner_text() == QUERY
     page.wait_for_function(ALL_IMAGES_LOADED)
     sources = page.eval_on_selector_all("#results img", "imgs => imgs.map(i => i.src)")
-    assert sources and all(s.startswith("blob:") for s in sources)  # no key in any URL
+    assert sources
+    assert all(s.startswith("blob:") for s in sources)

@@ -75,16 +75,19 @@ def test_search_top_k_and_none(converted):
 def test_search_as_subquery_with_filter_and_join(converted):
     res = converted.sql(
         "SELECT image_path, search_result FROM (" + search() + ") WHERE label = 'square'")
-    assert res.columns == ["image_path", "search_result"] and len(res) == 6
+    assert res.columns == ["image_path", "search_result"]
+    assert len(res) == 6
     joined = converted.sql(
         "SELECT i.filename, s.search_result FROM images i JOIN (" + search(top_k="2") +
         ") s USING (image_path) ORDER BY s.search_result DESC")
-    assert len(joined) == 2 and joined.fetchone()[1] == pytest.approx(1.0, abs=1e-5)
+    assert len(joined) == 2
+    assert joined.fetchone()[1] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_where_in_as_query_still_fills_top_k(converted):
     res = converted.sql(search(top_k="5", where="WHERE label = 'triangle'")).df()
-    assert len(res) == 5 and (res["label"] == "triangle").all()
+    assert len(res) == 5
+    assert (res["label"] == "triangle").all()
 
 
 def test_ties_keep_query_row_order(converted):
@@ -98,7 +101,7 @@ def test_print_image_nested_in_reference_shape(converted):
     res = converted.sql("PRINT IMAGE AS ( SELECT image_path, search_result FROM ( "
                         + search(top_k="4") + "))")
     assert res.columns == ["image_path", "search_result"]
-    assert [p.name for p in res.images][0] == "002.png"
+    assert next(p.name for p in res.images) == "002.png"
     assert all(p.is_absolute() and p.is_file() for p in res.images)
 
 
@@ -141,13 +144,15 @@ def test_on_error_null_stores_null_and_null_rows_are_never_ranked(converted):
     nulls = converted.sql("SELECT filename FROM images WHERE convert_result IS NULL").fetchall()
     assert nulls == [("bad.png",)]
     res = converted.sql(search(top_k="None")).df()
-    assert len(res) == 24 and "bad.png" not in set(res["filename"])
+    assert len(res) == 24
+    assert "bad.png" not in set(res["filename"])
 
 
 def test_convert_over_join_returns_but_does_not_store(converted):
     res = converted.sql("CONVERT USING px OPTIONS (result_col='v2') AS "
                         "SELECT a.image_path FROM images a JOIN images b USING (image_path)")
-    assert res.columns == ["image_path", "v2"] and "not stored" in res.message
+    assert res.columns == ["image_path", "v2"]
+    assert "not stored" in res.message
     cols = converted.sql("SELECT column_name FROM duckdb_columns() WHERE table_name='images'")
     assert ("v2",) not in cols.fetchall()
 

@@ -39,14 +39,14 @@ def prepared(tmp_path: Path) -> Path:
 def kill_mid_statement(ws_dir: Path, stage: str) -> None:
     marker = ws_dir.parent / f"{stage}.marker"
     env = {**os.environ, "PIXQL_PROGRESS": "0",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2])] + sys.path)}
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]), *sys.path])}
     proc = subprocess.Popen([sys.executable, str(WORKER), str(ws_dir), stage, str(marker)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not marker.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            out, err = proc.communicate()
+            _out, err = proc.communicate()
             pytest.fail(f"worker ended before the stall point: {err.decode()[-2000:]}")
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)

@@ -15,7 +15,9 @@ BUILD = "BUILD MODEL px USING Pixels OPTIONS (image_size=8) AS SELECT * FROM ima
 def test_build_returns_summary_and_list_model_shows_it(image_ws):
     res = image_ws.sql(BUILD)
     row = res.df().iloc[0]
-    assert row["model"] == "px" and row["kind"] == "Pixels" and row["dim"] == 64
+    assert row["model"] == "px"
+    assert row["kind"] == "Pixels"
+    assert row["dim"] == 64
     listed = image_ws.sql("LIST MODEL").df()
     assert list(listed["name"]) == ["px"]
     assert set(listed.columns) >= {"name", "kind", "version", "created_at", "dim", "options",
@@ -39,7 +41,8 @@ def test_build_existing_without_overwrite_fails_and_keeps_model(image_ws):
     assert image_ws.sql("SELECT version, dim FROM (LIST MODEL)").fetchone() == (version, 64)
     image_ws.sql(BUILD.replace("image_size=8", "image_size=4, overwrite=True"))
     new_version, dim = image_ws.sql("SELECT version, dim FROM (LIST MODEL)").fetchone()
-    assert new_version > version and dim == 16
+    assert new_version > version
+    assert dim == 16
     assert sorted(p.name for p in (image_ws.root / "models" / "px").iterdir()) == [
         f"v{new_version}"]
 

@@ -106,9 +106,10 @@ def test_fast_path_equals_general_path(vec_ws: Any, where: str, top_k: str) -> N
 def test_ranking_matches_numpy_reference_ties_in_row_order(vec_ws: Any) -> None:
     got = fast(vec_ws).column("id").to_pylist()
     ref = reference(vec_ws)
-    assert sorted(got) == sorted(ref) and len(got) == 396  # NULL rows never ranked
+    assert sorted(got) == sorted(ref)
+    assert len(got) == 396
     ties = [i for i in got if i == 5 or 10 <= i < 20]
-    assert ties == [5] + list(range(10, 20))
+    assert ties == [5, *list(range(10, 20))]
     scores = fast(vec_ws).column("search_result").to_numpy()
     assert (np.diff(scores) <= 0).all()
     # away from float32 rounding ties, the order is the float64 one
@@ -183,7 +184,8 @@ def test_convert_and_copy_invalidate_and_table_drop_recreate(image_ws: Any) -> N
     q = ("SEARCH IMAGE USING px OPTIONS (search_by='image', search_input="
          "'shapes/circle/002.png', emb_col='convert_result', top_k=None) AS SELECT * FROM images")
     first = ws.sql(q).table
-    assert len(first) == 24 and ws._vector_cache.nbytes > 0
+    assert len(first) == 24
+    assert ws._vector_cache.nbytes > 0
     ws.sql("COPY images OPTIONS (if_exists='append') FROM 'shapes/'")
     assert ws._vector_cache.nbytes == 0  # dropped eagerly by COPY
     assert len(ws.sql(q)) == 24  # appended rows have NULL embeddings
@@ -193,7 +195,8 @@ def test_convert_and_copy_invalidate_and_table_drop_recreate(image_ws: Any) -> N
     ws.sql("COPY images OPTIONS (if_exists='replace') FROM 'shapes/'")
     ws.sql("CONVERT USING px AS SELECT * FROM images WHERE label = 'cross'")
     again = ws.sql(q).table
-    assert set(again.column("label").to_pylist()) == {"cross"} and len(again) == 6
+    assert set(again.column("label").to_pylist()) == {"cross"}
+    assert len(again) == 6
 
 
 def test_queries_the_fast_path_does_not_take(vec_ws: Any) -> None:
@@ -202,7 +205,8 @@ def test_queries_the_fast_path_does_not_take(vec_ws: Any) -> None:
                    "t JOIN (SELECT 1 AS one) o ON true"]:
         before = cache.loads + cache.hits
         out = vec_ws.sql(search(top_k="5", source=source))
-        assert len(out) == 5 and cache.loads + cache.hits == before
+        assert len(out) == 5
+        assert cache.loads + cache.hits == before
 
 
 def test_concurrent_searches_share_one_load(vec_ws: Any) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,6 +14,9 @@ from pixql.execution.vectors import ColumnVectors, TableRef
 from pixql.index import ann, store
 from pixql.index.exact import dot_scores, query_unit, rank, unit_rows
 from tests.conftest import draw_shape
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 D = 16
 N = 6000
@@ -58,9 +60,11 @@ def test_recall_at_10_on_clustered_vectors(ws_root: Any, kind: str) -> None:
         got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, None, 10, kind, {})
         assert not isinstance(got, str)
         positions, scores, note = got
-        assert len(positions) == 10 and vecs.valid[positions].all()
+        assert len(positions) == 10
+        assert vecs.valid[positions].all()
         assert np.array_equal(scores, dot_scores(vecs.units, q, positions))  # exact scores
-        assert (np.diff(scores) <= 0).all() and "approximate" in note
+        assert (np.diff(scores) <= 0).all()
+        assert "approximate" in note
         hits += len(set(positions) & set(exact_top(vecs, q, None, 10)))
     assert hits / (10 * len(queries)) >= 0.9
 
@@ -79,8 +83,9 @@ def test_where_filter_never_returns_fewer_than_top_k(ws_root: Any, kind: str,
         if isinstance(got, str):  # selective: exact answers
             assert "exact search is as fast" in got
             continue
-        positions, scores, _ = got
-        assert len(positions) == k and np.isin(positions, cand).all()
+        positions, _scores, _ = got
+        assert len(positions) == k
+        assert np.isin(positions, cand).all()
         truth = exact_top(vecs, q, cand, k)
         assert len(set(positions) & set(truth)) >= 0.8 * k
 
@@ -102,21 +107,26 @@ def test_filter_the_graph_cannot_satisfy_widens_then_falls_back(ws_root: Any,
     monkeypatch.setattr(ann.AnnIndex, "search", counted)
     got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, cand, 15, "hnsw",
                                  {"ef_search": 1})
-    assert calls and calls[0] == math.ceil(vecs.n_valid / len(cand))  # scaled breadth
+    assert calls
+    assert calls[0] == math.ceil(vecs.n_valid / len(cand))
     if isinstance(got, str):  # too few found, or never confirmed: exact answers instead
         assert ("fewer than 15" in got or "did not settle" in got)
         assert len(calls) == ann.MAX_ROUNDS
     else:
-        assert len(got[0]) == 15 and np.isin(got[0], cand).all()
+        assert len(got[0]) == 15
+        assert np.isin(got[0], cand).all()
 
 
 def test_index_is_saved_reused_and_never_used_for_other_vectors(ws_root: Any) -> None:
     x = clustered()
     first = ann.get_index(ws_root, TABLE, "e", column(x), "hnsw")
     folder = store.index_dir(ws_root.root / "indexes", TABLE.key, "e")
-    assert (folder / "hnsw.faiss").is_file() and not first.loaded
+    assert (folder / "hnsw.faiss").is_file()
+    assert not first.loaded
     meta = store.read_sidecar(folder, "hnsw")
-    assert meta is not None and meta["rows"] == len(first.ids) and meta["dim"] == D
+    assert meta is not None
+    assert meta["rows"] == len(first.ids)
+    assert meta["dim"] == D
     again = ann.get_index(ws_root, TABLE, "e", column(x), "hnsw")  # a new session's cache
     assert again.loaded
     x[5] += 1.0  # one vector changed: the checksum differs, the saved index is not used
@@ -144,12 +154,14 @@ def test_sql_index_option_labels_approximate_results(ws: Any) -> None:
     exact = search(", top_k=10")
     assert exact.message == ""
     approx = search(", top_k=10, index='hnsw', ef_search=64")
-    assert "approximate search: hnsw" in approx.message and len(approx) == 10
+    assert "approximate search: hnsw" in approx.message
+    assert len(approx) == 10
     assert len(set(approx.table.column("id").to_pylist())
                & set(exact.table.column("id").to_pylist())) >= 9
     assert (ws.root / "indexes" / "main.t" / "e" / "hnsw.faiss").is_file()
     few = search(", top_k=100, index='ivf'", "WHERE id % 50 = 0")
-    assert len(few) == 100 and "exact search used" in few.message
+    assert len(few) == 100
+    assert "exact search used" in few.message
     assert all(i % 50 == 0 for i in few.table.column("id").to_pylist())
     assert "exact search used" in search(", top_k=None, index='hnsw'").message
     ws.invalidate_vectors("t", "e")
@@ -183,9 +195,12 @@ def test_a_filtered_answer_counts_only_once_a_wider_search_agrees(ws_root: Any,
     monkeypatch.setattr(ann.AnnIndex, "search", misled)
     got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, cand, 10, "hnsw", {})
     assert not isinstance(got, str)
-    assert list(got[0]) == list(best[:10]) and len(calls) == 3  # narrow, wider, agreeing
-    assert calls[1] == 4 * calls[0] and "re-ranked exactly" in got[2]
+    assert list(got[0]) == list(best[:10])
+    assert len(calls) == 3
+    assert calls[1] == 4 * calls[0]
+    assert "re-ranked exactly" in got[2]
 
     calls.clear()  # no filter: the first answer stands
     got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, None, 10, "hnsw", {})
-    assert not isinstance(got, str) and len(calls) == 1
+    assert not isinstance(got, str)
+    assert len(calls) == 1

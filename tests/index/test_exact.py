@@ -34,7 +34,8 @@ def test_unit_rows_zeroes_null_zero_and_non_finite_rows() -> None:
     x = np.array([[3, 4], [0, 0], [np.nan, 1], [np.inf, 1], [1, 0]], dtype=np.float32)
     valid = np.array([True, True, True, True, False])
     u = unit_rows(x, valid)
-    assert np.allclose(u[0], [0.6, 0.8]) and not u[1:].any()
+    assert np.allclose(u[0], [0.6, 0.8])
+    assert not u[1:].any()
     assert np.allclose(query_unit(np.array([0, 2], np.float32)), [0, 1])
 
 

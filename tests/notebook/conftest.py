@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 IMG = re.compile(r'<img src="data:image/png;base64,([^"]+)"[^>]*title="([^"]*)"')
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -49,18 +49,23 @@ def test_grid_in_row_order_with_captions_and_placeholders(ws):
     assert re.findall(r'data-row="(\d+)"', html) == ["0", "2", "3"]  # NULL rows have none
     imgs = re.findall(r'<img src="data:image/png;base64,([^"]+)" style="([^"]+)"', html)
     assert len(imgs) == 2
-    assert "pixelated" not in imgs[0][1] and "pixelated" in imgs[1][1]
+    assert "pixelated" not in imgs[0][1]
+    assert "pixelated" in imgs[1][1]
     assert Image.open(io.BytesIO(base64.b64decode(imgs[0][0]))).size == (240, 240)
-    assert "label=a<br>score=0.500000" in html and "vec=" not in html
-    assert "label=&lt;c&gt;" in html and "<c>" not in html
+    assert "label=a<br>score=0.500000" in html
+    assert "vec=" not in html
+    assert "label=&lt;c&gt;" in html
+    assert "<c>" not in html
     assert "image not found" in html
 
 
 def test_pictures_cap_and_count(ws):
     table = pa.table({"image_path": [f"f{i}.png" for i in range(7)]})
     pics, total = pictures(Result(table=table), ws, limit=3)
-    assert [p.row for p in pics] == [0, 1, 2] and total == 7
-    assert pics[0].path == ws.root / "f0.png" and pics[0].caption == []
+    assert [p.row for p in pics] == [0, 1, 2]
+    assert total == 7
+    assert pics[0].path == ws.root / "f0.png"
+    assert pics[0].caption == []
     assert "showing the first 3 of 7 images" in image_grid(Result(table=table), ws,
                                                            max_images=3)
     assert "no images" in image_grid(Result(table=pa.table({"x": [1]})), ws)
@@ -71,12 +76,13 @@ def test_thumbnail_table_keeps_every_column(ws):
     table = pa.table({"image_path": [name, None], "n": [1, 2],
                       "emb": [np.ones(5, dtype=np.float32).tolist()] * 2})
     html = thumbnail_table(Result(table=table), ws, max_rows=1)
-    assert html.count("<img ") == 1 and html.count("<tr>") == 2  # header + 1 row
+    assert html.count("<img ") == 1
+    assert html.count("<tr>") == 2
     assert "[1.0000, 1.0000, 1.0000, … (5)]" in html
     assert "showing the first 1 of 2 rows" in html
 
 
-@pytest.mark.parametrize("value, text", [
+@pytest.mark.parametrize(("value", "text"), [
     (None, "NULL"), (0.1234567, "0.123457"), (float("nan"), "NaN"), (3, "3"),
     ("x" * 100, "x" * 59 + "…"),
     (np.arange(10, dtype=np.float32), "[0.0000, 1.0000, 2.0000, … (10)]"),
@@ -99,4 +105,5 @@ def test_large_jpeg_is_drafted_and_exif_orientation_applied(ws):
 def test_corrupt_file_becomes_a_placeholder(ws):
     (ws.root / "bad.png").write_bytes(b"\x89PNG not really")
     html = image_grid(Result(table=pa.table({"image_path": ["bad.png"]})), ws)
-    assert "unreadable image" in html and "<img " not in html
+    assert "unreadable image" in html
+    assert "<img " not in html

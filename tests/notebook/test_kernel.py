@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import make_image_folder
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytest.importorskip("ipykernel")
 manager = pytest.importorskip("jupyter_client.manager")
@@ -61,9 +63,11 @@ def test_progress_images_and_errors_in_a_kernel(kernel: Any, tmp_path: Path) -> 
                        "'shapes/cross/003.png', emb_col='convert_result', top_k=4) "
                        "AS SELECT * FROM images))")
     html = [c["data"]["text/html"] for t, c in msgs if t == "display_data"]
-    assert len(html) == 1 and html[0].count("<img ") == 4
+    assert len(html) == 1
+    assert html[0].count("<img ") == 4
     assert html[0].index("shapes/cross/003.png") < html[0].index("search_result=")
 
     errors = [c for t, c in run(kernel, "%%pixql\nSELECT 1;\nBUILD MODEL USING x") if t == "error"]
     assert len(errors) == 1
-    assert len(errors[0]["traceback"]) == 3 and "line 2, column" in errors[0]["traceback"][0]
+    assert len(errors[0]["traceback"]) == 3
+    assert "line 2, column" in errors[0]["traceback"][0]

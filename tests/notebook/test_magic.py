@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -13,6 +13,9 @@ from IPython.core.error import UsageError
 
 from pixql.notebook.magic import PixqlMagicError, get_workspace
 from tests.conftest import make_image_folder
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SEARCH = """SEARCH IMAGE USING my_image_search_model
 OPTIONS (search_by='image', search_input='data/test/circle/001.png',
@@ -58,7 +61,8 @@ def test_thanosql_tutorial_cells(tutorial_ws):
     out = shell.cell("%%pixql\nPRINT IMAGE AS (\n  SELECT image_path, search_result FROM (\n"
                      + SEARCH.format(top_k=", top_k=4") + "))")
     assert out.error is None, out.stdout
-    assert out.value is None and len(out.html) == 1  # one HTML block, no frame
+    assert out.value is None
+    assert len(out.html) == 1
     shown = out.images()
     assert [title for title, _ in shown] == list(search["image_path"][:4])  # similarity order
     captions = re.findall(r"search_result=([0-9.]+)", out.html[0])
@@ -67,7 +71,8 @@ def test_thanosql_tutorial_cells(tutorial_ws):
     from PIL import Image
 
     assert Image.open(io.BytesIO(shown[0][1])).size == (32, 32)  # small: not enlarged
-    assert "image-rendering:pixelated" in out.html[0] and "width:240px" in out.html[0]
+    assert "image-rendering:pixelated" in out.html[0]
+    assert "width:240px" in out.html[0]
 
 
 def test_line_magic_out_variable_quiet_and_last_result(shell):
@@ -75,11 +80,15 @@ def test_line_magic_out_variable_quiet_and_last_result(shell):
     assert out.value["answer"].tolist() == [42]
     out = shell.cell("%%pixql -o res -q\nCREATE TABLE t AS SELECT range AS i FROM range(3);\n"
                      "SELECT i * 10 AS j FROM t ORDER BY i")
-    assert out.value is None and out.html == [] and "j" not in out.stdout
+    assert out.value is None
+    assert out.html == []
+    assert "j" not in out.stdout
     res = shell.ns["res"]
-    assert res.columns == ["j"] and res.fetchall() == [(0,), (10,), (20,)]
+    assert res.columns == ["j"]
+    assert res.fetchall() == [(0,), (10,), (20,)]
     out = shell.cell("%%pixql --out res2\nSELECT 1 AS a; SELECT 'two' AS b")
-    assert list(out.value.columns) == ["b"] and shell.ns["res2"].fetchone() == ("two",)
+    assert list(out.value.columns) == ["b"]
+    assert shell.ns["res2"].fetchone() == ("two",)
 
 
 def test_statement_without_rows_prints_its_message(shell):
@@ -88,9 +97,11 @@ def test_statement_without_rows_prints_its_message(shell):
         assert out.value is None and out.stdout.strip() == "Success", ddl
     shell.cell("%pixql BUILD MODEL px USING Pixels AS SELECT 'x.png' AS image_path WHERE false")
     out = shell.cell("%pixql DELETE MODEL px")
-    assert out.value is None and out.stdout.strip() == "deleted model px"
+    assert out.value is None
+    assert out.stdout.strip() == "deleted model px"
     out = shell.cell("%pixql SELECT 1 AS a WHERE false")  # an empty result is still a frame
-    assert isinstance(out.value, pd.DataFrame) and list(out.value.columns) == ["a"]
+    assert isinstance(out.value, pd.DataFrame)
+    assert list(out.value.columns) == ["a"]
 
 
 def test_parse_error_shows_message_and_caret_but_no_traceback(shell):
@@ -99,19 +110,22 @@ def test_parse_error_shows_message_and_caret_but_no_traceback(shell):
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("ParseError: line 2, column")
     assert lines[1].strip() == "BUILD MODEL USING Pixels AS SELECT 1"
-    assert lines[2].strip() == "^" and lines[2].index("^") == lines[1].index("Pixels")
-    assert "Traceback" not in out.stdout and "File " not in out.stdout
+    assert lines[2].strip() == "^"
+    assert lines[2].index("^") == lines[1].index("Pixels")
+    assert "Traceback" not in out.stdout
+    assert "File " not in out.stdout
 
 
 def test_engine_and_duckdb_errors_are_short(shell):
     out = shell.cell("%pixql CONVERT USING nope AS SELECT 1")
     assert out.stdout.startswith("NotFoundError: unknown model 'nope'")
     out = shell.cell("%pixql SELECT * FROM no_such_table")
-    assert out.stdout.startswith("CatalogException:") and "no_such_table" in out.stdout
+    assert out.stdout.startswith("CatalogException:")
+    assert "no_such_table" in out.stdout
     assert "Traceback" not in out.stdout
 
 
-@pytest.mark.parametrize("source, message", [
+@pytest.mark.parametrize(("source", "message"), [
     ("%pixql -x SELECT 1", "unknown option '-x'"),
     ("%pixql --max-images 0 SELECT 1", "bad value '0' for option --max-images"),
     ("%pixql -o 1abc SELECT 1", "bad value '1abc' for option -o"),
@@ -151,11 +165,14 @@ def test_thumbnail_table_and_image_cap(shell):
     shell.cell("%pixql COPY images OPTIONS (if_exists='replace') FROM 'shapes/'")
     out = shell.cell("%%pixql --thumbs\nSELECT image_path, label FROM images "
                      "ORDER BY image_path LIMIT 3")
-    assert out.value is None and len(out.html) == 1 and "<table" in out.html[0]
+    assert out.value is None
+    assert len(out.html) == 1
+    assert "<table" in out.html[0]
     assert [t for t, _ in out.images()] == ["shapes/circle/000.png", "shapes/circle/001.png",
                                            "shapes/circle/002.png"]
     out = shell.cell("%%pixql --max-images 5\nPRINT IMAGE AS SELECT * FROM images")
-    assert len(out.images()) == 5 and "showing the first 5 of 24 images" in out.html[0]
+    assert len(out.images()) == 5
+    assert "showing the first 5 of 24 images" in out.html[0]
 
 
 def test_missing_images_and_unsafe_text(shell):
@@ -163,7 +180,8 @@ def test_missing_images_and_unsafe_text(shell):
                      "'<script>alert(1)</script>' AS label")
     assert out.error is None
     assert "image not found" in out.html[0]
-    assert "<script>" not in out.html[0] and "&lt;script&gt;" in out.html[0]
+    assert "<script>" not in out.html[0]
+    assert "&lt;script&gt;" in out.html[0]
 
 
 def test_load_ext_is_light_in_a_fresh_ipython(tmp_path: Path):

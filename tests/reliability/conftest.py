@@ -10,10 +10,8 @@ from __future__ import annotations
 import importlib
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,6 +24,10 @@ from tests.server.conftest import (  # noqa: F401 - fixtures, re-exported for th
     start_server,
     tiny_models_dir,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import ModuleType
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 

@@ -12,16 +12,18 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from pixql.server import auth
 from pixql.server.auth import PUBLIC_PATHS, key_matches
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+    from types import ModuleType
 
 KEYS = ["first-key-0001", "second-key-0002"]
 #: the open routes, by policy (a change here must be deliberate)
@@ -100,7 +102,8 @@ def test_path_spellings_do_not_bypass_the_check(secured: tuple[str, Any], spelli
         assert r.status_code in (401, 404, 405, 307), (spelling, r.status_code, r.text)
         ok = c.post("/sql", params={"api_key": KEYS[0]}, json={"query": "SELECT count(*) FROM "
                                                                          "images"})
-        assert ok.status_code == 200 and ok.json()["rows"] == [[9]]
+        assert ok.status_code == 200
+        assert ok.json()["rows"] == [[9]]
 
 
 @pytest.mark.parametrize("method", ["OPTIONS", "HEAD", "PUT", "DELETE"])
@@ -134,11 +137,12 @@ def test_keys_are_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> 
         return real(a, b)
 
     monkeypatch.setattr(auth.hmac, "compare_digest", spy)
-    keys = [k.encode() for k in KEYS + ["third-key-0003"]]
+    keys = [k.encode() for k in [*KEYS, "third-key-0003"]]
     for candidate, expected in ((KEYS[0], True), ("nope", False), (KEYS[1], True)):
         calls.clear()
         assert key_matches(candidate, keys) is expected
-        assert [b for _, b in calls] == keys and all(a == candidate.encode() for a, _ in calls)
+        assert [b for _, b in calls] == keys
+        assert all(a == candidate.encode() for a, _ in calls)
 
 
 # ---------------------------------------------------------------------- keys not logged
@@ -156,10 +160,10 @@ def all_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixt
 
 def test_keys_are_never_logged_nor_echoed(secured: tuple[str, Any],
                                           all_logs: pytest.LogCaptureFixture) -> None:
-    base, app = secured
+    base, _app = secured
     bodies: list[str] = []
     with httpx.Client(base_url=base, timeout=30) as c:
-        for key in KEYS + ["wrong-" + KEYS[0]]:
+        for key in [*KEYS, "wrong-" + KEYS[0]]:
             for r in (
                 c.post("/clip/embed_text", params={"api_key": key}, json={"text": "x"}),
                 c.post("/clip/embed_text", json={"api_key": key, "text": 5}),  # 422

@@ -15,16 +15,18 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 import pixql
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import ModuleType
 
 WORKER = Path(__file__).with_name("serve_worker.py")
 KEY = "crash-test-key-77"
@@ -136,7 +138,8 @@ def test_sigkill_server_mid_statement(px_template: Path, tmp_path: Path, stage: 
         proc.wait(timeout=30)
         client.join(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    assert len(outcome) == 1 and isinstance(outcome[0], httpx.TransportError)
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], httpx.TransportError)
 
     with server(ws_dir) as (base, proc):
         assert snapshot(base) == before
@@ -145,5 +148,6 @@ def test_sigkill_server_mid_statement(px_template: Path, tmp_path: Path, stage: 
     output = proc.communicate()[0]
     if stage == "build":
         assert "start-up check removed unfinished build .tmp-px-" in output, output
-    assert "api_key=***" in output and KEY not in output
+    assert "api_key=***" in output
+    assert KEY not in output
     assert_consistent(ws_dir)

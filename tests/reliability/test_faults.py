@@ -10,15 +10,17 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from tests.server.conftest import VERSION
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+    from types import ModuleType
 
 SEARCH = ("SEARCH IMAGE USING px OPTIONS (search_by='image', search_input="
           "'shapes/cross/001.png', emb_col='convert_result', top_k=3) AS SELECT * FROM images")
@@ -68,9 +70,11 @@ def test_broken_clip_weights_are_a_clear_error(
     with httpx.Client(base_url=base, timeout=30) as c:
         wait_for(lambda: "preloading failed" in c.get("/readiness").json().get("reason", ""))
         ready = c.get("/readiness")
-        assert ready.status_code == 503 and words in ready.json()["reason"]
+        assert ready.status_code == 503
+        assert words in ready.json()["reason"]
         r = c.post("/clip/embed_text", json={"text": "a cat"})
-        assert r.status_code == status and words in r.json()["message"]
+        assert r.status_code == status
+        assert words in r.json()["message"]
         assert "download them again" in r.json()["message"] or status == 404
         assert c.get("/healthz").status_code == 200
 
@@ -90,9 +94,11 @@ def test_weights_deleted_under_a_running_server(
         assert "is gone" in c.get("/readiness").json()["reason"]
         assert c.post("/model/remove", json={"model_id": f"clip/{VERSION}"}).status_code == 200
         r = c.post("/clip/embed_text", json={"text": "x"})
-        assert r.status_code == 404 and "not found" in r.json()["message"]
+        assert r.status_code == 404
+        assert "not found" in r.json()["message"]
         ready = c.get("/readiness")
-        assert ready.status_code == 503 and "not loaded" in ready.json()["reason"]
+        assert ready.status_code == 503
+        assert "not loaded" in ready.json()["reason"]
         assert c.get("/healthz").status_code == 200
 
 

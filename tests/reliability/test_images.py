@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -26,6 +25,9 @@ from tests.reliability.images import (
     jpeg,
     upright,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
@@ -55,7 +57,8 @@ def embed(http: httpx.Client, *images: bytes) -> np.ndarray:
 # ---------------------------------------------------------------------- server face
 def test_every_mode_and_format_embeds_over_http(http: httpx.Client) -> None:
     vectors = embed(http, *GOOD.values())
-    assert vectors.shape == (len(GOOD), 32) and np.isfinite(vectors).all()
+    assert vectors.shape == (len(GOOD), 32)
+    assert np.isfinite(vectors).all()
     rgb, grey16 = vectors[list(GOOD).index("grey.png")], vectors[list(GOOD).index("grey16.png")]
     assert cosine(rgb, grey16) > 0.999  # 16 bits scaled down, not clipped to white
 
@@ -73,10 +76,12 @@ def test_bad_images_are_400_over_http(http: httpx.Client, name: str) -> None:
 def test_huge_base64(http: httpx.Client) -> None:
     big = encode(upright((1000, 1000)).effect_spread(50), "BMP")  # ~3 MB, base64 ~4 MB
     r = http.post("/clip/embed_image", json={"image": b64(big)})
-    assert r.status_code == 413 and str(BODY_CAP) in r.json()["message"]
+    assert r.status_code == 413
+    assert str(BODY_CAP) in r.json()["message"]
     r = http.post("/clip/embed_image", json={"image": {"type": "base64", "value": "A" * (BODY_CAP
                                                                                         - 100)}})
-    assert r.status_code == 400 and "not a decodable image" in r.json()["message"]
+    assert r.status_code == 400
+    assert "not a decodable image" in r.json()["message"]
     wrapped = base64.encodebytes(GOOD["rgb.png"]).decode()  # MIME style: a newline every 76
     uri = "data:image/png;base64," + base64.b64encode(GOOD["rgb.png"]).decode()
     for value in (wrapped, uri):
@@ -124,7 +129,8 @@ def test_every_mode_and_format_converts(zoo_ws: Any, model: str) -> None:
     zoo_ws.sql("COPY good OPTIONS (if_exists='replace') FROM 'zoo/good/'")
     zoo_ws.sql(f"CONVERT USING {model} OPTIONS (result_col='e') AS SELECT * FROM good")
     rows = zoo_ws.sql("SELECT filename, e FROM good ORDER BY filename").fetchall()
-    assert len(rows) == len(GOOD) and all(e is not None for _, e in rows)
+    assert len(rows) == len(GOOD)
+    assert all(e is not None for _, e in rows)
     assert np.isfinite(np.asarray([e for _, e in rows])).all()
 
 
@@ -135,7 +141,8 @@ def test_bad_files_fail_the_convert_and_change_nothing(zoo_ws: Any, model: str) 
     before = zoo_ws.sql("SELECT * FROM mix ORDER BY ALL").fetchall()
     with pytest.raises(ImageError) as info:
         zoo_ws.sql(f"CONVERT USING {model} OPTIONS (batch_size=64) AS SELECT * FROM mix")
-    assert "Nothing was changed" in str(info.value) and "on_error='null'" in str(info.value)
+    assert "Nothing was changed" in str(info.value)
+    assert "on_error='null'" in str(info.value)
     assert len(info.value.paths) == 5  # the first five bad files are named
     assert all("zoo/bad/" in p for p in info.value.paths)
     assert zoo_ws.sql("SELECT * FROM mix ORDER BY ALL").fetchall() == before
@@ -152,7 +159,7 @@ def test_on_error_null_stores_null_exactly_for_bad_files(zoo_ws: Any, model: str
 
 @pytest.mark.parametrize("name", sorted(set(BAD) - {"over-the-cap.png"}))
 def test_search_by_a_bad_file_is_a_named_image_error(zoo_ws: Any, name: str) -> None:
-    data, words = BAD[name]
+    _data, words = BAD[name]
     with pytest.raises(ImageError) as info:
         zoo_ws.sql("SEARCH IMAGE USING px OPTIONS (search_by='image', search_input="
                    f"'zoo/bad/{name}', emb_col='convert_result') AS SELECT * FROM images")

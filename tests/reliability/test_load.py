@@ -9,15 +9,17 @@ docs/reliability.md); this runs the same code on 8 clients x 25 requests.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from tests.reliability.conftest import load_script
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+    from types import ModuleType
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +32,12 @@ def test_small_load_loses_nothing(loadtest: ModuleType, tmp_path: Path) -> None:
         result = loadtest.run(base, pid, clients=8, requests=25, rounds=1)
     (figures,) = result["rounds"]
     assert figures["requests"] >= 200
-    assert figures["first_errors"] == [] and figures["server_errors_5xx"] == 0
+    assert figures["first_errors"] == []
+    assert figures["server_errors_5xx"] == 0
     assert figures["rows_lost"] == figures["rows_duplicated"] == figures["bad_reads"] == 0
     assert set(figures["writes"]) == {"convert", "insert", "update"}
-    assert result["peak_rss_mb"] > 0 and figures["p99_ms"] >= figures["p50_ms"] > 0
+    assert result["peak_rss_mb"] > 0
+    assert figures["p99_ms"] >= figures["p50_ms"] > 0
     assert result["ok"]
 
 
@@ -54,7 +58,8 @@ def test_write_conflict_is_409_with_retry_after(
         r = httpx.post(f"{base}/sql", json=update, timeout=30)
         assert r.status_code == 409, r.text
         assert r.headers["Retry-After"] == "1"
-        assert "retry" in r.json()["message"] and r.json()["error"] == "TransactionException"
+        assert "retry" in r.json()["message"]
+        assert r.json()["error"] == "TransactionException"
         holder.commit()
         assert httpx.post(f"{base}/sql", json=update, timeout=30).status_code == 200
     finally:

@@ -6,10 +6,7 @@ server's ``allowed_dirs`` (``PIXQL_ALLOWED_DIRS``) names the folder."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -19,6 +16,11 @@ from fastapi.testclient import TestClient
 from pixql.server.app import serve
 from pixql.server.settings import ServerSettings
 from tests.reliability.images import encode, upright
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+    from types import ModuleType
 
 SECRET = "hunter2"
 
@@ -70,7 +72,7 @@ def escapes(root: Path) -> list[str]:
 
 
 def test_search_inputs_cannot_escape(http: httpx.Client, layout: Path) -> None:
-    for path in escapes(layout) + ["~nosuchuser/x.png", "shapes/\x00.png"]:
+    for path in [*escapes(layout), "~nosuchuser/x.png", "shapes/\x00.png"]:
         message = refused(sql(http, search(path)))
         assert "outside the workspace" in message or "NUL" in message or "home" in message
 
@@ -119,13 +121,15 @@ def test_model_names_cannot_place_files_outside(http: httpx.Client, layout: Path
                       f"GET THANOSQL MODEL clip OPTIONS (model_name='{name.format(root=layout)}',"
                       " path='weights/tiny-clip')"):
         assert "cannot be used" in refused(sql(http, statement))
-    assert not list(layout.rglob("planted*")) and not (layout.parent / "planted").exists()
+    assert not list(layout.rglob("planted*"))
+    assert not (layout.parent / "planted").exists()
 
 
 @pytest.mark.parametrize("value", ["escape_dir/secret.png", "~/x.png", "../outside/secret.png"])
 def test_file_images_cannot_escape(http: httpx.Client, value: str) -> None:
     r = http.post("/clip/embed_image", json={"image": {"type": "file", "value": value}})
-    assert r.status_code == 400 and "inside the workspace" in r.json()["message"]
+    assert r.status_code == 400
+    assert "inside the workspace" in r.json()["message"]
 
 
 @pytest.mark.parametrize("path", ["../outside/secret.png", "escape.png", "escape_dir/secret.png",
@@ -174,7 +178,8 @@ def test_allowed_dirs_open_a_folder_to_sql_over_http(
             r = sql(client, search(path))
             assert r.status_code == 200, r.text
         r = sql(client, f"SELECT * FROM read_csv('{outside}/secret.csv')")
-        assert r.status_code == 200 and r.json()["rows"] == [[SECRET]]
+        assert r.status_code == 200
+        assert r.json()["rows"] == [[SECRET]]
         refused(sql(client, search("/etc/passwd")))
         refused(sql(client, "SELECT * FROM read_text('/etc/passwd')"))
 

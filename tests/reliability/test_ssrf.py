@@ -7,14 +7,16 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pixql.errors import ImageError
 from pixql.server.fetch import UrlPolicy, fetch_url
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.mark.parametrize("url", [
@@ -72,10 +74,10 @@ def test_a_name_with_one_inside_address_among_public_ones_is_refused(
 class Handler(BaseHTTPRequestHandler):
     """``/redirect?to=URL`` and ``/drip`` (one byte every 0.2 s, forever)."""
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if self.path.startswith("/redirect?to="):
             self.send_response(302)
             self.send_header("Location", self.path.split("=", 1)[1])

@@ -11,11 +11,9 @@ import base64
 import io
 import threading
 import time
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
@@ -23,6 +21,10 @@ import numpy as np
 import pytest
 
 from pixql.server.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 VERSION = "ViT-B-32"
 TXT = "The quick brown fox jumps over the lazy dog."
@@ -53,7 +55,7 @@ class ImageHandler(BaseHTTPRequestHandler):
 
     server: Any
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
@@ -66,7 +68,7 @@ class ImageHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         self.server.seen_hosts.append(self.headers.get("Host"))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -18,6 +17,9 @@ from pixql.server.batching import BatcherClosed, MicroBatcher
 from pixql.server.service import EmbeddingService
 from pixql.server.settings import ServerSettings
 from tests.server.conftest import TXT, b64_image, png_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 TEXTS = [f"{TXT} number {i}" for i in range(12)] + ["a cat", "a much longer text " * 5]
 
@@ -56,8 +58,10 @@ def test_concurrent_submissions_share_forwards() -> None:
         batcher.close()
     for x, rows in enumerate(out):
         np.testing.assert_array_equal(rows, rows_of([x]))
-    assert batcher.requests == 20 and batcher.items == 20
-    assert batcher.forwards < 20 and batcher.largest_batch <= 8
+    assert batcher.requests == 20
+    assert batcher.items == 20
+    assert batcher.forwards < 20
+    assert batcher.largest_batch <= 8
 
 
 def test_large_submission_is_split_and_reassembled_in_order() -> None:
@@ -66,7 +70,8 @@ def test_large_submission_is_split_and_reassembled_in_order() -> None:
         np.testing.assert_array_equal(batcher.run(range(10)), rows_of(range(10)))
     finally:
         batcher.close()
-    assert batcher.requests == 3 and batcher.largest_batch <= 4
+    assert batcher.requests == 3
+    assert batcher.largest_batch <= 4
 
 
 def test_worker_waits_for_announced_requests_only() -> None:
@@ -82,7 +87,8 @@ def test_worker_waits_for_announced_requests_only() -> None:
         assert second[0].result(timeout=3).tolist() == rows_of([3, 4]).tolist()
     finally:
         batcher.close()
-    assert batcher.forwards == 2 and batcher.largest_batch == 3
+    assert batcher.forwards == 2
+    assert batcher.largest_batch == 3
 
 
 def test_a_failing_item_fails_only_its_own_request() -> None:
@@ -104,7 +110,8 @@ def test_a_failing_item_fails_only_its_own_request() -> None:
         out = concurrently(call, [1, 2, "bad", 3, 4, 5])
     finally:
         batcher.close()
-    assert isinstance(out[2], ValueError) and str(out[2]) == "bad item"
+    assert isinstance(out[2], ValueError)
+    assert str(out[2]) == "bad item"
     for i, x in enumerate([1, 2, None, 3, 4, 5]):
         if x is not None:
             np.testing.assert_array_equal(out[i], rows_of([x]))
@@ -149,7 +156,8 @@ def test_service_after_close_runs_unbatched() -> None:
     fake = FakeEmbedder()
     service.close()
     rows = service.embed(fake, [None, None], "text", lambda idx: [["ab", "abc"][i] for i in idx])
-    assert rows.tolist() == [[2.0, 1.0], [3.0, 1.0]] and fake.forwards == 1
+    assert rows.tolist() == [[2.0, 1.0], [3.0, 1.0]]
+    assert fake.forwards == 1
     assert service.stats().batchers == []
 
 
@@ -257,7 +265,8 @@ def test_one_bad_request_does_not_break_its_batch(servers: dict[str, str], embed
     monkeypatch.setattr(embedder, "forward", forward)
     expected = embedder.embed([t for t in texts if t != "POISON"], "text", normalize=False)
     bad = out.pop(5)
-    assert bad.status_code == 400 and "poisoned" in bad.json()["message"]
+    assert bad.status_code == 400
+    assert "poisoned" in bad.json()["message"]
     assert sum(b["failed_forwards"] for b in stats(servers["on"])["batchers"]) >= 1
     np.testing.assert_allclose(np.vstack([embeddings(r) for r in out]), expected, atol=1e-5)
 
@@ -280,6 +289,7 @@ def test_shutdown_stops_the_batch_workers(server_env: Any) -> None:
     with live_server(app) as base:
         assert post(base, "embed_text", {"text": "hello"}).status_code == 200
         threads = [b._thread for _, b in app.state.models.service._batchers.values()]
-        assert threads and all(t.is_alive() for t in threads)
+        assert threads
+        assert all(t.is_alive() for t in threads)
     assert all(not t.is_alive() for t in threads)
     assert app.state.models.service.stats().batchers == []

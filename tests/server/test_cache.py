@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -15,6 +14,9 @@ import pytest
 from pixql.server.cache import EmbeddingCache, image_digest, text_digest
 from pixql.server.schemas import ImageInput
 from tests.server.conftest import TXT, b64_image, png_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def row(x: float) -> np.ndarray:
@@ -28,7 +30,9 @@ def test_lru_evicts_the_least_recently_used() -> None:
     cache.put_many([(a, row(1)), (b, row(2))])
     assert cache.get(a) is not None  # a is now the most recent
     cache.put(c, row(3))
-    assert cache.get(b) is None and cache.get(a) is not None and cache.get(c) is not None
+    assert cache.get(b) is None
+    assert cache.get(a) is not None
+    assert cache.get(c) is not None
     s = cache.stats()
     assert (s.entries, s.hits, s.misses, s.evictions) == (2, 3, 1, 1)
     assert s.hit_rate == pytest.approx(0.75)
@@ -41,7 +45,8 @@ def test_rows_are_private_read_only_copies() -> None:
     cache.put(key, original)
     original[:] = 9.0
     stored = cache.get(key)
-    assert stored is not None and stored.tolist() == [1.0, 1.0, 1.0]
+    assert stored is not None
+    assert stored.tolist() == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError):
         stored[0] = 5.0
 
@@ -50,9 +55,11 @@ def test_disabled_cache_stores_and_counts_nothing() -> None:
     cache = EmbeddingCache(0)
     key = ("m@w", "text", "d")
     cache.put(key, row(1))
-    assert cache.get(key) is None and len(cache) == 0
+    assert cache.get(key) is None
+    assert len(cache) == 0
     s = cache.stats()
-    assert not s.enabled and (s.hits, s.misses) == (0, 0)
+    assert not s.enabled
+    assert (s.hits, s.misses) == (0, 0)
 
 
 def test_uncacheable_keys_are_counted_apart() -> None:
@@ -114,7 +121,8 @@ def test_text_hits_return_identical_embeddings(cached: str, embedder: Any) -> No
     again = post(cached, "embed_text", {"text": [text, text]}).json()["embeddings"]
     after = cache_stats(cached)
     assert again == [first[0], first[0]]
-    assert after["hits"] - before["hits"] == 2 and after["misses"] == before["misses"]
+    assert after["hits"] - before["hits"] == 2
+    assert after["misses"] == before["misses"]
     np.testing.assert_allclose(first, embedder.embed([text], "text", normalize=False),
                                atol=1e-5)
     normalized = post(cached, "embed_text", {"text": text, "normalize": True}).json()
@@ -139,7 +147,8 @@ def test_repeats_inside_one_request_are_computed_once(cached: str) -> None:
     out = post(cached, "embed_text", {"text": [text] * 3}).json()["embeddings"]
     after = cache_stats(cached)
     assert out[0] == out[1] == out[2]
-    assert after["misses"] - before["misses"] == 3 and after["entries"] == before["entries"] + 1
+    assert after["misses"] - before["misses"] == 3
+    assert after["entries"] == before["entries"] + 1
 
 
 def test_compare_uses_the_cache(cached: str) -> None:
@@ -167,14 +176,16 @@ def test_cache_off_still_embeds(uncached: str, embedder: Any) -> None:
     image = post(uncached, "embed_image", {"image": b64_image(png_bytes())}).json()
     assert len(image["embeddings"]) == 1
     s = cache_stats(uncached)
-    assert not s["enabled"] and (s["entries"], s["hits"], s["misses"]) == (0, 0, 0)
+    assert not s["enabled"]
+    assert (s["entries"], s["hits"], s["misses"]) == (0, 0, 0)
 
 
 def test_embedding_responses_keep_roboflows_shape(uncached: str) -> None:
     r = post(uncached, "embed_text", {"text": TXT})
     assert r.headers["content-type"] == "application/json"
     assert list(r.json()) == ["inference_id", "frame_id", "time", "embeddings"]
-    assert "X-Processing-Time" in r.headers and r.headers["X-Model-Id"] == "clip/ViT-B-32"
+    assert "X-Processing-Time" in r.headers
+    assert r.headers["X-Model-Id"] == "clip/ViT-B-32"
 
 
 @pytest.mark.parametrize("orjson", [True, False], ids=["orjson", "fallback"])

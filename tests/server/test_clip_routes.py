@@ -5,8 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -14,6 +13,9 @@ import pytest
 
 from pixql.images import decode_image
 from tests.server.conftest import TXT, VERSION, b64_image
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 EMBED_KEYS = ["inference_id", "frame_id", "time", "embeddings"]
 COMPARE_KEYS = ["inference_id", "frame_id", "time", "similarity", "parent_id"]
@@ -44,7 +46,9 @@ def test_case1_embed_one_url_image(client: httpx.Client, url_image: dict[str, st
                                    embedder: Any) -> None:
     out = post(client, "embed_image", {"image": url_image})
     assert list(out) == EMBED_KEYS
-    assert out["frame_id"] is None and isinstance(out["time"], float) and out["time"] >= 0
+    assert out["frame_id"] is None
+    assert isinstance(out["time"], float)
+    assert out["time"] >= 0
     uuid.UUID(out["inference_id"])
     assert np.asarray(out["embeddings"]).shape == (1, embedder.dim)
 
@@ -61,7 +65,8 @@ def test_case2_embed_three_images_gives_three_identical_rows(
 def test_case3_and_4_embed_text(client: httpx.Client, embedder: Any) -> None:
     one = np.asarray(post(client, "embed_text", {"text": TXT})["embeddings"])
     three = np.asarray(post(client, "embed_text", {"text": [TXT] * 3})["embeddings"])
-    assert one.shape == (1, embedder.dim) and three.shape == (3, embedder.dim)
+    assert one.shape == (1, embedder.dim)
+    assert three.shape == (3, embedder.dim)
     np.testing.assert_allclose(three, np.repeat(one, 3, axis=0), atol=1e-5)
 
 
@@ -70,14 +75,17 @@ def test_case5_image_subject_text_prompt_is_a_one_element_list(
 ) -> None:
     out = post(client, "compare", {"subject": url_image, "prompt": TXT})
     assert list(out) == COMPARE_KEYS
-    assert out["parent_id"] is None and out["frame_id"] is None
-    assert isinstance(out["similarity"], list) and len(out["similarity"]) == 1
+    assert out["parent_id"] is None
+    assert out["frame_id"] is None
+    assert isinstance(out["similarity"], list)
+    assert len(out["similarity"]) == 1
     assert -1.0 <= out["similarity"][0] <= 1.0
 
 
 def test_case6_list_prompt(client: httpx.Client, url_image: dict[str, str]) -> None:
     sims = post(client, "compare", {"subject": url_image, "prompt": [TXT] * 3})["similarity"]
-    assert len(sims) == 3 and sims[0] == pytest.approx(sims[1]) == pytest.approx(sims[2])
+    assert len(sims) == 3
+    assert sims[0] == pytest.approx(sims[1]) == pytest.approx(sims[2])
 
 
 def test_case7_and_8_text_subject_image_prompts_is_symmetric(
@@ -159,7 +167,8 @@ def test_compare_mixed_types(client: httpx.Client, images: dict[str, bytes],
     assert out["similarity"]["other"] == pytest.approx(cos(vecs[0], vecs[1]), abs=1e-5)
     texts = post(client, "compare", {"subject": "a cat", "subject_type": "text",
                                      "prompt": ["a cat", "a dog"]})["similarity"]
-    assert texts[0] == pytest.approx(1.0, abs=1e-6) and texts[1] < 1.0
+    assert texts[0] == pytest.approx(1.0, abs=1e-6)
+    assert texts[1] < 1.0
 
 
 def test_bare_string_image_prompt_is_inferred(
@@ -184,13 +193,15 @@ def test_explicit_version_and_model_headers(client: httpx.Client) -> None:
 def test_unknown_version_lists_the_valid_ones(client: httpx.Client) -> None:
     r = client.post("/clip/embed_text", json={"text": "x", "clip_version_id": "ViT-H-99"})
     assert r.status_code == 400
-    assert "ViT-H-99" in r.json()["message"] and "ViT-B-16" in r.json()["message"]
+    assert "ViT-H-99" in r.json()["message"]
+    assert "ViT-B-16" in r.json()["message"]
 
 
 def test_version_without_weights_is_404(client: httpx.Client) -> None:
     r = client.post("/clip/embed_text", json={"text": "x", "clip_version_id": "RN50"})
     assert r.status_code == 404
-    assert "RN50" in r.json()["message"] and "not found" in r.json()["message"]
+    assert "RN50" in r.json()["message"]
+    assert "not found" in r.json()["message"]
 
 
 def test_long_text_is_truncated_or_refused(client: httpx.Client, embedder: Any) -> None:
@@ -199,7 +210,8 @@ def test_long_text_is_truncated_or_refused(client: httpx.Client, embedder: Any) 
     assert np.asarray(out["embeddings"]).shape == (1, embedder.dim)
     r = client.post("/clip/embed_text", json={"text": ["ok", long], "truncate": False})
     assert r.status_code == 400
-    assert "text[1]" in r.json()["message"] and "77" in r.json()["message"]
+    assert "text[1]" in r.json()["message"]
+    assert "77" in r.json()["message"]
 
 
 def test_a_slow_request_does_not_block_others(

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from tests.server.conftest import OPEN_SERVER, b64_image
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import httpx
 
 
 def error(client: httpx.Client, route: str, body: Any, status: int) -> dict[str, Any]:
     r = client.post(route, json=body)
     assert r.status_code == status, r.text
     out = r.json()
-    assert isinstance(out["message"], str) and out["message"]
+    assert isinstance(out["message"], str)
+    assert out["message"]
     return out
 
 
@@ -37,7 +41,8 @@ def test_schema_errors_are_422_with_detail_and_a_readable_message(
     client: httpx.Client, route: str, body: Any, field: str
 ) -> None:
     out = error(client, route, body, 422)
-    assert isinstance(out["detail"], list) and out["detail"]
+    assert isinstance(out["detail"], list)
+    assert out["detail"]
     assert all({"loc", "msg", "type"} <= set(d) for d in out["detail"])
     assert out["message"].startswith("Invalid request: ")
     assert f"{field}: " in out["message"]
@@ -47,7 +52,8 @@ def test_schema_errors_are_422_with_detail_and_a_readable_message(
 def test_bad_types_name_the_allowed_values(client: httpx.Client, field: str) -> None:
     body = {"subject": "a", "prompt": "b", field: "video"}
     out = error(client, "/clip/compare", body, 422)
-    assert field in out["message"] and "'image' or 'text'" in out["message"]
+    assert field in out["message"]
+    assert "'image' or 'text'" in out["message"]
 
 
 def test_malformed_json_is_422(client: httpx.Client) -> None:
@@ -115,7 +121,8 @@ def test_empty_lists_are_400(client: httpx.Client, route: str, body: Any, field:
 def test_too_many_images_is_413_naming_the_limit(client: httpx.Client,
                                                  images: dict[str, bytes]) -> None:
     out = error(client, "/clip/embed_image", {"image": [b64_image(images["red"])] * 9}, 413)
-    assert "9" in out["message"] and "limit is 8" in out["message"]
+    assert "9" in out["message"]
+    assert "limit is 8" in out["message"]
 
 
 @pytest.mark.parametrize("as_dict", [False, True])
@@ -124,13 +131,15 @@ def test_too_many_prompts_is_413_naming_the_limit(client: httpx.Client, as_dict:
     prompt: Any = {p: p for p in prompts} if as_dict else prompts
     body = {"subject": "a", "subject_type": "text", "prompt": prompt}
     out = error(client, "/clip/compare", body, 413)
-    assert "prompts" in out["message"] and "limit is 8" in out["message"]
+    assert "prompts" in out["message"]
+    assert "limit is 8" in out["message"]
 
 
 def test_too_long_text_is_400(client: httpx.Client) -> None:
     limit = OPEN_SERVER["max_text_chars"]
     out = error(client, "/clip/embed_text", {"text": ["x", "y" * (limit + 1)]}, 400)
-    assert "text[1]" in out["message"] and str(limit) in out["message"]
+    assert "text[1]" in out["message"]
+    assert str(limit) in out["message"]
 
 
 def test_image_object_where_text_is_expected_is_400(client: httpx.Client,
@@ -158,14 +167,16 @@ def test_streamed_body_over_the_cap_is_413(client: httpx.Client) -> None:
 
     r = client.post("/clip/embed_text", content=chunks(),
                     headers={"Content-Type": "application/json"})
-    assert r.status_code == 413 and str(cap) in r.json()["message"]
+    assert r.status_code == 413
+    assert str(cap) in r.json()["message"]
 
 
 # ---------------------------------------------------------------------- 404 / 405 / 500
 def test_unknown_route_and_method(client: httpx.Client) -> None:
     assert client.get("/nope").json() == {"message": "Not Found"}
     r = client.get("/clip/embed_text")
-    assert r.status_code == 405 and r.json() == {"message": "Method Not Allowed"}
+    assert r.status_code == 405
+    assert r.json() == {"message": "Method Not Allowed"}
 
 
 def test_unexpected_exceptions_are_500_internal_error(
@@ -178,5 +189,6 @@ def test_unexpected_exceptions_are_500_internal_error(
     monkeypatch.setattr(open_server[1].state.models, "get", boom)
     with caplog.at_level("ERROR", logger="pixql.server"):
         r = client.post("/clip/embed_text", json={"text": "x"})
-    assert r.status_code == 500 and r.json() == {"message": "Internal error."}
+    assert r.status_code == 500
+    assert r.json() == {"message": "Internal error."}
     assert "kaboom" in caplog.text

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from pixql.errors import ImageError
 from pixql.server.fetch import UrlPolicy, address_problem, fetch_url
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 LOOPBACK = UrlPolicy.from_entries(["127.0.0.1"], timeout_s=0.5, total_timeout_s=5,
                                   max_bytes=100_000)
@@ -54,7 +56,8 @@ def url_error(client: httpx.Client, url: str) -> str:
 )
 def test_forbidden_addresses(address: str, reason: str) -> None:
     problem = address_problem(ipaddress.ip_address(address))
-    assert problem is not None and reason in problem
+    assert problem is not None
+    assert reason in problem
 
 
 @pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2001:4860:4860::8888"])
@@ -136,7 +139,8 @@ def test_redirect_to_a_forbidden_address_is_refused(
     client: httpx.Client, image_host: str, target: str, cause: str
 ) -> None:
     message = url_error(client, f"{image_host}/redirect?to={target}")
-    assert "not allowed" in message and cause in message
+    assert "not allowed" in message
+    assert cause in message
 
 
 def test_redirect_to_an_allowed_address_is_followed(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 import pytest
 
 from pixql.images import load_image
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +54,17 @@ def test_files_inside_the_workspace_are_read(files_client: httpx.Client, workspa
 def test_files_outside_the_workspace_are_refused(files_client: httpx.Client,
                                                  value: str) -> None:
     r = embed_file(files_client, value)
-    assert r.status_code == 400 and "inside the workspace" in r.json()["message"]
+    assert r.status_code == 400
+    assert "inside the workspace" in r.json()["message"]
 
 
 def test_missing_file_is_400(files_client: httpx.Client) -> None:
     r = embed_file(files_client, "pics/nope.png")
-    assert r.status_code == 400 and "not found" in r.json()["message"]
+    assert r.status_code == 400
+    assert "not found" in r.json()["message"]
 
 
 def test_file_input_is_off_by_default(client: httpx.Client) -> None:
     r = embed_file(client, "pics/red.png")
-    assert r.status_code == 400 and "filesystem is disabled" in r.json()["message"]
+    assert r.status_code == 400
+    assert "filesystem is disabled" in r.json()["message"]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
 from pixql import __version__
 from tests.server.conftest import VERSION
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 MODELS_KEYS = ["models", "total_vram_bytes", "gpu_memory_used", "gpu_memory_total",
                "torch_cuda_allocated", "torch_cuda_reserved", "torch_cuda_allocator_cache",
@@ -29,14 +31,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
 
 def test_landing_page(client: httpx.Client) -> None:
     r = client.get("/")
-    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert r.status_code == 200
+    assert "text/html" in r.headers["content-type"]
     assert "/docs" in r.text
 
 
 def test_info(client: httpx.Client) -> None:
     info = client.get("/info").json()
     assert list(info) == ["name", "version", "uuid"]
-    assert info["name"] == "pixql" and info["version"] == __version__
+    assert info["name"] == "pixql"
+    assert info["version"] == __version__
     uuid.UUID(info["uuid"])
 
 
@@ -48,10 +52,12 @@ def test_health_and_readiness(client: httpx.Client) -> None:
 def test_model_registry_add_remove_clear(client: httpx.Client) -> None:
     cleared = client.post("/model/clear")
     assert cleared.status_code == 200
-    assert list(cleared.json()) == MODELS_KEYS and cleared.json()["models"] == []
+    assert list(cleared.json()) == MODELS_KEYS
+    assert cleared.json()["models"] == []
     added = client.post("/model/add", json={"model_id": f"clip/{VERSION}", "model_type": None})
     (model,) = added.json()["models"]
-    assert model["model_id"] == f"clip/{VERSION}" and model["task_type"] == "embedding"
+    assert model["model_id"] == f"clip/{VERSION}"
+    assert model["task_type"] == "embedding"
     assert model["input_height"] == model["input_width"] == 32  # the tiny CLIP's input
     assert client.get("/model/registry").json()["models"] == [model]
     removed = client.post("/model/remove", json={"model_id": f"clip/{VERSION}"})
@@ -73,7 +79,8 @@ def test_model_registry_add_remove_clear(client: httpx.Client) -> None:
 def test_add_unknown_or_missing_models(client: httpx.Client, model_id: str, status: int,
                                        words: str) -> None:
     r = client.post("/model/add", json={"model_id": model_id})
-    assert r.status_code == status and words in r.json()["message"]
+    assert r.status_code == status
+    assert words in r.json()["message"]
 
 
 def test_readiness_waits_for_preloaded_models_and_notices_a_vanished_folder(
@@ -87,7 +94,8 @@ def test_readiness_waits_for_preloaded_models_and_notices_a_vanished_folder(
         assert c.get("/model/registry").json()["models"][0]["model_id"] == f"clip/{VERSION}"
         (own / VERSION).rename(own / "moved")
         r = c.get("/readiness")
-        assert r.status_code == 503 and r.json()["status"] == "not ready"
+        assert r.status_code == 503
+        assert r.json()["status"] == "not ready"
         assert "is gone" in r.json()["reason"]
         assert c.get("/healthz").status_code == 200
 
@@ -99,4 +107,5 @@ def test_readiness_reports_a_failed_preload(
     with httpx.Client(base_url=base, timeout=30) as c:
         wait_for(lambda: "preloading failed" in c.get("/readiness").json().get("reason", ""))
         r = c.get("/readiness")
-        assert r.status_code == 503 and "WeightsNotFoundError" in r.json()["reason"]
+        assert r.status_code == 503
+        assert "WeightsNotFoundError" in r.json()["reason"]

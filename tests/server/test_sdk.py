@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 from pixql.images import decode_image
 from tests.server.conftest import TXT, VERSION
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 sdk = pytest.importorskip("inference_sdk")
 
@@ -61,7 +63,8 @@ def test_image_embeddings_of_a_list_and_a_base64_string(
     red = base64.b64encode(images["red"]).decode()
     out = sdk_client.get_clip_image_embeddings(inference_input=[str(image_file), red],
                                                clip_version=VERSION)
-    assert isinstance(out, list) and len(out) == 2
+    assert isinstance(out, list)
+    assert len(out) == 2
     expected = embedder.embed([decode_image(images["blue"]), decode_image(images["red"])],
                               "image", normalize=False)
     got = np.asarray([o["embeddings"][0] for o in out])
@@ -98,7 +101,9 @@ def test_errors_reach_the_client_with_our_message(secured_base: str, sdk_client:
 
     with pytest.raises(HTTPCallErrorError) as info:
         make_client(secured_base, "wrong", transport).get_clip_text_embeddings(text="a cat")
-    assert info.value.status_code == 401 and "API key" in info.value.api_message
+    assert info.value.status_code == 401
+    assert "API key" in info.value.api_message
     with pytest.raises(HTTPCallErrorError) as info:
         sdk_client.get_clip_text_embeddings(text="a cat", clip_version="ViT-H-99")
-    assert info.value.status_code == 400 and "valid values" in info.value.api_message
+    assert info.value.status_code == 400
+    assert "valid values" in info.value.api_message

@@ -13,8 +13,11 @@ from pixql.server.settings import ServerSettings
 def test_defaults() -> None:
     s = ServerSettings.from_env({})
     assert (s.host, s.port, s.max_prompts, s.max_images) == ("127.0.0.1", 9001, 8, 8)
-    assert not s.auth_enabled and not s.allow_file_input and s.allow_url_input
-    assert s.url_allow_hosts == [] and s.clip_version_id is None
+    assert not s.auth_enabled
+    assert not s.allow_file_input
+    assert s.allow_url_input
+    assert s.url_allow_hosts == []
+    assert s.clip_version_id is None
 
 
 def test_environment_names() -> None:
@@ -30,9 +33,12 @@ def test_environment_names() -> None:
     }
     s = ServerSettings.from_env(env)
     assert [k.get_secret_value() for k in s.api_keys] == ["k1", "k2"]
-    assert s.max_prompts == 4 and s.clip_version_id == "ViT-B-32" and s.port == 9100
+    assert s.max_prompts == 4
+    assert s.clip_version_id == "ViT-B-32"
+    assert s.port == 9100
     assert s.url_allow_hosts == ["127.0.0.1", "10.0.0.0/8"]
-    assert s.clip_models_dir == Path("/models") and s.preload_models == ["clip/ViT-B-32"]
+    assert s.clip_models_dir == Path("/models")
+    assert s.preload_models == ["clip/ViT-B-32"]
     assert s.allow_file_input
 
 
@@ -44,12 +50,15 @@ def test_pixql_names_win_over_roboflow_names() -> None:
 def test_overrides_win_and_none_means_unset() -> None:
     s = ServerSettings.from_env({"PIXQL_PORT": "9100"}, port=None, host="0.0.0.0",
                                 api_keys=["cli-key"])
-    assert s.port == 9100 and s.host == "0.0.0.0" and s.auth_enabled
+    assert s.port == 9100
+    assert s.host == "0.0.0.0"
+    assert s.auth_enabled
 
 
 def test_keys_never_show_in_dumps() -> None:
     s = ServerSettings(api_keys=["s3cret"])
-    assert "s3cret" not in repr(s) and "s3cret" not in str(s.public_dict())
+    assert "s3cret" not in repr(s)
+    assert "s3cret" not in str(s.public_dict())
     assert s.public_dict()["auth_enabled"] is True
 
 

@@ -46,7 +46,8 @@ def test_search_over_http_as_json(sql_base):
     assert r.status_code == 200, r.text
     body = r.json()
     assert [c["name"] for c in body["columns"]] == ["image_path", "search_result"]
-    assert body["row_count"] == 3 and body["truncated"] is False
+    assert body["row_count"] == 3
+    assert body["truncated"] is False
     assert body["rows"][0][0] == "shapes/cross/001.png"
     assert body["rows"][0][1] == pytest.approx(1.0, abs=1e-5)
 
@@ -63,10 +64,12 @@ def test_embeddings_as_lists_or_base64(sql_base):
 def test_arrow_stream_and_max_rows(sql_base, sql_ws):
     r = httpx.post(f"{sql_base}/sql", json={"query": "SELECT * FROM images", "max_rows": 5},
                    headers={"Accept": ARROW}, timeout=30)
-    assert r.status_code == 200 and r.headers["content-type"].startswith(ARROW)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith(ARROW)
     table = pa.ipc.open_stream(r.content).read_all()
     assert table.num_rows == 5
-    assert r.headers["X-Row-Count"] == "5" and r.headers["X-Truncated"] == "true"
+    assert r.headers["X-Row-Count"] == "5"
+    assert r.headers["X-Truncated"] == "true"
     assert table.schema.field("convert_result").type == pa.list_(pa.float32(), 64)
     local = sql_ws.sql("SELECT * FROM images LIMIT 5").arrow()
     assert table.equals(local)
@@ -75,20 +78,26 @@ def test_arrow_stream_and_max_rows(sql_base, sql_ws):
 def test_large_result_streams_completely(sql_base):
     r = post(sql_base, "SELECT range AS i, 'x' || range AS s FROM range(20000)")
     body = r.json()
-    assert body["row_count"] == 20000 and body["rows"][-1] == [19999, "x19999"]
+    assert body["row_count"] == 20000
+    assert body["rows"][-1] == [19999, "x19999"]
 
 
 def test_errors_carry_the_engines_message_and_position(sql_base):
     r = post(sql_base, "SELECT 1;\nSEARCH IMAGE USING px OPTIONS (top_k=) AS SELECT 1")
     assert r.status_code == 400
     body = r.json()
-    assert body["error"] == "ParseError" and body["line"] == 2 and "message" in body
+    assert body["error"] == "ParseError"
+    assert body["line"] == 2
+    assert "message" in body
     r = post(sql_base, "CONVERT USING nope AS SELECT * FROM images")
-    assert r.status_code == 404 and "unknown model 'nope'" in r.json()["message"]
+    assert r.status_code == 404
+    assert "unknown model 'nope'" in r.json()["message"]
     r = post(sql_base, "SELECT * FROM no_such_table")
-    assert r.status_code == 400 and "no_such_table" in r.json()["message"]
+    assert r.status_code == 400
+    assert "no_such_table" in r.json()["message"]
     r = httpx.post(f"{sql_base}/sql", json={"sql": "SELECT 1"}, timeout=10)
-    assert r.status_code == 422 and "query" in r.json()["message"]
+    assert r.status_code == 422
+    assert "query" in r.json()["message"]
 
 
 @pytest.mark.parametrize("stmt", [
@@ -120,4 +129,5 @@ def test_sql_needs_a_key_when_keys_are_configured(start_server, sql_ws):
     assert httpx.post(f"{base}/sql", json={"query": "SELECT 1"}).status_code == 401
     ok = httpx.post(f"{base}/sql", json={"query": "SELECT 1 AS one"},
                     headers={"Authorization": "Bearer k-123"})
-    assert ok.status_code == 200 and ok.json()["rows"] == [[1]]
+    assert ok.status_code == 200
+    assert ok.json()["rows"] == [[1]]

@@ -7,8 +7,7 @@ import hashlib
 import io
 import os
 import re
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -19,6 +18,9 @@ from pixql.errors import CatalogError
 from pixql.server.routes.ui import UPLOAD_DIR, list_tables, search
 from tests.conftest import make_image_folder
 from tests.server.conftest import VERSION
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 QUERY = "shapes/cross/001.png"
 ODD = 'odd "name" t'
@@ -85,22 +87,28 @@ def _csp_hash(text: str) -> str:
 
 def test_page_inlines_its_assets_under_a_strict_csp(ui: httpx.Client) -> None:
     r = ui.get("/")
-    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
     html, csp = r.text, r.headers["content-security-policy"]
-    assert "/docs" in html and "pixql:" not in html and pixql.__version__ in html
+    assert "/docs" in html
+    assert "pixql:" not in html
+    assert pixql.__version__ in html
     script = re.search(r"<script>(.*?)</script>", html, re.S).group(1)
     style = re.search(r"<style>(.*?)</style>", html, re.S).group(1)
-    assert "/ui/search" in script and ".tile" in style
+    assert "/ui/search" in script
+    assert ".tile" in style
     assert f"script-src '{_csp_hash(script)}'" in csp
     assert f"style-src '{_csp_hash(style)}'" in csp
-    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert "default-src 'none'" in csp
+    assert "connect-src 'self'" in csp
     assert r.headers["x-content-type-options"] == "nosniff"
     assert not re.search(r"\son\w+=", html), "inline handlers would be blocked by the CSP"
 
 
 def test_ui_routes_are_documented(ui: httpx.Client) -> None:
     paths = ui.get("/openapi.json").json()["paths"]
-    assert {"/ui/tables", "/ui/search", "/ui/image"} <= set(paths) and "/" not in paths
+    assert {"/ui/tables", "/ui/search", "/ui/image"} <= set(paths)
+    assert "/" not in paths
 
 
 # ------------------------------------------------------------------------------ tables
@@ -112,8 +120,10 @@ def test_tables_list_columns_models_and_what_they_search_by(ui: httpx.Client) ->
     assert (px["model"], px["kind"], px["dim"], px["search_by"]) == ("px", "Pixels", 64,
                                                                       ["image"])
     assert (clip["model"], clip["kind"], clip["dim"]) == ("c", "CLIP", 32)
-    assert clip["search_by"] == ["image", "text"] and clip["problem"] is None
-    assert px["source_column"] == "image_path" and px["modality"] == "image"
+    assert clip["search_by"] == ["image", "text"]
+    assert clip["problem"] is None
+    assert px["source_column"] == "image_path"
+    assert px["modality"] == "image"
     assert body["limits"] == {"max_upload_bytes": 50_000, "max_text_chars": 4096,
                               "max_top_k": 200}
 
@@ -127,8 +137,10 @@ def test_rebuilt_models_and_dropped_columns(image_ws: Any) -> None:
                  "AS SELECT * FROM images")
     (table,) = list_tables(image_ws)
     (col,) = table.columns  # 'gone' was dropped: not listed
-    assert col.name == "convert_result" and col.search_by == []
-    assert "rebuilt" in col.problem and "re-run CONVERT USING px" in col.problem
+    assert col.name == "convert_result"
+    assert col.search_by == []
+    assert "rebuilt" in col.problem
+    assert "re-run CONVERT USING px" in col.problem
     with pytest.raises(CatalogError, match="rebuilt"):
         search(image_ws, "images", "convert_result", "image", QUERY, 3)
 
@@ -137,7 +149,8 @@ def test_without_a_workspace(start_server: Any) -> None:
     base, _ = start_server()
     assert httpx.get(base + "/").status_code == 200
     r = httpx.get(base + "/ui/tables")
-    assert r.status_code == 404 and "pixql -w DIR serve" in r.json()["message"]
+    assert r.status_code == 404
+    assert "pixql -w DIR serve" in r.json()["message"]
 
 
 # ------------------------------------------------------------------------------ search
@@ -146,18 +159,21 @@ def test_image_upload_ranks_exactly_like_sql(ui: httpx.Client, ui_ws: Any) -> No
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["table"], body["emb_col"], body["model"]) == ("images", "convert_result", "px")
-    assert body["image_col"] == "image_path" and body["columns"] == ["filename", "label"]
+    assert body["image_col"] == "image_path"
+    assert body["columns"] == ["filename", "label"]
     got = [(x["path"], x["score"]) for x in body["results"]]
     want = sql_search(ui_ws, "image", QUERY, "convert_result", "px", 6)
     assert [p for p, _ in got] == [p for p, _ in want]
     assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
     first = body["results"][0]
-    assert first["rank"] == 1 and first["path"] == QUERY
+    assert first["rank"] == 1
+    assert first["path"] == QUERY
     assert first["score"] == pytest.approx(1.0, abs=1e-5)
     assert first["values"] == {"filename": "001.png", "label": "cross"}
     assert first["image_url"] == f"/ui/image?path={QUERY}"
     thumb = ui.get(first["image_url"])
-    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/png"
+    assert thumb.status_code == 200
+    assert thumb.headers["content-type"] == "image/png"
     assert not list((ui_ws.root / UPLOAD_DIR).iterdir()), "uploads are removed after use"
 
 
@@ -175,7 +191,8 @@ def test_identifiers_are_quoted_not_spliced(ui: httpx.Client, ui_ws: Any) -> Non
     assert r.status_code == 200, r.text
     assert r.json()["results"][0]["path"] == QUERY
     r = post_search(ui, text="x", table='images"; DROP TABLE images; --')
-    assert r.status_code == 404 and "no table" in r.json()["message"]
+    assert r.status_code == 404
+    assert "no table" in r.json()["message"]
     assert ui_ws.sql("SELECT count(*) FROM images").fetchone() == (12,)
 
 
@@ -202,15 +219,18 @@ def test_upload_caps(ui: httpx.Client) -> None:
     big = io.BytesIO()
     Image.new("RGB", (400, 400)).save(big, "PNG")  # 160,000 pixels > 100,000
     r = post_search(ui, image=big.getvalue())
-    assert r.status_code == 400 and "over the cap of 100000" in r.json()["message"]
+    assert r.status_code == 400
+    assert "over the cap of 100000" in r.json()["message"]
     r = post_search(ui, image=os.urandom(60_000))  # body over 50,000 bytes
-    assert r.status_code == 413 and "limit is 50000 bytes" in r.json()["message"]
+    assert r.status_code == 413
+    assert "limit is 50000 bytes" in r.json()["message"]
 
 
 # ------------------------------------------------------------------------------ images
 def test_thumbnails_are_capped_and_typed(ui: httpx.Client) -> None:
     r = ui.get("/ui/image", params={"path": "photo.jpg", "size": 128})
-    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/jpeg"
     assert Image.open(io.BytesIO(r.content)).size == (128, 85)
     assert r.headers["cache-control"].startswith("private")
     assert Image.open(io.BytesIO(ui.get("/ui/image?path=photo.jpg").content)).size[0] == 256
@@ -241,7 +261,8 @@ def test_images_are_served_from_inside_the_workspace_only(ui: httpx.Client, ui_w
 def test_absolute_paths_inside_the_workspace_are_refused_too(ui: httpx.Client,
                                                              ui_ws: Any) -> None:
     r = ui.get("/ui/image", params={"path": str(ui_ws.root / QUERY)})
-    assert r.status_code == 403 and "workspace-relative" in r.json()["message"]
+    assert r.status_code == 403
+    assert "workspace-relative" in r.json()["message"]
 
 
 # ------------------------------------------------------------------------------ auth

@@ -138,7 +138,8 @@ def test_parse_error_is_a_programming_error_with_a_dict_form() -> None:
     with pytest.raises(ProgrammingError) as info:
         parse_script("LIST")
     out = info.value.to_dict()
-    assert out["error"] == "ParseError" and (out["line"], out["col"]) == (1, 5)
+    assert out["error"] == "ParseError"
+    assert (out["line"], out["col"]) == (1, 5)
     assert out["expected"] == ["MODEL", "MODELS", "THANOSQL"]
     assert "unexpected end of statement; expected MODEL or MODELS or THANOSQL" in out["message"]
 

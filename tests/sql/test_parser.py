@@ -72,20 +72,26 @@ def test_tutorial_search_and_convert() -> None:
         },
     )
     node = one(TUTORIAL_CONVERT)
-    assert isinstance(node, Convert) and node.model == "tutorial_search_clip"
-    assert node.options["batch_size"] == 128 and node.query.text == "SELECT * FROM unsplash_data"
+    assert isinstance(node, Convert)
+    assert node.model == "tutorial_search_clip"
+    assert node.options["batch_size"] == 128
+    assert node.query.text == "SELECT * FROM unsplash_data"
 
 
 def test_tutorial_print_strips_one_pair_of_parentheses_and_nests_the_search() -> None:
     node = one(TUTORIAL_PRINT)
-    assert isinstance(node, PrintImage) and node.target == "image" and node.options == {}
+    assert isinstance(node, PrintImage)
+    assert node.target == "image"
+    assert node.options == {}
     text = node.query.text
     assert text.startswith("SELECT image_path, search_result FROM (\n    SEARCH IMAGE")
     assert text.endswith("AS SELECT * FROM mnist_test)")
     (sub,) = node.query.subqueries
     assert text[sub.start : sub.end] == sub.node.text
-    assert text[: sub.start].endswith("FROM (\n    ") and text[sub.end :] == ")"
-    assert isinstance(sub.node, Search) and sub.node.options["top_k"] == 4
+    assert text[: sub.start].endswith("FROM (\n    ")
+    assert text[sub.end :] == ")"
+    assert isinstance(sub.node, Search)
+    assert sub.node.options["top_k"] == 4
     assert sub.node.pos == Position(3, 5)
 
 
@@ -191,9 +197,11 @@ def test_nested_subqueries_in_passthrough() -> None:
         "search_input='a.png', emb_col='e', top_k=4) AS SELECT * FROM t) WHERE label = 8"
     )
     node = one(text)
-    assert isinstance(node, Passthrough) and node.query.text == text
+    assert isinstance(node, Passthrough)
+    assert node.query.text == text
     (sub,) = node.query.subqueries
-    assert text[sub.start : sub.end].startswith("SEARCH IMAGE") and text[sub.end :] == (
+    assert text[sub.start : sub.end].startswith("SEARCH IMAGE")
+    assert text[sub.end :] == (
         ") WHERE label = 8"
     )
     assert sub.node.query == Query("SELECT * FROM t")
@@ -235,7 +243,8 @@ def test_list_model_subquery() -> None:
 )
 def test_plain_sql_that_looks_like_ai_stays_plain(text: str) -> None:
     node = one(text)
-    assert node == Passthrough(query=Query(text)) and node.sql() == text
+    assert node == Passthrough(query=Query(text))
+    assert node.sql() == text
 
 
 def test_split_statements_respects_quotes_comments_and_brackets() -> None:
@@ -298,7 +307,8 @@ def test_print_keeps_parentheses_that_do_not_span_the_query() -> None:
 
 def test_print_of_a_parenthesised_search_keeps_it_as_a_subquery() -> None:
     node = one("PRINT IMAGE AS (SEARCH IMAGE USING m AS SELECT * FROM t)")
-    assert node.query.text.startswith("(SEARCH") and len(node.query.subqueries) == 1
+    assert node.query.text.startswith("(SEARCH")
+    assert len(node.query.subqueries) == 1
 
 
 def test_parse_statement_requires_exactly_one() -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
-
-import duckdb
+from typing import TYPE_CHECKING, Any
 
 from pixql.errors import NotFoundError
+
+if TYPE_CHECKING:
+    import duckdb
 
 SCHEMA = "pixql_catalog"
 

@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pixql.execution.result import Result
-
 if TYPE_CHECKING:  # pragma: no cover
+    from pixql.execution.result import Result
     from pixql.workspace import Workspace
 
 #: columns whose values make good captions, in order of preference

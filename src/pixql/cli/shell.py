@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,10 +23,8 @@ def _setup_history() -> None:
         import readline
     except ImportError:  # pragma: no cover - no readline on this platform
         return
-    try:
+    with contextlib.suppress(OSError):
         readline.read_history_file(HISTORY)
-    except OSError:
-        pass
     atexit.register(lambda: _save_history(readline))
 
 

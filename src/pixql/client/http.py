@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
 from pixql import __version__
 from pixql.client.images import MAX_URL_BYTES, encode_image, encode_images
 from pixql.client.tables import ARROW_STREAM, arrow_from_response, frame_from_json
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DEFAULT_URL = "http://127.0.0.1:9001"
 #: images sent in one /clip/embed_image request (the server's default cap is 8)

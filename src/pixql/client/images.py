@@ -16,9 +16,11 @@ import binascii
 import io
 import os
 import re
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: most bytes downloaded for one URL image
 MAX_URL_BYTES = 50 * 1024 * 1024

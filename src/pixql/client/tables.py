@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from pixql.catalog.artifacts import checksum, write_config
 from pixql.catalog.store import ModelRecord, now
 from pixql.errors import ConflictError, OptionError, ProgrammingError
-from pixql.execution.context import ExecContext
 from pixql.execution.engine import executes
 from pixql.execution.options import GetModelOptions, validate
 from pixql.execution.result import Result
 from pixql.models.base import BuildContext, BuildResult, ModelKind
 from pixql.models.registry import get_kind
 from pixql.sql.nodes import BuildModel, GetModel
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pixql.execution.context import ExecContext
 
 
 @executes(BuildModel)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from pixql.catalog.store import Catalog
 from pixql.errors import NotFoundError, ProgrammingError
-from pixql.sql.nodes import Query, Statement
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Iterator
+
+    import pyarrow as pa
+
     from pixql.execution.result import Result
+    from pixql.sql.nodes import Query, Statement
     from pixql.workspace import Workspace
 
 _names = itertools.count()

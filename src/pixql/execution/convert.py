@@ -25,7 +25,7 @@ SOURCE_OPTION = {"image": "image_col", "text": "text_col", "video": "video_col"}
 
 def vectors_to_arrow(emb: Embedded) -> pa.Array:
     """(n, d) float32 + validity → Arrow FixedSizeList<float32>[d] with NULLs."""
-    n, d = emb.vectors.shape
+    _n, d = emb.vectors.shape
     values = pa.array(emb.vectors.reshape(-1), type=pa.float32())
     mask = pa.array(~emb.valid) if not emb.valid.all() else None
     return pa.FixedSizeListArray.from_arrays(values, d, mask=mask)

@@ -10,9 +10,8 @@ relative to the file's own folder, into workspace-relative (or absolute) ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -22,6 +21,9 @@ from pixql.execution.engine import executes
 from pixql.execution.options import CopyOptions, validate
 from pixql.execution.result import Result
 from pixql.sql.nodes import CopyFrom
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 

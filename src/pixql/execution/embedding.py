@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pixql.errors import ImageError
 from pixql.images import default_workers, load_image, map_ordered
-from pixql.models.base import Embedder
 from pixql.progress import progress_bar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+    from pathlib import Path
+
+    from pixql.models.base import Embedder
 
 #: how many bad paths an error message names
 MAX_NAMED = 5

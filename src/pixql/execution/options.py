@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 
 from pixql.errors import OptionError
 from pixql.models.base import Options
-from pixql.sql.nodes import AiStatement
+
+if TYPE_CHECKING:
+    from pixql.sql.nodes import AiStatement
 
 T = TypeVar("T", bound=Options)
 

@@ -6,12 +6,16 @@ draws a grid, the CLI writes a contact sheet).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pixql.errors import ModelError, NotFoundError
-from pixql.execution.context import ExecContext
 from pixql.execution.engine import executes
 from pixql.execution.options import PrintOptions, validate
 from pixql.execution.result import Result
 from pixql.sql.nodes import PrintImage
+
+if TYPE_CHECKING:
+    from pixql.execution.context import ExecContext
 
 
 @executes(PrintImage)

@@ -23,13 +23,12 @@ import json
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
-from pixql.catalog.store import ColumnRecord, ModelRecord
 from pixql.errors import CatalogError, ModelError, NotFoundError
 from pixql.execution.context import ExecContext, quote_ident, to_arrow
 from pixql.execution.engine import executes
@@ -45,8 +44,11 @@ from pixql.execution.vectors import (
 from pixql.images import load_image
 from pixql.index.exact import BLOCK_ROWS, dot_scores, query_unit, unit_rows
 from pixql.index.exact import rank as rank_scores
-from pixql.models.base import Embedder
 from pixql.sql.nodes import Query, Search
+
+if TYPE_CHECKING:
+    from pixql.catalog.store import ColumnRecord, ModelRecord
+    from pixql.models.base import Embedder
 
 _names = itertools.count()
 
@@ -233,7 +235,7 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
 
 
 def _candidates(ctx: ExecContext, plan: QueryPlan,
-                vecs: ColumnVectors) -> np.ndarray | None | bool:
+                vecs: ColumnVectors) -> np.ndarray | bool | None:
     """Cache positions the AS query selects, in its row order, NULL rows left out (None:
     every row, all non-NULL); False when a selected row is not in the cache."""
     if plan.rowid_sql is None:

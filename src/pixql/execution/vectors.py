@@ -26,19 +26,22 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 
 from pixql.execution.context import in_open_transaction, quote_ident
 from pixql.index.exact import unit_rows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import duckdb
 
 #: rows per Arrow batch when loading a column (DuckDB's vector size × 4)
 LOAD_BATCH_ROWS = 8192

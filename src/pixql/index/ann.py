@@ -163,7 +163,7 @@ def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: ColumnVectors) -> Non
     faiss = _faiss()
     store.save(folder, ann.kind, lambda path: faiss.write_index(ann.index, path),
                {"kind": ann.kind, "params": ann.params, "checksum": checksum,
-                "rows": int(len(ann.ids)), "dim": int(vecs.units.shape[1]),
+                "rows": len(ann.ids), "dim": int(vecs.units.shape[1]),
                 "build_seconds": round(ann.build_seconds, 3),
                 "faiss_version": faiss.__version__})
 

@@ -14,8 +14,10 @@ import os
 import re
 import shutil
 import tempfile
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: format of the sidecar JSON
 SIDECAR_FORMAT = 1

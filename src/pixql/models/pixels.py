@@ -8,15 +8,17 @@ torch nor weights, so every SQL feature can be tested with it in seconds::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
 from pixql.models.registry import register
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
 
 
 class PixelsOptions(BuildOptions):

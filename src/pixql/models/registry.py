@@ -8,9 +8,12 @@ heavy libraries (torch, open_clip) are registered lazily by module path, so look
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from pixql.errors import NotFoundError
-from pixql.models.base import ModelKind
+
+if TYPE_CHECKING:
+    from pixql.models.base import ModelKind
 
 _KINDS: dict[str, type[ModelKind]] = {}
 

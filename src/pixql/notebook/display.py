@@ -19,15 +19,16 @@ import base64
 import html
 import io
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixql.errors import ImageError
-from pixql.execution.result import Result
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+
+    from pixql.execution.result import Result
     from pixql.workspace import Workspace
 
 #: side of a grid thumbnail in CSS pixels (ThanoSQL shows PRINT IMAGE at 240×240)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,8 @@ from pixql.errors import Error
 from pixql.notebook.display import MAX_IMAGES
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from IPython.core.interactiveshell import InteractiveShell
 
     from pixql.execution.result import Result

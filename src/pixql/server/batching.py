@@ -164,7 +164,7 @@ class MicroBatcher:
         if self._on_start is not None:
             try:
                 self._on_start()
-            except Exception:  # noqa: BLE001 - a tuning hook must not stop the worker
+            except Exception:
                 log.exception("batch worker start-up hook failed")
         while (jobs := self._collect()) is not None:
             self._run(jobs)

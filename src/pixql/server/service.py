@@ -119,7 +119,7 @@ class EmbeddingService:
                 for i in group:
                     rows[i] = row
             self.cache.put_many((keys[f], computed[j]) for j, f in enumerate(firsts))
-        return np.stack(cast(list[np.ndarray], rows)).astype(np.float32, copy=False)
+        return np.stack(cast("list[np.ndarray]", rows)).astype(np.float32, copy=False)
 
     def _compute(self, embedder: Any, key: str, modality: str,
                  load: Callable[[], list[Any]]) -> np.ndarray:

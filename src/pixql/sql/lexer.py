@@ -25,8 +25,8 @@ from pixql.errors import ParseError
 __all__ = [
     "CLOSERS",
     "MAX_DEPTH",
-    "LineIndex",
     "Lexer",
+    "LineIndex",
     "Token",
     "TokenKind",
     "ascii_lower",
@@ -203,9 +203,7 @@ class Lexer:
             if m is None:
                 raise self.lines.error(f"unterminated {what}", start, [quote])
             pos = m.end()
-            if m.group() == "\\":
-                pos += 1
-            elif text.startswith(quote, pos):
+            if m.group() == "\\" or text.startswith(quote, pos):
                 pos += 1
             else:
                 return pos

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from pixql.errors import ParseError
 from pixql.sql.lexer import (
     CLOSERS,
     CONSTANTS,
@@ -14,6 +13,9 @@ from pixql.sql.lexer import (
     TokenKind,
     ascii_lower,
 )
+
+if TYPE_CHECKING:
+    from pixql.errors import ParseError
 
 __all__ = ["TokenStream", "shown"]
 

@@ -16,17 +16,17 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from pixql.errors import MissingDependencyError, ModelError, OptionError  # noqa: E402
-from pixql.models.clip import export  # noqa: E402
-from pixql.models.clip.backends import (  # noqa: E402
+from pixql.errors import MissingDependencyError, ModelError, OptionError
+from pixql.models.clip import export
+from pixql.models.clip.backends import (
     AUTO_ORDER,
     BACKENDS,
     MIN_COSINE,
     attach_backend,
     resolve_backend,
 )
-from pixql.models.clip.calibration import photo_like_images  # noqa: E402
-from pixql.models.clip.embedder import ClipEmbedder  # noqa: E402
+from pixql.models.clip.calibration import photo_like_images
+from pixql.models.clip.embedder import ClipEmbedder
 
 TEXTS = ["a cat", "x", "a photo of a black dog sitting on a red chair in the garden",
          " ".join(["long"] * 90)]  # over 77 tokens: truncated, full context length
@@ -75,11 +75,13 @@ def test_embeddings_match_torch(cache_dir, tiny_clip, images, backend):
     if backend == "openvino":
         pytest.importorskip("openvino")
     e = fresh(tiny_clip, backend)
-    assert e.towers is not None and e.backend.startswith(backend)
+    assert e.towers is not None
+    assert e.backend.startswith(backend)
     for modality, items in (("image", images), ("text", TEXTS)):
         want = tiny_clip.embed(items, modality, normalize=False)
         got = e.embed(items, modality, normalize=False)
-        assert got.dtype == np.float32 and got.shape == want.shape
+        assert got.dtype == np.float32
+        assert got.shape == want.shape
         assert _cosines(got, want).min() >= MIN_COSINE
         if backend == "onnx":
             np.testing.assert_allclose(got, want, atol=1e-4)
@@ -112,7 +114,8 @@ def test_auto_picks_per_tower_a_backend_that_keeps_the_cosine(cache_dir, tiny_cl
         assert e.towers.cosine[tower] >= MIN_COSINE
     manifest = export.read_manifest(e._export_folder)
     recorded = [c for f in manifest["files"].values() for c in f.get("cosine", {}).values()]
-    assert recorded and min(recorded) > 0.9
+    assert recorded
+    assert min(recorded) > 0.9
 
 
 def test_export_happens_once_and_is_reused(cache_dir, monkeypatch, tiny_clip):
@@ -126,7 +129,8 @@ def test_export_happens_once_and_is_reused(cache_dir, monkeypatch, tiny_clip):
 
     calls = _exports_counted(monkeypatch)
     first, second = fresh(tiny_clip, "onnx-int8"), fresh(tiny_clip, "onnx")
-    assert calls == [] and first._export_folder == second._export_folder == folder
+    assert calls == []
+    assert first._export_folder == second._export_folder == folder
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")} == files
     np.testing.assert_array_equal(first.embed(TEXTS, "text"),
                                   fresh(tiny_clip, "onnx-int8").embed(TEXTS, "text"))
@@ -175,7 +179,8 @@ def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch, tiny_clip):
     for backend in ("onnx", "onnx-int8"):
         with pytest.raises(MissingDependencyError, match=r"pixql\[onnx\]") as info:
             fresh(tiny_clip, backend)
-        assert "onnxruntime" in str(info.value) and isinstance(info.value, ImportError)
+        assert "onnxruntime" in str(info.value)
+        assert isinstance(info.value, ImportError)
     monkeypatch.setitem(sys.modules, "openvino", None)
     assert fresh(tiny_clip, "auto").towers is None  # auto falls back to torch
     assert not (tmp_path / "onnx").exists()  # nothing exported for nothing
@@ -202,9 +207,11 @@ def test_backend_names_are_validated(monkeypatch):
     assert resolve_backend("onnx-int8") == "onnx-int8"
     with pytest.raises(OptionError, match="valid values: torch, onnx, onnx-int8") as info:
         resolve_backend("tensorrt")
-    assert info.value.option == "backend" and info.value.allowed == list(BACKENDS)
+    assert info.value.option == "backend"
+    assert info.value.allowed == list(BACKENDS)
     monkeypatch.setenv("PIXQL_CLIP_BACKEND", "ONNX")
-    assert resolve_backend() == "onnx" and resolve_backend("torch") == "torch"
+    assert resolve_backend() == "onnx"
+    assert resolve_backend("torch") == "torch"
     monkeypatch.setenv("PIXQL_CLIP_BACKEND", "fast")
     with pytest.raises(OptionError, match="'fast'"):
         resolve_backend()
@@ -259,10 +266,14 @@ def test_a_rows_embedding_does_not_depend_on_its_batch(cache_dir, tiny_clip, ima
 
 def test_the_server_batches_only_towers_that_gain_from_it(cache_dir, tiny_clip):
     """onnx-int8 towers run row by row: the server must not micro-batch them."""
-    assert tiny_clip.batches("text") and tiny_clip.batches("image")  # torch
+    assert tiny_clip.batches("text")
+    assert tiny_clip.batches("image")
     e = fresh(tiny_clip, "onnx-int8")
-    assert not e.batches("text") and not e.batches("image") and not e.batches("video")
+    assert not e.batches("text")
+    assert not e.batches("image")
+    assert not e.batches("video")
     assert fresh(tiny_clip, "onnx").batches("text")
     auto = fresh(tiny_clip, "auto")  # guarded runners report what they wrap
     assert auto.backend == "auto(image=onnx-int8, text=onnx-int8)"
-    assert not auto.batches("text") and not auto.batches("image")
+    assert not auto.batches("text")
+    assert not auto.batches("image")

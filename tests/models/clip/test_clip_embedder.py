@@ -36,7 +36,8 @@ def test_image_embeddings_equal_open_clips(tiny_clip, reference, random_image):
     images = [random_image(1), random_image(2, size=(20, 90)), random_image(3, mode="L"),
               random_image(4, mode="RGBA")]
     ours = tiny_clip.embed(images, "image", normalize=False)
-    assert ours.dtype == np.float32 and ours.shape == (4, 32)
+    assert ours.dtype == np.float32
+    assert ours.shape == (4, 32)
     np.testing.assert_allclose(ours, _ref_images(reference, images).numpy(), atol=1e-5)
 
 
@@ -56,7 +57,8 @@ def test_text_embeddings_equal_open_clips_padded_to_77(tiny_clip, reference):
 def test_padding_to_longest_equals_padding_to_77(tiny_clip, reference, texts):
     tokens = tiny_clip.tokenizer(texts)
     trimmed = trim_padding(tokens)
-    assert trimmed.shape[1] < 77 and tiny_clip._can_trim()
+    assert trimmed.shape[1] < 77
+    assert tiny_clip._can_trim()
     ours = tiny_clip.embed(texts, "text", normalize=False)
     np.testing.assert_allclose(ours, _ref_texts(reference, texts).numpy(), atol=1e-5)
     one_by_one = np.concatenate([tiny_clip.embed([t], "text", normalize=False) for t in texts])

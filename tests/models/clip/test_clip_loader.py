@@ -96,7 +96,8 @@ def test_no_weights_offline_says_which_files_where(tmp_path, monkeypatch):
         load_clip("ViT-B-16")
     msg = str(e.value)
     assert f"{tmp_path / 'weights'}/ViT-B-16" in msg
-    assert "open_clip_config.json" in msg and "open_clip_model.safetensors" in msg
+    assert "open_clip_config.json" in msg
+    assert "open_clip_model.safetensors" in msg
     assert "open_clip_pytorch_model.bin" in msg
     assert "PIXQL_CLIP_MODELS_DIR" in msg
     assert "snapshot_download('timm/vit_base_patch16_clip_224.openai'" in msg

@@ -46,7 +46,8 @@ def test_every_mapping_exists_in_open_clip_with_matching_size_and_dim(version):
     cfg = open_clip.get_model_config(v.open_clip_name)
     assert cfg["embed_dim"] == v.dim
     assert cfg["vision_cfg"]["image_size"] == v.image_size
-    assert v.hf_hub.startswith("timm/") and v.hf_hub.endswith(".openai")
+    assert v.hf_hub.startswith("timm/")
+    assert v.hf_hub.endswith(".openai")
 
 
 def test_unknown_name_lists_valid_ones():

@@ -30,7 +30,8 @@ def test_kind_is_registered_as_clip():
     from pixql.models.registry import available_kinds, get_kind
 
     kind = get_kind("clip")
-    assert get_kind("CLIP") is kind and kind.display_name == "CLIP"
+    assert get_kind("CLIP") is kind
+    assert kind.display_name == "CLIP"
     assert kind.needs_data is False
     assert kind.convert_defaults == {"batch_size": 16}
     assert "CLIP" in available_kinds()
@@ -38,7 +39,8 @@ def test_kind_is_registered_as_clip():
 
 def test_build_records_version_path_and_dim(clip_ws, tiny_clip_dir):
     rec = clip_ws.catalog.get_model("c")
-    assert rec.kind == "CLIP" and rec.dim == 32
+    assert rec.kind == "CLIP"
+    assert rec.dim == 32
     assert rec.config["clip_version_id"] == "ViT-B-16"  # default label
     assert rec.config["path"] == str(tiny_clip_dir)
     assert set(rec.modalities) == {"image", "text", "video"}
@@ -48,7 +50,8 @@ def test_build_records_version_path_and_dim(clip_ws, tiny_clip_dir):
 
 def test_convert_images_then_search_by_text_and_by_image(clip_ws):
     res = clip_ws.sql("CONVERT USING c OPTIONS (convert_type='image') AS SELECT * FROM images")
-    assert res.columns[-1] == "convert_result" and len(res) == 24
+    assert res.columns[-1] == "convert_result"
+    assert len(res) == 24
     typ = clip_ws.sql("SELECT typeof(convert_result) FROM images LIMIT 1").fetchone()[0]
     assert typ == "FLOAT[32]"
 
@@ -60,7 +63,8 @@ def test_convert_images_then_search_by_text_and_by_image(clip_ws):
     assert by_image["search_result"].is_monotonic_decreasing
 
     by_text = clip_ws.sql(_search("text", "a white circle on black", top_k=24)).df()
-    assert len(by_text) == 24 and by_text["search_result"].is_monotonic_decreasing
+    assert len(by_text) == 24
+    assert by_text["search_result"].is_monotonic_decreasing
     # the scores are the cosine of the text embedding with each stored image embedding
     emb = clip_ws.load_embedder("c")
     q = emb.embed(["a white circle on black"], "text")[0]

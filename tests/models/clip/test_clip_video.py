@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from pixql.errors import ImageError
 from pixql.models.clip.video import count_frames, frame_indices, sample_frames
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 av = pytest.importorskip("av", reason="PyAV is needed to write and read test videos")
 
@@ -53,7 +56,8 @@ def test_frame_indices_are_segment_centres():
 def test_sample_frames_picks_the_right_frames(video):
     assert count_frames(video) == N_FRAMES
     frames = sample_frames(video, 4)
-    assert len(frames) == 4 and all(f.mode == "RGB" for f in frames)
+    assert len(frames) == 4
+    assert all(f.mode == "RGB" for f in frames)
     reds = [np.asarray(f)[..., 0].mean() for f in frames]
     for red, i in zip(reds, [2, 7, 12, 17], strict=True):
         assert abs(red - 12 * i) < 8, (reds, i)

@@ -12,7 +12,6 @@ import json
 import logging
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,10 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from pixql.models.clip import export, onnx_backend  # noqa: E402
-from pixql.models.clip.backends import (  # noqa: E402
+from typing import TYPE_CHECKING
+
+from pixql.models.clip import export, onnx_backend
+from pixql.models.clip.backends import (
     AUTO_ORDER,
     BACKEND_ENV,
     DEFAULT_BACKEND,
@@ -31,8 +32,11 @@ from pixql.models.clip.backends import (  # noqa: E402
     auto_name,
     resolve_backend,
 )
-from pixql.models.clip.calibration import photo_like_images  # noqa: E402
-from pixql.models.clip.embedder import ClipEmbedder  # noqa: E402
+from pixql.models.clip.calibration import photo_like_images
+from pixql.models.clip.embedder import ClipEmbedder
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TEXTS = ["a cat", "a photo of a black dog sitting on a red chair", " ".join(["long"] * 90)]
 AUTO_LOGGER = "pixql.models.clip.backends"
@@ -79,7 +83,8 @@ def test_the_default_is_auto_and_load_clip_uses_it(default_cache, tiny_clip):
     loaded = default_cache["loaded"]
     assert loaded is not tiny_clip  # its own loader-cache entry (key: backend auto)
     chosen = loaded.towers.chosen
-    assert set(chosen) == {"image", "text"} and set(chosen.values()) <= set(AUTO_ORDER)
+    assert set(chosen) == {"image", "text"}
+    assert set(chosen.values()) <= set(AUTO_ORDER)
     assert loaded.backend == auto_name(chosen) == (
         f"auto(image={chosen['image']}, text={chosen['text']})")
     assert min(loaded.towers.cosine.values()) >= MIN_COSINE
@@ -129,10 +134,12 @@ def test_a_failing_export_falls_back_to_torch_with_a_warning(tmp_path, monkeypat
     monkeypatch.setattr(torch.onnx, "export", broken)
     with caplog.at_level(logging.WARNING):
         e = fresh(tiny_clip)
-    assert e.towers is None and e.backend == "torch"
+    assert e.towers is None
+    assert e.backend == "torch"
     assert calls == ["ImageTower", "TextTower"]  # the fp32 file failed: no retry per backend
     warned = [m for m in _warnings(caplog) if "RuntimeError: exporter exploded" in m]
-    assert len(warned) == 2 and all("trying the next backend" in m for m in warned)
+    assert len(warned) == 2
+    assert all("trying the next backend" in m for m in warned)
     images = [random_image(3), random_image(4)]
     np.testing.assert_array_equal(e.embed(images, "image"), tiny_clip.embed(images, "image"))
 
@@ -157,7 +164,8 @@ def test_without_onnxruntime_auto_is_torch_silently(tmp_path, monkeypatch, caplo
     monkeypatch.setattr(onnx_backend, "runtime_available", lambda backend: False)
     with caplog.at_level(logging.DEBUG, logger=AUTO_LOGGER):
         e = fresh(tiny_clip)
-    assert e.towers is None and e.backend == "torch"
+    assert e.towers is None
+    assert e.backend == "torch"
     assert _warnings(caplog) == []
     assert any("neither onnxruntime nor openvino" in r.getMessage() for r in caplog.records
                if r.levelno == logging.DEBUG)
@@ -173,7 +181,8 @@ def test_an_unwritable_cache_falls_back_to_torch_with_one_warning(tmp_path, monk
         e = fresh(tiny_clip)
     assert e.towers is None
     (warned,) = _warnings(caplog)
-    assert "cannot write the CLIP ONNX cache" in warned and export.CACHE_ENV in warned
+    assert "cannot write the CLIP ONNX cache" in warned
+    assert export.CACHE_ENV in warned
 
 
 def test_a_read_only_filled_cache_is_used(warm_cache, monkeypatch, caplog, tiny_clip):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import urllib.error
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 from tests.conftest import SHAPES, draw_shape
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @pytest.fixture(autouse=True)

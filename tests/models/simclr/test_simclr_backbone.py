@@ -23,7 +23,8 @@ def test_resnet18_small_stem_keeps_resolution() -> None:
     spec = backbone_spec("resnet18", image_size=16, in_channels=1, pretrained=False)
     assert spec["small_stem"] is True
     net = build_backbone(spec).eval()
-    assert net.conv1.kernel_size == (3, 3) and net.conv1.in_channels == 1
+    assert net.conv1.kernel_size == (3, 3)
+    assert net.conv1.in_channels == 1
     assert net(torch.randn(2, 1, 16, 16)).shape == (2, 512)
 
 

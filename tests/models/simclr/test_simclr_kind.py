@@ -28,14 +28,17 @@ from tests.conftest import make_image_folder
 
 
 def test_registered_as_simclr() -> None:
-    assert get_kind("SimCLR") is SimCLR and get_kind("simclr").display_name == "SimCLR"
+    assert get_kind("SimCLR") is SimCLR
+    assert get_kind("simclr").display_name == "SimCLR"
 
 
 def test_documented_defaults() -> None:
     opts = SimCLROptions()
     assert (opts.image_col, opts.batch_size, opts.max_epochs, opts.pretrained, opts.overwrite) == (
         "image_path", 256, 5, False, False)
-    assert opts.flips is False and opts.backbone == "auto" and opts.image_size == "auto"
+    assert opts.flips is False
+    assert opts.backbone == "auto"
+    assert opts.image_size == "auto"
     assert opts.time_budget is None
     assert all(field.description for name, field in SimCLROptions.model_fields.items()
                if name != "overwrite")
@@ -83,20 +86,29 @@ def test_build_writes_weights_and_a_complete_config(built: tuple) -> None:
     assert (folder / WEIGHTS_FILE).is_file()
     json.loads(json.dumps(config))  # JSON-ready
     assert config["backbone"]["name"] == "small_resnet"
-    assert config["image_size"] == 28 and config["grayscale"] is True and config["channels"] == 1
-    assert len(config["mean"]) == len(config["std"]) == 1 and 0 < config["mean"][0] < 0.5
-    assert config["feature_dim"] == 128 and config["pretrained"] is None
-    assert summary["epochs"] == 2 and summary["images"] == 48
-    assert summary["stopped_by_time_budget"] is False and summary["final_loss"] > 0
-    assert summary["images_per_s"] > 0 and summary["seconds"] > 0
+    assert config["image_size"] == 28
+    assert config["grayscale"] is True
+    assert config["channels"] == 1
+    assert len(config["mean"]) == len(config["std"]) == 1
+    assert 0 < config["mean"][0] < 0.5
+    assert config["feature_dim"] == 128
+    assert config["pretrained"] is None
+    assert summary["epochs"] == 2
+    assert summary["images"] == 48
+    assert summary["stopped_by_time_budget"] is False
+    assert summary["final_loss"] > 0
+    assert summary["images_per_s"] > 0
+    assert summary["seconds"] > 0
 
 
 def test_loaded_model_embeds_images(built: tuple) -> None:
     folder, config, _, files = built
     emb = SimCLR.load(folder, json.loads(json.dumps(config)))
-    assert emb.modalities == frozenset({"image"}) and emb.dim == 128
+    assert emb.modalities == frozenset({"image"})
+    assert emb.dim == 128
     vecs = emb.embed([Image.open(p) for p in files[:5]], "image")
-    assert vecs.shape == (5, 128) and vecs.dtype == np.float32
+    assert vecs.shape == (5, 128)
+    assert vecs.dtype == np.float32
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     raw = emb.embed([Image.open(files[0])], "image", normalize=False)
     assert (raw >= 0).all()  # backbone features (ReLU), taken before the projection head
@@ -108,7 +120,8 @@ def test_preprocess_resizes_and_converts_any_image(built: tuple) -> None:
     emb = SimCLR.load(built[0], built[1])
     rgb = Image.new("RGB", (50, 40), (200, 10, 10))
     x = emb.preprocess(rgb, "image")
-    assert x.shape == (1, 28, 28) and x.dtype == torch.float32
+    assert x.shape == (1, 28, 28)
+    assert x.dtype == torch.float32
 
 
 def test_preprocess_is_thread_safe(built: tuple) -> None:
@@ -153,7 +166,8 @@ def test_rgb_images_train_in_colour_at_their_size(tmp_path: Path) -> None:
         Image.fromarray(rng.integers(0, 255, (40, 36, 3), dtype=np.uint8)).save(path)
         files.append(path)
     result = SimCLR.build(_ctx(tmp_path, files), SimCLROptions(max_epochs=1, batch_size=6))
-    assert result.config["grayscale"] is False and result.config["channels"] == 3
+    assert result.config["grayscale"] is False
+    assert result.config["channels"] == 3
     assert result.config["image_size"] == 36  # the median shorter side
 
 

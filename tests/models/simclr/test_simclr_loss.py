@@ -72,8 +72,10 @@ def test_gradients_flow_to_both_views() -> None:
     z0 = torch.randn(4, 6, requires_grad=True)
     z1 = torch.randn(4, 6, requires_grad=True)
     NTXentLoss(0.5)(z0, z1).backward()
-    assert z0.grad is not None and z0.grad.abs().sum() > 0
-    assert z1.grad is not None and z1.grad.abs().sum() > 0
+    assert z0.grad is not None
+    assert z0.grad.abs().sum() > 0
+    assert z1.grad is not None
+    assert z1.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("bad", [0, -0.1, float("nan"), "0.5", None])

@@ -24,12 +24,14 @@ def test_thanosql_tutorial_statements_run_verbatim(image_ws: Any) -> None:
                              "OPTIONS (image_col='image_path', result_col='convert_result') "
                              "AS SELECT * FROM images").df()
     assert list(converted.columns) == ["image_path", "filename", "label", "convert_result"]
-    assert len(converted) == 24 and len(converted["convert_result"][0]) == 128
+    assert len(converted) == 24
+    assert len(converted["convert_result"][0]) == 128
     found = image_ws.sql(
         "SEARCH IMAGE USING my_image_search_model OPTIONS (search_by='image', "
         "search_input='shapes/square/002.png', emb_col='convert_result', "
         "result_col='search_result') AS SELECT * FROM images").df()
-    assert len(found) == 24 and found.columns[-1] == "search_result"
+    assert len(found) == 24
+    assert found.columns[-1] == "search_result"
     assert found["image_path"][0] == "shapes/square/002.png"
     assert found["search_result"][0] == pytest.approx(1.0, abs=1e-5)
     assert list(found["search_result"]) == sorted(found["search_result"], reverse=True)
@@ -37,11 +39,16 @@ def test_thanosql_tutorial_statements_run_verbatim(image_ws: Any) -> None:
 
 def test_build_reports_a_summary_and_search_ranks(image_ws: Any) -> None:
     summary = image_ws.sql(BUILD.format(extra=", seed=4")).df().iloc[0]
-    assert summary["kind"] == "SimCLR" and summary["dim"] == 128 and summary["epochs"] == 1
-    assert summary["images"] == 24 and not summary["stopped_by_time_budget"]
+    assert summary["kind"] == "SimCLR"
+    assert summary["dim"] == 128
+    assert summary["epochs"] == 1
+    assert summary["images"] == 24
+    assert not summary["stopped_by_time_budget"]
     image_ws.sql("CONVERT USING shapes_model AS SELECT * FROM images")
     top = image_ws.sql(SEARCH.format(k=5)).df()
-    assert len(top) == 5 and top["filename"][0] == "000.png" and top["label"][0] == "circle"
+    assert len(top) == 5
+    assert top["filename"][0] == "000.png"
+    assert top["label"][0] == "circle"
     vecs = np.stack(image_ws.sql("SELECT convert_result FROM images").df()["convert_result"])
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
 
@@ -49,7 +56,9 @@ def test_build_reports_a_summary_and_search_ranks(image_ws: Any) -> None:
 def test_time_budget_is_recorded(image_ws: Any) -> None:
     row = image_ws.sql("BUILD MODEL quick USING SimCLR OPTIONS (max_epochs=100, batch_size=8, "
                        "time_budget=0.001) AS SELECT * FROM images").df().iloc[0]
-    assert bool(row["stopped_by_time_budget"]) and row["epochs"] == 1 and row["steps"] == 1
+    assert bool(row["stopped_by_time_budget"])
+    assert row["epochs"] == 1
+    assert row["steps"] == 1
 
 
 def test_overwrite_rules(image_ws: Any) -> None:

@@ -26,7 +26,9 @@ def test_training_lowers_the_loss(shapes: tuple[torch.Tensor, torch.Tensor]) -> 
     images, _ = shapes
     cfg = TrainConfig(max_epochs=6, batch_size=32, learning_rate=3e-3, seed=0)
     stats = train_simclr(_net(), images, _views(), cfg, progress=False)
-    assert stats.epochs == 6 and stats.steps == 12 and stats.images == 6 * 64
+    assert stats.epochs == 6
+    assert stats.steps == 12
+    assert stats.images == 6 * 64
     assert not stats.stopped_by_time_budget
     first, last = stats.epoch_losses[0], sum(stats.epoch_losses[-3:]) / 3
     assert last < first - 0.3, stats.epoch_losses
@@ -37,7 +39,9 @@ def test_time_budget_stops_training_and_is_recorded(
     images, _ = shapes
     cfg = TrainConfig(max_epochs=50, batch_size=16, time_budget=1e-4)
     stats = train_simclr(_net(), images, _views(), cfg, progress=False)
-    assert stats.stopped_by_time_budget and stats.steps == 1 and stats.epochs == 1
+    assert stats.stopped_by_time_budget
+    assert stats.steps == 1
+    assert stats.epochs == 1
     summary = stats.summary()
     assert summary["stopped_by_time_budget"] is True
     assert set(summary) >= {"epochs", "final_loss", "images", "seconds", "images_per_s"}
@@ -58,7 +62,8 @@ def test_batch_larger_than_data_uses_one_batch(shapes: tuple[torch.Tensor, torch
     images, _ = shapes
     stats = train_simclr(_net(), images[:5], _views(), TrainConfig(max_epochs=2, batch_size=256),
                          progress=False)
-    assert stats.steps == 2 and stats.images == 10
+    assert stats.steps == 2
+    assert stats.images == 10
 
 
 def test_needs_two_images(shapes: tuple[torch.Tensor, torch.Tensor]) -> None:

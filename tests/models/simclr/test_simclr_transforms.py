@@ -22,8 +22,10 @@ def test_output_is_normalised_float_of_same_shape(channels: int) -> None:
     tf = SimCLRTransform(AugmentConfig.from_strength(1.0), mean=[0.5] * channels,
                          std=[0.25] * channels)
     out = tf(_batch(c=channels), _gen())
-    assert out.shape == (8, channels, 28, 28) and out.dtype == torch.float32
-    assert out.min() >= (0 - 0.5) / 0.25 - 1e-5 and out.max() <= (1 - 0.5) / 0.25 + 1e-5
+    assert out.shape == (8, channels, 28, 28)
+    assert out.dtype == torch.float32
+    assert out.min() >= (0 - 0.5) / 0.25 - 1e-5
+    assert out.max() <= (1 - 0.5) / 0.25 + 1e-5
 
 
 def test_same_seed_same_views_other_seed_other_views() -> None:
@@ -67,7 +69,8 @@ def test_cutout_zeroes_a_rectangle() -> None:
 def test_multiview_gives_independent_views() -> None:
     views = MultiViewTransform(SimCLRTransform(AugmentConfig(), mean=[0.0], std=[1.0]), n_views=3)
     out = views(_batch(), _gen())
-    assert len(out) == 3 and all(v.shape == (8, 1, 28, 28) for v in out)
+    assert len(out) == 3
+    assert all(v.shape == (8, 1, 28, 28) for v in out)
     assert not torch.allclose(out[0], out[1])
 
 

@@ -37,7 +37,8 @@ def _resnet18() -> torch.nn.Module:
 def test_cache_location_follows_torch_home(_no_weight_downloads: Path) -> None:
     assert cache_dir() == _no_weight_downloads / "hub" / "checkpoints"
     info = pretrained_info("resnet18")
-    assert info.filename == FILENAME and info.enum_name == "ResNet18_Weights.IMAGENET1K_V1"
+    assert info.filename == FILENAME
+    assert info.enum_name == "ResNet18_Weights.IMAGENET1K_V1"
     assert info.mean == pytest.approx((0.485, 0.456, 0.406))
 
 
@@ -99,9 +100,12 @@ def test_build_with_pretrained_uses_imagenet_setup(
                             mixed_precision=False)
     result = SimCLR.build(ctx, options)
     cfg = result.config
-    assert cfg["backbone"]["name"] == "resnet18" and cfg["backbone"]["small_stem"] is False
+    assert cfg["backbone"]["name"] == "resnet18"
+    assert cfg["backbone"]["small_stem"] is False
     assert cfg["pretrained"]["file"] == FILENAME
-    assert cfg["grayscale"] is False and cfg["channels"] == 3 and cfg["image_size"] == 32
+    assert cfg["grayscale"] is False
+    assert cfg["channels"] == 3
+    assert cfg["image_size"] == 32
     assert cfg["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert result.dim == 512
 

@@ -18,7 +18,6 @@ The same object serves SQL (``CONVERT``/``SEARCH IMAGE``) and HTTP (``/clip/*``)
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +28,8 @@ from pixql.errors import ModelError
 from pixql.models.base import Embedder
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Sequence
+
     from pixql.models.clip.backends import Towers
 
 #: open_clip text pooling types for which trailing padding can be dropped (see _can_trim)

@@ -27,13 +27,15 @@ import os
 import threading
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from pixql.errors import MissingDependencyError, ModelError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +191,7 @@ def _ensure(model: torch.nn.Module, folder: Path, key: tuple[str, str],
             _EXPORTERS[precision](model, folder, tower, trimmed)
     except (MissingDependencyError, OSError):
         raise
-    except Exception as e:  # noqa: BLE001 - the exporters raise many unrelated types
+    except Exception as e:
         raise ExportError(f"cannot export the CLIP {tower} tower to ONNX ({precision}): "
                           f"{type(e).__name__}: {e}. Use backend='torch'.",
                           tower=tower, precision=precision) from e

@@ -215,7 +215,7 @@ def _build(
         model, preprocess = open_clip.create_model_from_pretrained(name, device=device, **kwargs)
         tokenizer = open_clip.get_tokenizer(name)
         config = open_clip.get_model_config(name) or {}
-    except Exception as e:  # noqa: BLE001 - open_clip raises bare RuntimeError/ValueError/OSError
+    except Exception as e:
         if source.origin == "online":
             reason = f"the download failed ({type(e).__name__}: {e})"
             raise WeightsNotFoundError(

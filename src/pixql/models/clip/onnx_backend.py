@@ -13,13 +13,15 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from pixql.errors import MissingDependencyError, ModelError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ class OrtRunner:
         try:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+        except Exception as e:
             raise ModelError(f"onnxruntime cannot load {path}: {e}") from e
         self.input_name = self.session.get_inputs()[0].name
         self.path = path
@@ -96,7 +98,7 @@ class OpenVinoRunner:
         core.set_property("CPU", {"INFERENCE_NUM_THREADS": threads or torch.get_num_threads()})
         try:
             self.compiled = core.compile_model(str(path), "CPU")
-        except Exception as e:  # noqa: BLE001 - OpenVINO raises RuntimeError subclasses
+        except Exception as e:
             raise ModelError(f"OpenVINO cannot compile {path}: {e}") from e
         self._local = threading.local()
         self.path = path

@@ -16,12 +16,14 @@ A backbone is described by a JSON-ready *spec* dict (stored in the model's confi
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: image side up to which ``backbone='auto'`` picks the narrow residual net
 SMALL_IMAGE_MAX = 64

@@ -8,10 +8,8 @@ image files.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +17,10 @@ import torch
 from pixql.errors import ImageError
 from pixql.images import load_image, map_ordered
 from pixql.progress import progress_bar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 #: how many images :func:`probe_images` opens
 PROBE_COUNT = 32

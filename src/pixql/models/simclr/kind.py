@@ -13,9 +13,8 @@ augmented views per image (:mod:`.train`), and saves the *backbone* to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, ValidationInfo, field_validator
@@ -36,6 +35,9 @@ from pixql.models.simclr.heads import ProjectionHead
 from pixql.models.simclr.train import SimCLRNet, TrainConfig, train_simclr
 from pixql.models.simclr.transforms import AugmentConfig, MultiViewTransform, SimCLRTransform
 from pixql.models.simclr.weights import load_pretrained, pretrained_info
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 #: file holding the backbone's weights inside the artifact folder
 WEIGHTS_FILE = "weights.safetensors"

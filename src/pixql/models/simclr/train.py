@@ -10,14 +10,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from pixql.models.simclr.loss import NTXentLoss
-from pixql.models.simclr.transforms import MultiViewTransform
 from pixql.progress import progress_bar
+
+if TYPE_CHECKING:
+    from pixql.models.simclr.transforms import MultiViewTransform
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,17 @@ the file is there it is used as is; when it is not, torchvision downloads it, un
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from torch import nn
-
 from pixql.errors import ModelError, WeightsNotFoundError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from torch import nn
 
 #: environment variable that forbids downloads (``1``/``true``)
 OFFLINE_ENV = "PIXQL_OFFLINE"
@@ -97,7 +99,7 @@ def load_pretrained(backbone_name: str, net: nn.Module, *,
             raise ModelError(f"cannot read cached weights {path}: {e}; delete the file "
                              f"to download it again") from e
         raise _not_found(info, path, f"the download failed ({e})") from e
-    except Exception as e:  # noqa: BLE001 - unpickling errors of a corrupt file vary
+    except Exception as e:
         raise ModelError(f"cannot read cached weights {path}: {type(e).__name__}: {e}; "
                          f"delete the file to download it again") from e
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
