@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pixql.errors import ImageError
-from pixql.images import default_workers, load_image, map_ordered
+from pixql.images import default_workers, map_ordered
+from pixql.models.inputs import InputSource, model_input
 from pixql.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -34,15 +35,13 @@ class Embedded:
 def _preparer(
     embedder: Embedder, modality: str, resolve: Callable[[str], Path]
 ) -> Callable[[Any], Any]:
+    source = InputSource(resolve=resolve)
+
     def prepare(value: Any) -> Any:
         if value is None:
             return _Failure("NULL value")
         try:
-            if modality == "image":
-                return embedder.preprocess(load_image(resolve(str(value))), modality)
-            if modality in ("video", "audio"):
-                return embedder.preprocess(str(resolve(str(value))), modality)
-            return embedder.preprocess(str(value), modality)
+            return model_input(embedder, value, modality, source)
         except ImageError as e:
             return _Failure(str(e))
         except Exception as e:  # noqa: BLE001 - a bad item must name itself, not kill the pool

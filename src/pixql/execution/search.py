@@ -41,9 +41,9 @@ from pixql.execution.vectors import (
     read_snapshot,
     resolve_table,
 )
-from pixql.images import load_image
 from pixql.index.exact import BLOCK_ROWS, dot_scores, query_unit, unit_rows
 from pixql.index.exact import rank as rank_scores
+from pixql.models.inputs import InputSource, raw_input
 from pixql.sql.nodes import Query, Search
 
 if TYPE_CHECKING:
@@ -147,15 +147,7 @@ def _check_provenance(col: ColumnRecord | None, rec: ModelRecord) -> None:
 
 def query_vector(ctx: ExecContext, embedder: Embedder, search_by: str, value: str) -> np.ndarray:
     """Embed ``search_input``: a workspace-relative or absolute path, or a text."""
-    if search_by == "image":
-        item: object = load_image(ctx.ws.resolve(value))
-    elif search_by in ("video", "audio"):
-        path = ctx.ws.resolve(value)
-        if not path.is_file():
-            raise NotFoundError(f"search_input file not found: {path}")
-        item = str(path)
-    else:
-        item = value
+    item = raw_input(value, search_by, InputSource(resolve=ctx.ws.resolve))
     vec: np.ndarray = embedder.embed([item], search_by)[0]
     return vec
 

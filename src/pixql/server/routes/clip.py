@@ -26,6 +26,7 @@ from fastapi import APIRouter, FastAPI, Query, Response
 
 from pixql.errors import InputError
 from pixql.models.base import l2_normalize
+from pixql.models.inputs import raw_input
 from pixql.server.cache import image_digest, text_digest
 from pixql.server.deps import ImagesDep, ModelsDep, SettingsDep
 from pixql.server.inputs import ImageLoader, check_count, check_texts, check_token_counts
@@ -128,11 +129,12 @@ def embed_items(
 
 def _load_images(images: ImageLoader, items: Sequence[ImageInput | str],
                  names: Sequence[str], idx: list[int]) -> list[Any]:
-    return images.load_all([items[i] for i in idx], [names[i] for i in idx])
+    decoded = images.load_all([items[i] for i in idx], [names[i] for i in idx])
+    return [raw_input(img, "image") for img in decoded]  # the one value → input seam
 
 
 def _pick(values: Sequence[Any], idx: list[int]) -> list[Any]:
-    return [values[i] for i in idx]
+    return [raw_input(values[i], "text") for i in idx]
 
 
 def _checked_texts(model: LoadedModel, settings: ServerSettings,
