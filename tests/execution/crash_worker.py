@@ -33,6 +33,23 @@ class StallingEmbedder(PixelsEmbedder):
         return super().forward(batch, modality)
 
 
+class StallingLaterEmbedder(PixelsEmbedder):
+    """Stalls when the third chunk starts (forwards 1-4 are chunks 1-2 at batch_size 250,
+    chunk_size 500): two chunks are committed, the third is in flight."""
+
+    calls = 0
+
+    def forward(self, batch, modality):  # type: ignore[no-untyped-def]
+        StallingLaterEmbedder.calls += 1
+        if StallingLaterEmbedder.calls == 5:
+            _stall(MARKER)
+        return super().forward(batch, modality)
+
+
+RESUMABLE = ("CONVERT USING px OPTIONS (result_col='e', chunk_size=500, batch_size=250) "
+             "AS SELECT * FROM many")
+
+
 def main(ws_dir: str, stage: str) -> None:
     db = pixql.connect(ws_dir, progress=False)
     if stage == "build":
@@ -41,7 +58,12 @@ def main(ws_dir: str, stage: str) -> None:
                "AS SELECT * FROM images")
     elif stage == "convert":
         db._embedders["px"] = (db.catalog.get_model("px").version, StallingEmbedder(8))
-        db.sql("CONVERT USING px OPTIONS (result_col='convert_result') AS SELECT * FROM images")
+        db.sql("CONVERT USING px OPTIONS (result_col='convert_result', refresh='all') "
+               "AS SELECT * FROM images")
+    elif stage == "resume":
+        rec = db.catalog.get_model("px")
+        db._embedders["px"] = (rec.version, StallingLaterEmbedder(rec.config["image_size"]))
+        db.sql(RESUMABLE)
     elif stage == "copy":
         import pixql.execution.copy as copy_mod
 

@@ -128,7 +128,7 @@ def test_missing_emb_col_and_text_search_with_image_model(converted):
 
 def test_missing_image_fails_convert_and_changes_nothing(converted):
     before = converted.sql("SELECT image_path, convert_result FROM images ORDER BY 1").fetchall()
-    converted.sql("INSERT INTO images VALUES ('shapes/missing.png', 'missing.png', 'circle', NULL)")
+    converted.sql("INSERT INTO images VALUES ('shapes/missing.png', 'missing.png', 'circle', NULL, NULL)")
     with pytest.raises(ImageError, match="missing.png"):
         converted.sql(CONVERT)
     after = converted.sql("SELECT image_path, convert_result FROM images "
@@ -138,7 +138,7 @@ def test_missing_image_fails_convert_and_changes_nothing(converted):
 
 def test_on_error_null_stores_null_and_null_rows_are_never_ranked(converted):
     (converted.root / "shapes" / "bad.png").write_bytes(b"not an image")
-    converted.sql("INSERT INTO images VALUES ('shapes/bad.png', 'bad.png', 'circle', NULL)")
+    converted.sql("INSERT INTO images VALUES ('shapes/bad.png', 'bad.png', 'circle', NULL, NULL)")
     converted.sql(CONVERT.replace("result_col='convert_result'",
                                   "result_col='convert_result', on_error='null'"))
     nulls = converted.sql("SELECT filename FROM images WHERE convert_result IS NULL").fetchall()

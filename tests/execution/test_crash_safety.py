@@ -8,6 +8,7 @@ table is unchanged, and the catalog agrees with the files on disk.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,3 +80,35 @@ def test_sigkill_mid_statement_loses_nothing(prepared: Path, stage: str) -> None
         assert snapshot(db) == before
         assert db.sql(SEARCH).fetchall() == top
         assert_consistent(db)
+
+
+# ---------------------------------------------------------------- resumable CONVERT
+@pytest.fixture
+def many(tmp_path: Path) -> Path:
+    """A workspace with table ``many``: 3,000 distinct small images, and model px."""
+    from tests.conftest import make_image_folder
+
+    ws_dir = tmp_path / "ws"
+    with pixql.connect(ws_dir, progress=False) as db:
+        make_image_folder(db.root / "many", per_class=750, size=8)
+        db.sql("COPY many OPTIONS (if_exists='replace') FROM 'many/';"
+               "BUILD MODEL px USING Pixels OPTIONS (image_size=8) AS SELECT * FROM many")
+    return ws_dir
+
+
+def test_sigkill_mid_convert_resumes_to_the_same_column(many: Path, tmp_path: Path) -> None:
+    from tests.execution.crash_worker import RESUMABLE
+
+    reference = tmp_path / "reference"
+    shutil.copytree(many, reference)
+    kill_mid_statement(many, "resume")  # killed while the third chunk is in flight
+    column = "SELECT image_path, e FROM many ORDER BY image_path"
+    with pixql.connect(many, progress=False) as db:
+        kept = db.sql("SELECT count(e), count(e__pixql) FROM many").fetchone()
+        assert kept == (1000, 1000)  # two whole chunks, nothing of the third
+        out = db.sql(RESUMABLE)
+        assert out.message.startswith("embedded 2000 rows and reused 1000")
+        resumed = db.sql(column).fetchall()
+    with pixql.connect(reference, progress=False) as db:
+        assert db.sql(RESUMABLE).message.startswith("embedded 3000 rows and reused 0")
+        assert db.sql(column).fetchall() == resumed

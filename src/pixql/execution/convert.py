@@ -1,34 +1,40 @@
 """CONVERT USING m OPTIONS (...) AS SELECT ...: store an embedding column in the table.
 
-All embeddings are computed before anything is written; the column change and its catalog
-record are then committed in one transaction, so a failure changes nothing.
+When the AS query reads one base table, the vectors are stored in it, incrementally and in
+chunks (:mod:`pixql.execution.incremental`): only rows whose vector is missing or stale are
+embedded (``refresh='missing'``, the default; ``'all'`` embeds every row), each chunk is
+committed as it is computed, and each stored vector carries its provenance
+(:mod:`pixql.catalog.provenance`). The result is a summary message plus the table's rows,
+fetched only when read. Any other AS query gets its embeddings returned, not stored.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from pixql.catalog import provenance as prov
 from pixql.catalog.store import ColumnRecord
 from pixql.errors import NotFoundError, ProgrammingError
-from pixql.execution.context import ExecContext, quote_ident, to_arrow
-from pixql.execution.embedding import Embedded, embed_values
+from pixql.execution.context import ExecContext, require_select, to_arrow
+from pixql.execution.embedding import embed_values
 from pixql.execution.engine import executes
+from pixql.execution.incremental import Tally, Target, convert_rows, qualified, vectors_to_arrow
 from pixql.execution.options import ConvertOptions, validate
 from pixql.execution.result import Result
 from pixql.models.registry import get_kind
 from pixql.sql.nodes import Convert
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pixql.catalog.store import ModelRecord
+    from pixql.models.base import Embedder
+
 #: convert_type → the option naming its source column
 SOURCE_OPTION = {"image": "image_col", "text": "text_col", "video": "video_col"}
 
-
-def vectors_to_arrow(emb: Embedded) -> pa.Array:
-    """(n, d) float32 + validity → Arrow FixedSizeList<float32>[d] with NULLs."""
-    _n, d = emb.vectors.shape
-    values = pa.array(emb.vectors.reshape(-1), type=pa.float32())
-    mask = pa.array(~emb.valid) if not emb.valid.all() else None
-    return pa.FixedSizeListArray.from_arrays(values, d, mask=mask)
+__all__ = ["SOURCE_OPTION", "TableRows", "run_convert", "vectors_to_arrow"]
 
 
 @executes(Convert)
@@ -39,79 +45,93 @@ def run_convert(ctx: ExecContext, node: Convert) -> Result:
     source_col = getattr(opts, SOURCE_OPTION[opts.convert_type])
     embedder = ctx.ws.load_embedder(rec.name, rec)
     embedder.check_modality(opts.convert_type)
-    rows = ctx.query_arrow(node.query)
-    _require_column(rows, source_col, SOURCE_OPTION[opts.convert_type])
-    values = rows.column(source_col).to_pylist()
-    emb = embed_values(embedder, values, modality=opts.convert_type, resolve=ctx.ws.resolve,
-                       batch_size=opts.batch_size, workers=opts.workers,
-                       on_error=opts.on_error, progress=ctx.ws.progress,
-                       desc=f"CONVERT {rec.name}")
-    column = vectors_to_arrow(emb)
     table = ctx.base_table(node.query)
     if opts.table_name and (table or "").lower() != opts.table_name.lower():
         raise ProgrammingError(f"table_name={opts.table_name!r} does not match the table the "
                                f"AS query reads ({table or 'not a single table'})")
     if table is None:
-        return Result(table=_append(rows, opts.result_col, column),
-                      message="the AS query does not read one base table; the embeddings "
-                              "were returned but not stored")
+        return _unstored(ctx, node, opts, embedder, source_col)
+    require_select(node.query)
+    query_sql = ctx.render(node.query)
+    _require_column(list(ctx.cur.sql(query_sql).columns), source_col,
+                    SOURCE_OPTION[opts.convert_type])
     record = ColumnRecord(table_name=table, column_name=opts.result_col, model_name=rec.name,
                           model_kind=rec.kind, model_version=rec.version, dim=rec.dim,
                           metric=rec.metric, modality=opts.convert_type,
                           source_column=source_col)
-    with ctx.ws.write_lock:
-        _store(ctx, table, source_col, rows.column(source_col), column, record)
-    ctx.ws.invalidate_vectors(table, opts.result_col)
-    full = to_arrow(ctx.cur.sql(f"SELECT * FROM {_qualified(table)}"))
-    return Result(table=full, message=f"stored {emb.valid.sum()} embeddings in "
-                                      f"{table}.{opts.result_col}")
+    columns = prov.table_columns(ctx.cur, table)
+    tally = convert_rows(ctx, query_sql, Target(table, record), embedder, opts,
+                         _legacy_version(ctx, table, opts.result_col, columns, rec), columns)
+    return Result(message=_summary(tally, table, opts.result_col),
+                  lazy=TableRows(ctx.ws, table))
 
 
-def _require_column(rows: pa.Table, name: str, option: str) -> None:
-    if name not in rows.column_names:
+def _legacy_version(ctx: ExecContext, table: str, column: str, columns: dict[str, str],
+                    rec: ModelRecord) -> int | None:
+    """The version a pixql 0.1 column (no provenance companion) was made by, as the
+    catalog recorded it; None when the column is not such a column."""
+    if column.lower() not in columns or prov.companion(column).lower() in columns:
+        return None
+    old = ctx.catalog.find_column(table, column)
+    if old is None or old.dim != rec.dim:
+        return None
+    return int(old.model_version)
+
+
+def _summary(tally: Tally, table: str, column: str) -> str:
+    msg = (f"embedded {tally.embedded} rows and reused {tally.reused} in {table}.{column} "
+           f"({tally.chunks} chunk(s) committed)")
+    if tally.failed:
+        msg += f"; {tally.failed} rows could not be read and hold NULL"
+    return msg
+
+
+def _unstored(ctx: ExecContext, node: Convert, opts: ConvertOptions, embedder: Embedder,
+              source_col: str) -> Result:
+    """An AS query that is not one base table: its rows plus the embeddings, not stored."""
+    rows = ctx.query_arrow(node.query)
+    _require_column(rows.column_names, source_col, SOURCE_OPTION[opts.convert_type])
+    emb = embed_values(embedder, rows.column(source_col).to_pylist(),
+                       modality=opts.convert_type, resolve=ctx.ws.resolve,
+                       batch_size=opts.batch_size, workers=opts.workers,
+                       on_error=opts.on_error, progress=ctx.ws.progress,
+                       desc=f"CONVERT {node.model}")
+    if opts.result_col in rows.column_names:
+        rows = rows.drop_columns([opts.result_col])
+    return Result(table=rows.append_column(opts.result_col, vectors_to_arrow(emb)),
+                  message="the AS query does not read one base table; the embeddings "
+                          "were returned but not stored")
+
+
+def _require_column(names: list[str], name: str, option: str) -> None:
+    if name not in names:
         raise NotFoundError(f"column {name!r} ({option}) is not in the AS query's result; "
-                            f"columns: {', '.join(rows.column_names)}")
+                            f"columns: {', '.join(names)}")
 
 
-def _append(rows: pa.Table, name: str, column: pa.Array) -> pa.Table:
-    if name in rows.column_names:
-        rows = rows.drop_columns([name])
-    return rows.append_column(name, column)
+@dataclass
+class TableRows:
+    """The rows of a table as a lazy result (provenance columns left out), read through
+    the calling thread's cursor when first asked for."""
 
+    ws: Any
+    table: str
 
-def _qualified(table: str) -> str:
-    return ".".join(quote_ident(p) for p in table.split("."))
+    def _select(self) -> str:
+        cols = prov.table_columns(self.ws.cursor(), self.table)
+        hidden = [c for c in cols if prov.is_companion(c)]
+        exclude = f" EXCLUDE ({', '.join(prov.quote(c) for c in hidden)})" if hidden else ""
+        return f"SELECT *{exclude} FROM {qualified(self.table)}"
 
+    def columns(self) -> list[str]:
+        return list(self.ws.cursor().sql(self._select() + " LIMIT 0").columns)
 
-def _store(ctx: ExecContext, table: str, key_col: str, keys: pa.ChunkedArray,
-           column: pa.Array, record: ColumnRecord) -> None:
-    """Add or replace the column and set it row by row (joined on the source column)."""
-    d = record.dim
-    src = pa.table({"k": keys, "e": column})
-    src_name = ctx.register(_dedupe(src))
-    tq, cq, kq = _qualified(table), quote_ident(record.column_name), quote_ident(key_col)
-    cur = ctx.cur
-    with ctx.transaction():
-        existing = cur.execute(
-            "SELECT data_type FROM duckdb_columns() WHERE lower(table_name) = lower(?) "
-            "AND lower(column_name) = lower(?)",
-            [table.split(".")[-1], record.column_name]).fetchall()
-        if existing and existing[0][0] != f"FLOAT[{d}]":
-            cur.execute(f"ALTER TABLE {tq} DROP COLUMN {cq}")
-            existing = []
-        if not existing:
-            cur.execute(f"ALTER TABLE {tq} ADD COLUMN {cq} FLOAT[{d}]")
-        cur.execute(f"UPDATE {tq} SET {cq} = s.e FROM {quote_ident(src_name)} s "
-                    f"WHERE {tq}.{kq} = s.k")
-        ctx.catalog.put_column(record)
+    def count(self) -> int:
+        got = self.ws.cursor().execute(f"SELECT count(*) FROM {qualified(self.table)}")
+        return int(got.fetchall()[0][0])
 
+    def head(self, n: int) -> pa.Table:
+        return to_arrow(self.ws.cursor().sql(f"{self._select()} LIMIT {int(n)}"))
 
-def _dedupe(src: pa.Table) -> pa.Table:
-    """One row per key (the same path embeds to the same vector)."""
-    keys = src.column("k").to_pylist()
-    seen: dict[object, int] = {}
-    for i, k in enumerate(keys):
-        seen.setdefault(k, i)
-    if len(seen) == len(keys):
-        return src
-    return src.take(pa.array(np.fromiter(seen.values(), dtype=np.int64)))
+    def all(self) -> pa.Table:
+        return to_arrow(self.ws.cursor().sql(self._select()))

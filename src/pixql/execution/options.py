@@ -34,6 +34,13 @@ class ConvertOptions(Options):
         default="fail", description="bad images: fail and change nothing, or store NULL")
     table_name: str | None = Field(
         default=None, description="ThanoSQL's old spelling; checked against the query's table")
+    refresh: Literal["missing", "all"] = Field(
+        default="missing", description="'missing': embed only rows without a current "
+        "embedding (new, changed or made by another model version) and keep the rest; "
+        "'all': embed every row again")
+    chunk_size: int = Field(default=4096, ge=1, le=1_000_000,
+                            description="rows embedded and committed together (a crash "
+                            "loses at most one chunk; re-running continues)")
 
 
 class SearchOptions(Options):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 
@@ -14,23 +14,59 @@ MAX_ROWS_SHOWN = 20
 MAX_CELL = 40
 
 
+class LazyRows(Protocol):
+    """Rows a result fetches only when they are read (CONVERT's table, which may hold
+    millions of rows): the column names, the row count and the first rows are cheap."""
+
+    def columns(self) -> list[str]: ...
+
+    def count(self) -> int: ...
+
+    def head(self, n: int) -> pa.Table: ...
+
+    def all(self) -> pa.Table: ...
+
+
 @dataclass
 class Result:
     """The result of one statement.
 
     ``table`` holds the rows (an empty table for statements without rows); ``message`` a
     short status for statements like COPY; ``images`` the resolved image paths of a PRINT
-    IMAGE, in row order, with ``image_col`` naming the column they came from.
+    IMAGE, in row order, with ``image_col`` naming the column they came from. With
+    ``lazy``, the rows are fetched on first access of ``table`` (printing the result
+    fetches only its first rows and the count).
     """
 
-    table: pa.Table = field(default_factory=lambda: pa.table({}))
+    _table: pa.Table | None = field(default=None, repr=False)
     message: str = ""
     statement: str = ""
     images: list[Path] | None = None
     image_col: str | None = None
+    lazy: LazyRows | None = field(default=None, repr=False)
+
+    def __init__(self, table: pa.Table | None = None, message: str = "", statement: str = "",
+                 images: list[Path] | None = None, image_col: str | None = None,
+                 lazy: LazyRows | None = None) -> None:
+        self._table = table if table is not None or lazy is not None else pa.table({})
+        self.message, self.statement = message, statement
+        self.images, self.image_col, self.lazy = images, image_col, lazy
+
+    @property
+    def table(self) -> pa.Table:
+        if self._table is None:
+            assert self.lazy is not None
+            self._table = self.lazy.all()
+        return self._table
+
+    @table.setter
+    def table(self, value: pa.Table) -> None:
+        self._table = value
 
     @property
     def columns(self) -> list[str]:
+        if self._table is None and self.lazy is not None:
+            return self.lazy.columns()
         return list(self.table.column_names)
 
     def arrow(self) -> pa.Table:
@@ -49,7 +85,9 @@ class Result:
         return rows[0] if rows else None
 
     def __len__(self) -> int:
-        return self.table.num_rows
+        if self._table is None and self.lazy is not None:
+            return self.lazy.count()
+        return int(self.table.num_rows)
 
     def __repr__(self) -> str:
         return self.render()
@@ -64,10 +102,11 @@ class Result:
 
     def render(self, max_rows: int = MAX_ROWS_SHOWN) -> str:
         """A plain-text table (embeddings abbreviated), plus the row count."""
-        if not self.table.num_columns:
+        if not self.columns:
             return self.message or "Success"
-        n = self.table.num_rows
-        head = self.table.slice(0, max_rows)
+        n = len(self)
+        head = self.lazy.head(max_rows) if self._table is None and self.lazy is not None \
+            else self.table.slice(0, max_rows)
         header = self.columns
         cols = [c.to_pylist() for c in head.columns]
         rows = [[_cell(v) for v in row] for row in zip(*cols, strict=True)]

@@ -29,9 +29,11 @@ import numpy as np
 import pyarrow as pa
 from pydantic import Field
 
+from pixql.catalog import provenance as prov
 from pixql.errors import CatalogError, ModelError, NotFoundError
 from pixql.execution.context import ExecContext, quote_ident, to_arrow
 from pixql.execution.engine import executes
+from pixql.execution.freshness import Freshness, freshness, result_status
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
 from pixql.execution.vectors import (
@@ -87,19 +89,28 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
     rows = None
     if plan is None or opts.emb_col not in plan.table.columns:
         rows = _query_rows(ctx, node.query, opts.emb_col)
-    _check_provenance(col, rec)
+    _check_model(col, rec)
     q = query_unit(query_vector(ctx, embedder, opts.search_by, opts.search_input))
     if rows is None:
         assert plan is not None
-        found = fast_search(ctx, plan, opts, rec.dim, q)
+        found = fast_search(ctx, plan, opts, rec.dim, q,
+                            freshness(col, rec, plan.table.columns))
         if found is not None:
             return _result(*found, result_col)
         rows = _query_rows(ctx, node.query, opts.emb_col)
+    table_cols = plan.table.columns if plan is not None else rows.column_names
+    if plan is None and col is not None:
+        table_cols = tuple(prov.table_columns(ctx.cur, col.table_name)) or table_cols
+    fr = freshness(col, rec, rows.column_names)
+    status = None if fr is None else result_status(ctx, fr, rows, table_cols)
     order, scores = general_rank(rows.column(opts.emb_col), rec.dim, opts.emb_col, q,
-                                 opts.top_k)
-    note = "" if opts.index == "exact" else \
-        f"index={opts.index!r} needs SELECT * FROM <table> [WHERE ...]: exact search used"
-    return _result(rows.take(pa.array(order, type=pa.int64())), scores, note, result_col)
+                                 opts.top_k, None if status is None else status == prov.CURRENT)
+    notes = [] if opts.index == "exact" else \
+        [f"index={opts.index!r} needs SELECT * FROM <table> [WHERE ...]: exact search used"]
+    if fr is not None and status is not None:
+        notes.insert(0, fr.note(status))
+    return _result(rows.take(pa.array(order, type=pa.int64())), scores,
+                   "; ".join(n for n in notes if n), result_col)
 
 
 def _query_rows(ctx: ExecContext, query: Query, emb_col: str) -> pa.Table:
@@ -111,8 +122,9 @@ def _query_rows(ctx: ExecContext, query: Query, emb_col: str) -> pa.Table:
 
 
 def _result(rows: pa.Table, scores: np.ndarray, note: str, result_col: str) -> Result:
-    if result_col in rows.column_names:
-        rows = rows.drop_columns([result_col])
+    hidden = [c for c in rows.column_names if c == result_col or prov.is_companion(c)]
+    if hidden:
+        rows = rows.drop_columns(hidden)
     # float32 rounding can put a self-match a hair above 1: cosine lives in [-1, 1]
     out = rows.append_column(result_col, pa.array(np.clip(scores.astype(np.float64), -1, 1)))
     return Result(table=out, message=note)
@@ -129,20 +141,15 @@ def _model_and_column(ctx: ExecContext, node: Search, plan: QueryPlan | None,
     return rec, ctx.catalog.find_column(table, emb_col) if table else None
 
 
-def _check_provenance(col: ColumnRecord | None, rec: ModelRecord) -> None:
-    if col is None:
+def _check_model(col: ColumnRecord | None, rec: ModelRecord) -> None:
+    """The column must come from the searching model (which rows are current, per version,
+    is the business of :mod:`pixql.execution.freshness`)."""
+    if col is None or col.model_name == rec.name:
         return
-    table, emb_col = col.table_name, col.column_name
-    if col.model_name != rec.name:
-        raise CatalogError(
-            f"{table}.{emb_col} holds embeddings of model {col.model_name!r}, not "
-            f"{rec.name!r}: search it USING {col.model_name}, or CONVERT USING {rec.name} "
-            f"into another result_col")
-    if col.model_version != rec.version:
-        raise CatalogError(
-            f"{table}.{emb_col} was made by version {col.model_version} of model {rec.name!r}, "
-            f"which has since been rebuilt (now version {rec.version}); re-run CONVERT USING "
-            f"{rec.name}")
+    raise CatalogError(
+        f"{col.table_name}.{col.column_name} holds embeddings of model {col.model_name!r}, "
+        f"not {rec.name!r}: search it USING {col.model_name}, or CONVERT USING {rec.name} "
+        f"into another result_col")
 
 
 def query_vector(ctx: ExecContext, embedder: Embedder, search_by: str, value: str) -> np.ndarray:
@@ -154,15 +161,19 @@ def query_vector(ctx: ExecContext, embedder: Embedder, search_by: str, value: st
 
 # -- general path ---------------------------------------------------------------------------
 def general_rank(col: pa.ChunkedArray | pa.Array, dim: int, name: str, q: np.ndarray,
-                 top_k: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the best ``top_k`` non-NULL rows of an embedding column and their
-    scores, scoring block by block (memory: one block of unit rows at a time)."""
+                 top_k: int | None,
+                 keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the best ``top_k`` non-NULL rows (among ``keep`` when given) of an
+    embedding column and their scores, scoring block by block (memory: one block of unit
+    rows at a time)."""
     chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
     scores, rows, offset = [], [], 0
     for chunk in chunks:
         x, ok = arrow_vectors(chunk, dim, name)
         for s in range(0, len(x), BLOCK_ROWS):
             part_ok = ok[s : s + BLOCK_ROWS]
+            if keep is not None:
+                part_ok = part_ok & keep[offset + s : offset + s + len(part_ok)]
             units = unit_rows(x[s : s + BLOCK_ROWS], part_ok)
             keep = np.flatnonzero(part_ok)
             scores.append(dot_scores(units, q)[keep])
@@ -204,7 +215,8 @@ def rank(scores: np.ndarray, valid: np.ndarray, top_k: int | None) -> np.ndarray
 
 # -- fast path ------------------------------------------------------------------------------
 def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim: int,
-                q: np.ndarray) -> tuple[pa.Table, np.ndarray, str] | None:
+                q: np.ndarray, fresh: Freshness | None = None,
+                ) -> tuple[pa.Table, np.ndarray, str] | None:
     """Rank with the cached vectors of ``plan.table``: (rows, scores, note), or None when
     the cache cannot answer (the caller then takes the general path)."""
     cache = getattr(ctx.ws, "_vector_cache", None)
@@ -213,31 +225,41 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
     with read_snapshot(ctx.cur) as ok:
         if not ok:
             return None
-        vecs = cache.lookup(ctx.cur, plan.table, opts.emb_col, dim)
+        vecs = cache.lookup(ctx.cur, plan.table, opts.emb_col, dim,
+                            None if fresh is None else fresh.status_sql())
         if vecs is None:
             return None
-        cand = _candidates(ctx, plan, vecs)
-        if isinstance(cand, bool):
+        selected = _selected(ctx, plan, vecs)
+        if selected is False:
             return None
+        left_out = "" if fresh is None or vecs.status is None else \
+            fresh.note(vecs.status if selected is None else vecs.status[selected])
+        cand = _candidates(vecs, selected)
         positions, scores, note = _select(ctx, vecs, q, cand, opts, plan)
+        note = "; ".join(n for n in (left_out, note) if n)
         rows = fetch_rows(ctx, plan.table, vecs.rowids[positions])
     if rows is None:  # pragma: no cover - the snapshot changed under us
         return None
     return rows, scores, note
 
 
-def _candidates(ctx: ExecContext, plan: QueryPlan,
-                vecs: ColumnVectors) -> np.ndarray | bool | None:
-    """Cache positions the AS query selects, in its row order, NULL rows left out (None:
-    every row, all non-NULL); False when a selected row is not in the cache."""
+def _selected(ctx: ExecContext, plan: QueryPlan,
+              vecs: ColumnVectors) -> np.ndarray | Literal[False] | None:
+    """Cache positions the AS query selects, in its row order (None: every row); False when
+    a selected row is not in the cache."""
     if plan.rowid_sql is None:
-        return None if bool(vecs.valid.all()) else np.flatnonzero(vecs.valid)
+        return None
     got = ctx.cur.sql(plan.rowid_sql).fetchnumpy()
     rowids = np.asarray(next(iter(got.values())), dtype=np.int64)
     pos = vecs.positions(rowids)
-    if pos is None:
-        return False
-    return pos[vecs.valid[pos]]
+    return False if pos is None else pos
+
+
+def _candidates(vecs: ColumnVectors, selected: np.ndarray | None) -> np.ndarray | None:
+    """The selected positions that can be ranked (non-NULL, current); None: every row."""
+    if selected is None:
+        return None if bool(vecs.valid.all()) else np.flatnonzero(vecs.valid)
+    return selected[vecs.valid[selected]]
 
 
 def _select(ctx: ExecContext, vecs: ColumnVectors, q: np.ndarray, cand: np.ndarray | None,

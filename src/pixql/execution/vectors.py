@@ -136,7 +136,8 @@ class ColumnVectors:
 
     units: np.ndarray  # (n, d) float32, C-contiguous; zeros where ~valid
     rowids: np.ndarray  # (n,) int64, ascending
-    valid: np.ndarray  # (n,) bool: the stored vector is not NULL
+    valid: np.ndarray  # (n,) bool: the stored vector is not NULL (and current, see status)
+    status: np.ndarray | None = None  # (n,) int8 provenance status codes; None: all current
     state: tuple[Any, ...] | None = None  # (write stamp, table state, row count); None: one-shot
     indexes: dict[str, Any] = field(default_factory=dict)  # ANN indexes over ``units``
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -144,7 +145,8 @@ class ColumnVectors:
 
     @property
     def nbytes(self) -> int:
-        return int(self.units.nbytes + self.rowids.nbytes + self.valid.nbytes)
+        extra = 0 if self.status is None else self.status.nbytes
+        return int(self.units.nbytes + self.rowids.nbytes + self.valid.nbytes + extra)
 
     @property
     def n_valid(self) -> int:
@@ -214,12 +216,16 @@ def arrow_vectors(arr: pa.Array, dim: int, name: str) -> tuple[np.ndarray, np.nd
 
 
 def load_vectors(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str, dim: int,
-                 n_rows: int) -> ColumnVectors:
-    """Stream ``rowid, column`` of ``ref`` into one preallocated matrix of unit rows."""
+                 n_rows: int, status_sql: str | None = None) -> ColumnVectors:
+    """Stream ``rowid, column`` of ``ref`` into one preallocated matrix of unit rows. With
+    ``status_sql`` (:func:`pixql.catalog.provenance.status_sql`), each row's provenance
+    status is loaded too and only current rows count as valid."""
     units: np.ndarray = np.empty((n_rows, dim), dtype=np.float32)
     rowids: np.ndarray = np.empty(n_rows, dtype=np.int64)
     valid: np.ndarray = np.empty(n_rows, dtype=bool)
-    sql = f"SELECT rowid, {quote_ident(column)} FROM {ref.sql}"
+    status: np.ndarray | None = None if status_sql is None else np.empty(n_rows, np.int8)
+    extra = "" if status_sql is None else f", ({status_sql})::TINYINT"
+    sql = f"SELECT rowid, {quote_ident(column)}{extra} FROM {ref.sql}"
     i = 0
     for batch in cur.sql(sql).to_arrow_reader(LOAD_BATCH_ROWS):
         m = batch.num_rows
@@ -228,13 +234,18 @@ def load_vectors(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str, dim
         x, ok = arrow_vectors(batch.column(1), dim, column)
         unit_rows(x, ok, out=units[i : i + m])
         rowids[i : i + m] = batch.column(0).to_numpy()
+        if status is not None:
+            status[i : i + m] = batch.column(2).to_numpy(zero_copy_only=False)
+            ok &= status[i : i + m] == 0  # provenance.CURRENT
         valid[i : i + m] = ok
         i += m
     units, rowids, valid = units[:i], rowids[:i], valid[:i]
+    status = None if status is None else status[:i]
     if i > 1 and not (np.diff(rowids) > 0).all():  # scans come in row-id order; be sure
         order = np.argsort(rowids, kind="stable")
         units, rowids, valid = units[order], rowids[order], valid[order]
-    return ColumnVectors(np.ascontiguousarray(units), rowids, valid)
+        status = None if status is None else status[order]
+    return ColumnVectors(np.ascontiguousarray(units), rowids, valid, status)
 
 
 def _default_budget() -> int:
@@ -263,7 +274,7 @@ class VectorCache:
         self.hits = 0
 
     def lookup(self, cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str,
-               dim: int) -> ColumnVectors | None:
+               dim: int, status_sql: str | None = None) -> ColumnVectors | None:
         """The vectors of ``ref.column`` as of ``cur``'s snapshot, loading them when missing
         or stale; None when the column is not ``FLOAT[dim]`` or does not fit the budget.
         Call inside :func:`read_snapshot`, before any other query of the snapshot, with a
@@ -273,7 +284,7 @@ class VectorCache:
         if state is None or state[-1] != f"FLOAT[{dim}]":
             return None
         count = int(cur.execute(f"SELECT count(*) FROM {ref.sql}").fetchall()[0][0])
-        full_state = (stamp, state, count)
+        full_state = (stamp, state, count, status_sql)
         key = (ref.key, column.lower())
         with self._key_lock(key):
             entry = self._get(key)
@@ -281,10 +292,10 @@ class VectorCache:
                 self.hits += 1
                 return entry
             self._drop(key)
-            if count * (dim * 4 + 9) > self.budget:
+            if count * (dim * 4 + 10) > self.budget:
                 return None
-            self._make_room(count * (dim * 4 + 9))
-            entry = load_vectors(cur, ref, column, dim, count)
+            self._make_room(count * (dim * 4 + 10))
+            entry = load_vectors(cur, ref, column, dim, count, status_sql)
             self.loads += 1
             # a write committed while loading leaves a one-shot entry (right for this
             # snapshot, never reused)

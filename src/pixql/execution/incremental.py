@@ -1,0 +1,274 @@
+"""Incremental, chunked CONVERT into a base table.
+
+The AS query names the source values to embed; every row of the table holding one of them
+gets its vector (a vector is a function of the model version and the source value, so rows
+sharing a path share it). The work list — one line per distinct source value, with whether
+all its rows are current (:mod:`pixql.catalog.provenance`) — is streamed from DuckDB in
+Arrow batches on a cursor of its own, so neither the rows, nor the decoded images, nor the
+vectors of more than one chunk are ever held at once.
+
+Values that need embedding are gathered into chunks of ``chunk_size``; each chunk is
+embedded, then written (vectors + provenance) in one transaction of its own. A chunk is
+either wholly committed or not at all, and every committed row is current by construction:
+a crash loses at most the chunk in flight, and re-running the statement continues with the
+rows still missing. Inside a transaction the user opened (or a statement with a nested
+CONVERT) all chunks join that transaction, which commits or rolls back as one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from pixql.catalog import provenance as prov
+from pixql.errors import Error, ImageError
+from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
+from pixql.execution.embedding import Embedded, embed_values
+from pixql.progress import progress_bar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from pixql.catalog.store import ColumnRecord
+    from pixql.execution.context import ExecContext
+    from pixql.execution.options import ConvertOptions
+    from pixql.models.base import Embedder
+
+#: rows per Arrow batch of the work list
+READ_ROWS = 8192
+#: modalities whose values are files (changed contents are noticed by size and mtime)
+FILE_MODALITIES = frozenset({"image", "video", "audio"})
+#: the file signature of a file that cannot be read
+NO_FILE = (-1, -1)
+
+
+def qualified(table: str) -> str:
+    return ".".join(quote_ident(p) for p in table.split("."))
+
+
+@dataclass
+class Target:
+    """Where a CONVERT stores: ``table.column``, made from ``source`` (a column of the
+    table), recorded in the catalog as ``record``."""
+
+    table: str
+    record: ColumnRecord
+
+    @property
+    def column(self) -> str:
+        return self.record.column_name
+
+    @property
+    def source(self) -> str:
+        return self.record.source_column
+
+
+@dataclass
+class Tally:
+    """Rows embedded, reused and failed (NULL) so far; chunks committed."""
+
+    embedded: int = 0
+    reused: int = 0
+    failed: int = 0
+    chunks: int = 0
+
+
+def vectors_to_arrow(emb: Embedded) -> pa.Array:
+    """(n, d) float32 + validity → Arrow FixedSizeList<float32>[d] with NULLs."""
+    _n, d = emb.vectors.shape
+    values = pa.array(emb.vectors.reshape(-1), type=pa.float32())
+    mask = pa.array(~emb.valid) if not emb.valid.all() else None
+    return pa.FixedSizeListArray.from_arrays(values, d, mask=mask)
+
+
+def work_sql(target: Target, query_sql: str, columns: dict[str, str], version: int,
+             legacy_version: int | None, refresh: str) -> str:
+    """One row per distinct source value the AS query returns that the table holds, in
+    table order: (k, rows, all current?, min/max file size, min/max file mtime)."""
+    t, src = qualified(target.table), quote_ident(target.source)
+    emb, comp = f"t.{quote_ident(target.column)}", prov.companion(target.column)
+    has_comp = comp.lower() in columns
+    if refresh == "all" or target.column.lower() not in columns:
+        current = "false"
+    elif has_comp:
+        current = prov.made_by_sql(f"t.{quote_ident(comp)}", f"t.{src}", version)
+    else:
+        current = str(legacy_version == version).lower() + f" AND {emb} IS NOT NULL"
+    p = f"t.{quote_ident(comp)}"
+    sig = (f"min({p}.file_size), max({p}.file_size), min({p}.file_mtime_ns), "
+           f"max({p}.file_mtime_ns)") if has_comp else "NULL, NULL, NULL, NULL"
+    return (f"WITH __pixql_q AS ({query_sql}) "
+            f"SELECT t.{src} AS k, count(*) AS n, bool_and({current}) AS cur, {sig} "
+            f"FROM {t} t WHERE t.{src} IN (SELECT {src} FROM __pixql_q) OR (t.{src} IS NULL "
+            f"AND EXISTS (SELECT 1 FROM __pixql_q WHERE {src} IS NULL)) "
+            f"GROUP BY t.{src} ORDER BY min(t.rowid)")
+
+
+def work_batches(ctx: ExecContext, sql: str) -> Iterator[pa.RecordBatch]:
+    """The work list in batches: streamed on a cursor of its own (it reads a snapshot
+    while chunks commit), or — inside an open transaction, whose uncommitted rows only
+    this cursor sees — fetched at once (source values only)."""
+    if ctx.in_transaction or in_open_transaction(ctx.cur):
+        yield from to_arrow(ctx.cur.sql(sql)).to_batches(READ_ROWS)
+        return
+    reader = ctx.cur.cursor()
+    try:
+        yield from reader.sql(sql).to_arrow_reader(READ_ROWS)
+    finally:
+        reader.close()
+
+
+def file_sig(resolve: Callable[[str], Path], value: Any) -> tuple[int, int]:
+    """(size, mtime in ns) of the file ``value`` names; :data:`NO_FILE` when unreadable."""
+    if value is None:
+        return NO_FILE
+    try:
+        st = os.stat(resolve(str(value)))
+    except (OSError, Error, ValueError):
+        return NO_FILE
+    return st.st_size, st.st_mtime_ns
+
+
+def needs_embedding(row: tuple[Any, ...], files: bool,
+                    resolve: Callable[[str], Path]) -> bool:
+    """Whether the rows of one work-list line need embedding: not all current, or (files)
+    the file's size or mtime differ from what was read (NULL: a 0.1 vector, trusted)."""
+    key, _n, current, size_lo, size_hi, mtime_lo, mtime_hi = row
+    if not current:
+        return True
+    if not files or size_lo is None:
+        return False
+    if size_lo != size_hi or mtime_lo != mtime_hi:
+        return True
+    return file_sig(resolve, key) != (size_lo, mtime_lo)
+
+
+class ChunkWriter:
+    """Writes chunks of vectors with their provenance; the first write (or :meth:`finish`)
+    also adds the columns, fills the provenance of a 0.1 column and records the column in
+    the catalog, in the same transaction."""
+
+    def __init__(self, ctx: ExecContext, target: Target, columns: dict[str, str],
+                 legacy_version: int | None) -> None:
+        self.ctx, self.target, self.columns = ctx, target, columns
+        self.legacy_version = legacy_version
+        self.prepared = False
+
+    def write(self, keys: list[Any], emb: Embedded, sigs: list[tuple[int, int]] | None) -> None:
+        n = len(keys)
+        data = pa.table({
+            "k": pa.array(keys),
+            "e": vectors_to_arrow(emb),
+            "size": pa.array([s[0] for s in sigs] if sigs else [None] * n, pa.int64()),
+            "mtime": pa.array([s[1] for s in sigs] if sigs else [None] * n, pa.int64())})
+        t = self.target
+        tq, src = qualified(t.table), quote_ident(t.source)
+        name = f"__pixql_chunk_{id(data)}"
+        cur = self.ctx.cur
+        with self.ctx.ws.write_lock, self.ctx.transaction():
+            self._prepare()
+            cur.register(name, data)
+            try:
+                cur.execute(
+                    f"UPDATE {tq} SET {quote_ident(t.column)} = s.e, "
+                    f"{quote_ident(prov.companion(t.column))} = struct_pack(model_version := "
+                    f"{int(t.record.model_version)}::BIGINT, source_hash := "
+                    f"{prov.source_hash_sql(f'{tq}.{src}')}, file_size := s.size, "
+                    f"file_mtime_ns := s.mtime) FROM {quote_ident(name)} s "
+                    f"WHERE {tq}.{src} IS NOT DISTINCT FROM s.k")
+            finally:
+                cur.unregister(name)
+
+    def finish(self) -> None:
+        """Add the columns and record them when no chunk did."""
+        if not self.prepared:
+            with self.ctx.ws.write_lock, self.ctx.transaction():
+                self._prepare()
+
+    def _prepare(self) -> None:
+        if self.prepared:
+            return
+        t, cur = self.target, self.ctx.cur
+        tq, col = qualified(t.table), quote_ident(t.column)
+        comp = prov.companion(t.column)
+        kind = self.columns.get(t.column.lower())
+        has_comp = comp.lower() in self.columns
+        want = f"FLOAT[{t.record.dim}]"
+        if kind is not None and kind != want:  # another dimension: the old vectors go
+            cur.execute(f"ALTER TABLE {tq} DROP COLUMN {col}")
+            if has_comp:
+                cur.execute(f"ALTER TABLE {tq} DROP COLUMN {quote_ident(comp)}")
+            kind, has_comp, self.legacy_version = None, False, None
+        if kind is None:
+            cur.execute(f"ALTER TABLE {tq} ADD COLUMN {col} {want}")
+        if not has_comp:
+            cur.execute(f"ALTER TABLE {tq} ADD COLUMN {quote_ident(comp)} "
+                        f"{prov.PROVENANCE_TYPE}")
+            if self.legacy_version is not None:  # a 0.1 column: one version
+                cur.execute(
+                    f"UPDATE {tq} SET {quote_ident(comp)} = struct_pack(model_version := "
+                    f"{int(self.legacy_version)}::BIGINT, source_hash := "
+                    f"{prov.source_hash_sql(quote_ident(t.source))}, file_size := NULL::BIGINT,"
+                    f" file_mtime_ns := NULL::BIGINT) WHERE {col} IS NOT NULL")
+        self.ctx.catalog.put_column(t.record)
+        self.prepared = True
+
+
+def convert_rows(ctx: ExecContext, query_sql: str, target: Target, embedder: Embedder,
+                 opts: ConvertOptions, legacy_version: int | None,
+                 columns: dict[str, str]) -> Tally:
+    """Embed the missing and stale rows the AS query selects, chunk by chunk."""
+    tally = Tally()
+    writer = ChunkWriter(ctx, target, columns, legacy_version)
+    files = opts.convert_type in FILE_MODALITIES
+    sql = work_sql(target, query_sql, columns, target.record.model_version, legacy_version,
+                   opts.refresh)
+    keys: list[Any] = []
+    counts: list[int] = []
+    with progress_bar(total=None, desc=f"CONVERT {target.record.model_name}",
+                      unit="row", enabled=ctx.ws.progress) as bar:
+        for batch in work_batches(ctx, sql):
+            for row in zip(*(c.to_pylist() for c in batch.columns), strict=True):
+                if not needs_embedding(row, files, ctx.ws.resolve):
+                    tally.reused += row[1]
+                    bar.update(row[1])
+                    continue
+                keys.append(row[0])
+                counts.append(row[1])
+                if len(keys) >= opts.chunk_size:
+                    _flush(ctx, writer, keys, counts, embedder, opts, tally, files)
+                    bar.update(sum(counts))
+                    keys, counts = [], []
+        if keys:
+            _flush(ctx, writer, keys, counts, embedder, opts, tally, files)
+            bar.update(sum(counts))
+    writer.finish()
+    return tally
+
+
+def _flush(ctx: ExecContext, writer: ChunkWriter, keys: list[Any], counts: list[int],
+           embedder: Embedder, opts: ConvertOptions, tally: Tally, files: bool) -> None:
+    """Embed one chunk and commit it."""
+    sigs = [file_sig(ctx.ws.resolve, k) for k in keys] if files else None  # before reading
+    try:
+        emb = embed_values(embedder, keys, modality=opts.convert_type, resolve=ctx.ws.resolve,
+                           batch_size=opts.batch_size, workers=opts.workers,
+                           on_error=opts.on_error, progress=False)
+    except ImageError as e:
+        if not tally.chunks:
+            raise
+        kept = (f"The {tally.embedded} row(s) embedded in earlier chunks were kept; "
+                "re-running CONVERT continues from there.")
+        raise ImageError(str(e).replace("Nothing was changed.", "Nothing of this chunk was "
+                                        "written. " + kept), paths=e.paths) from None
+    writer.write(keys, emb, sigs)
+    tally.chunks += 1
+    for n, ok in zip(counts, emb.valid.tolist(), strict=True):
+        if ok:
+            tally.embedded += n
+        else:
+            tally.failed += n
