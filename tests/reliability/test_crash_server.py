@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 WORKER = Path(__file__).with_name("serve_worker.py")
 KEY = "crash-test-key-77"
-CONVERT = "CONVERT USING px OPTIONS (result_col='convert_result') AS SELECT * FROM images"
+CONVERT = ("CONVERT USING px OPTIONS (result_col='convert_result', refresh='all') "
+           "AS SELECT * FROM images")
 BUILD = ("BUILD MODEL px USING Pixels OPTIONS (image_size=4, overwrite=True) "
          "AS SELECT * FROM images")
 SEARCH = ("SELECT image_path, search_result FROM (SEARCH IMAGE USING px OPTIONS (search_by="
