@@ -52,7 +52,8 @@ def test_issue_reproduction_never_ranks_stale_rows(t_ws: Any) -> None:
     res = search(t_ws)
     assert set(res.df()["label"]) == {"a"}  # the b rows are stale: left out, not ranked
     assert "left out 6 row(s) whose embeddings are stale" in res.message
-    assert "run CONVERT USING q" in res.message and "to embed 6 row(s)" in res.message
+    assert "run CONVERT USING q" in res.message
+    assert "to embed 6 row(s)" in res.message
     assert "e__pixql" not in res.columns
     convert(t_ws)  # the next CONVERT embeds the b rows alone
     top = search(t_ws).df()
@@ -198,7 +199,8 @@ def test_text_column_change_makes_row_stale(ws: Any) -> None:
     ws.sql("UPDATE c SET text = 'changed' WHERE id = 3")
     res = ws.sql("SEARCH IMAGE USING clip OPTIONS (search_by='text', search_input='text 1', "
                  "emb_col='e', top_k=None) AS SELECT * FROM c")
-    assert len(res) == 19 and "1 row(s) whose embeddings are stale" in res.message
+    assert len(res) == 19
+    assert "1 row(s) whose embeddings are stale" in res.message
     assert ws.sql(conv).message.startswith("embedded 1 rows and reused 19")
 
 
