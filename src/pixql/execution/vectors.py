@@ -291,12 +291,17 @@ class VectorCache:
             if entry is not None and entry.state == full_state:
                 self.hits += 1
                 return entry
+            previous = entry
             self._drop(key)
             if count * (dim * 4 + 10) > self.budget:
                 return None
             self._make_room(count * (dim * 4 + 10))
             entry = load_vectors(cur, ref, column, dim, count, status_sql)
             self.loads += 1
+            if previous is not None and previous.indexes:  # indexes follow the data
+                from pixql.index.update import follow_all
+
+                follow_all(previous, entry)
             # a write committed while loading leaves a one-shot entry (right for this
             # snapshot, never reused)
             entry.state = full_state if db_stamp(self.db_path) == stamp else None

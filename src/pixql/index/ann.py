@@ -64,14 +64,25 @@ def _faiss() -> Any:
 
 @dataclass
 class AnnIndex:
-    """A faiss index over the non-NULL rows of a cached column (label i = ``ids[i]``)."""
+    """A faiss index over the current rows of a cached column. faiss label ``i`` is the
+    row with id ``rowids[i]``, at cache position ``ids[i]`` (-1: the row was deleted or
+    its vector changed since it was added — a dead label, never returned)."""
 
     kind: str
     index: Any
-    ids: np.ndarray  # cache positions of the indexed rows
+    ids: np.ndarray  # label → cache position, -1 for dead labels
     build_seconds: float
     loaded: bool = False
     params: dict[str, int] = field(default_factory=dict)
+    rowids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    built_rows: int = 0  # labels when (re)built: IVF's centroids were trained for them
+    updates: int = 0  # incremental updates since the build
+    update_seconds: float = 0.0  # the last incremental update's time
+    saved: bool = True  # False: updated in memory, not yet written to indexes/
+
+    @property
+    def dead(self) -> int:
+        return int(np.count_nonzero(self.ids < 0))
 
     def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None,
                breadth: int) -> np.ndarray:
@@ -81,8 +92,10 @@ class AnnIndex:
         if self.kind == "ivf":
             breadth = min(breadth, int(self.index.nlist))
         params = _search_params(self.kind, breadth, k)
-        if allowed is not None:
-            bits = np.packbits(allowed[self.ids], bitorder="little")
+        live = self.ids >= 0
+        if allowed is not None or not live.all():
+            keep = live if allowed is None else live & allowed[np.maximum(self.ids, 0)]
+            bits = np.packbits(keep, bitorder="little")
             params.sel = faiss.IDSelectorBitmap(len(self.ids), faiss.swig_ptr(bits))
         k = min(k, len(self.ids))
         _, labels = self.index.search(q.reshape(1, -1), k, params=params)
@@ -121,7 +134,8 @@ def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
         index.train(units[sample])
     for s in range(0, len(ids), 65536):
         index.add(units[ids[s : s + 65536]])
-    return AnnIndex(kind, index, ids, time.perf_counter() - started, params=p)
+    return AnnIndex(kind, index, ids, time.perf_counter() - started, params=p,
+                    rowids=np.zeros(0, np.int64), built_rows=len(ids))
 
 
 def get_index(ws: Any, table: TableRef, column: str, vecs: ColumnVectors,
@@ -130,9 +144,11 @@ def get_index(ws: Any, table: TableRef, column: str, vecs: ColumnVectors,
     ``indexes/`` folder when built from identical vectors, else built (and saved)."""
     with vecs.lock:
         found = vecs.indexes.get(kind)
-        if found is not None:
-            return found
         folder = store.index_dir(ws.root / "indexes", table.key, column)
+        if found is not None:
+            if not found.saved:  # updated incrementally (pixql.index.update): save it now
+                _save(folder, found, vecs.checksum(), vecs)
+            return found
         checksum = vecs.checksum()
         meta = store.read_sidecar(folder, kind)
         ann = None
@@ -140,6 +156,7 @@ def get_index(ws: Any, table: TableRef, column: str, vecs: ColumnVectors,
             ann = _load(folder, kind, vecs, meta)
         if ann is None:
             ann = build_index(kind, vecs.units, vecs.valid)
+            ann.rowids = vecs.rowids[ann.ids]
             _save(folder, ann, checksum, vecs)
         vecs.indexes[kind] = ann
         return ann
@@ -150,22 +167,46 @@ def _load(folder: Any, kind: str, vecs: ColumnVectors,
     faiss = _faiss()
     try:
         index = faiss.read_index(str(folder / f"{kind}.faiss"))
-    except RuntimeError:
+        labels = np.load(folder / f"{kind}.labels.npy") if meta.get("labels") else None
+    except (RuntimeError, OSError, ValueError):
         return None
-    ids = np.flatnonzero(vecs.valid).astype(np.int64)
+    if labels is None:  # saved by pixql 0.1: label i is the i-th valid row
+        ids = np.flatnonzero(vecs.valid).astype(np.int64)
+        labels = vecs.rowids[ids]
+    else:
+        ids = _positions(vecs.rowids, labels)
     if index.ntotal != len(ids) or index.d != vecs.units.shape[1]:
         return None
+    live = ids >= 0
+    if np.count_nonzero(live) != vecs.n_valid or not vecs.valid[ids[live]].all():
+        return None
     return AnnIndex(kind, index, ids, float(meta.get("build_seconds", 0.0)), loaded=True,
-                    params=dict(meta.get("params", {})))
+                    params=dict(meta.get("params", {})), rowids=labels,
+                    built_rows=int(meta.get("built_rows", len(ids))))
+
+
+def _positions(rowids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Positions of ``wanted`` row ids in the ascending ``rowids`` (-1: absent or -1)."""
+    if not len(rowids):
+        return np.full(len(wanted), -1, np.int64)
+    pos = np.minimum(np.searchsorted(rowids, wanted), len(rowids) - 1)
+    return np.where((rowids[pos] == wanted) & (wanted >= 0), pos, -1).astype(np.int64)
 
 
 def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: ColumnVectors) -> None:
     faiss = _faiss()
-    store.save(folder, ann.kind, lambda path: faiss.write_index(ann.index, path),
-               {"kind": ann.kind, "params": ann.params, "checksum": checksum,
-                "rows": len(ann.ids), "dim": int(vecs.units.shape[1]),
-                "build_seconds": round(ann.build_seconds, 3),
-                "faiss_version": faiss.__version__})
+    labels = np.where(ann.ids >= 0, ann.rowids, -1).astype(np.int64)
+
+    def write(path: str) -> None:
+        store.write_array(folder / f"{ann.kind}.labels.npy", labels)
+        faiss.write_index(ann.index, path)
+
+    ann.saved = store.save(
+        folder, ann.kind, write,
+        {"kind": ann.kind, "params": ann.params, "checksum": checksum,
+         "rows": len(ann.ids), "dim": int(vecs.units.shape[1]), "labels": True,
+         "built_rows": ann.built_rows, "build_seconds": round(ann.build_seconds, 3),
+         "faiss_version": faiss.__version__})
 
 
 def approximate_search(

@@ -61,6 +61,16 @@ def save(folder: Path, kind: str, write_index: Any, meta: dict[str, Any]) -> boo
         return False
 
 
+def write_array(path: Path, arr: Any) -> None:
+    """Write a numpy array to ``path`` atomically (``.npy``)."""
+    import numpy as np
+
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, arr)
+    os.replace(tmp, path)
+
+
 def remove_saved(root: Path, table: str, column: str | None) -> None:
     """Delete the saved indexes of ``table`` (any schema; one column, or all)."""
     if not root.is_dir():
