@@ -3,9 +3,11 @@
 The AS query names the source values to embed; every row of the table holding one of them
 gets its vector (a vector is a function of the model version and the source value, so rows
 sharing a path share it). The work list — one line per distinct source value, with whether
-all its rows are current (:mod:`pixql.catalog.provenance`) — is streamed from DuckDB in
-Arrow batches on a cursor of its own, so neither the rows, nor the decoded images, nor the
-vectors of more than one chunk are ever held at once.
+all its rows are current (:mod:`pixql.catalog.provenance`) — is read from DuckDB one range
+of row ids at a time, so neither the rows, nor the decoded images, nor the vectors of more
+than one chunk are ever held at once. (A plain ``SELECT * FROM t [WHERE ...]`` is read
+range by range straight from the table; any other AS query is evaluated once per range and
+DuckDB holds its distinct source values while it runs.)
 
 Values that need embedding are gathered into chunks of ``chunk_size``; each chunk is
 embedded, then written (vectors + provenance) in one transaction of its own. A chunk is
@@ -17,6 +19,7 @@ CONVERT) all chunks join that transaction, which commits or rolls back as one.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +28,7 @@ import pyarrow as pa
 
 from pixql.catalog import provenance as prov
 from pixql.errors import Error, ImageError
-from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
+from pixql.execution.context import quote_ident, to_arrow
 from pixql.execution.embedding import Embedded, embed_values
 from pixql.progress import progress_bar
 
@@ -38,8 +41,10 @@ if TYPE_CHECKING:
     from pixql.execution.options import ConvertOptions
     from pixql.models.base import Embedder
 
-#: rows per Arrow batch of the work list
-READ_ROWS = 8192
+#: row ids per range of the work list (each range is one query, held at once)
+RANGE_ROWS = 65536
+#: the row-id column added to a plain AS query
+ROWID = "__pixql_rowid"
 #: modalities whose values are files (changed contents are noticed by size and mtime)
 FILE_MODALITIES = frozenset({"image", "video", "audio"})
 #: the file signature of a file that cannot be read
@@ -85,11 +90,33 @@ def vectors_to_arrow(emb: Embedded) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(values, d, mask=mask)
 
 
-def work_sql(target: Target, query_sql: str, columns: dict[str, str], version: int,
-             legacy_version: int | None, refresh: str) -> str:
-    """One row per distinct source value the AS query returns that the table holds, in
-    table order: (k, rows, all current?, min/max file size, min/max file mtime)."""
-    t, src = qualified(target.table), quote_ident(target.source)
+def rowid_query(ctx: ExecContext, text: str) -> str | None:
+    """``SELECT rowid AS __pixql_rowid, * FROM t WHERE ...`` when the AS query is a plain
+    ``SELECT * FROM t [WHERE ...]`` (then the work list is read range by range straight
+    from the table), else None."""
+    from pixql.execution.search import _ROWID, _plain_select
+
+    rows = ctx.cur.execute("SELECT json_serialize_sql(?)", [text]).fetchall()
+    tree = json.loads(rows[0][0]) if rows else {}
+    stmts = tree.get("statements") or []
+    if tree.get("error") or len(stmts) != 1:
+        return None
+    node = stmts[0].get("node") or {}
+    if not _plain_select(node, node.get("from_table") or {}):
+        return None
+    node["select_list"] = [{**_ROWID, "alias": ROWID}, *node["select_list"]]
+    return str(ctx.cur.execute("SELECT json_deserialize_sql(?)",
+                               [json.dumps(tree)]).fetchall()[0][0])
+
+
+def work_sql(target: Target, query_sql: str, plain: str | None, columns: dict[str, str],
+             version: int, legacy_version: int | None, refresh: str) -> str:
+    """One row per distinct source value in a range of row ids (``{lo}``/``{hi}`` left to
+    fill) that the AS query selects: (k, rows, all current?, min/max file size, min/max
+    file mtime), in table order. ``plain``: the AS query with the row id (see
+    :func:`rowid_query`), read directly; else the table's rows whose value the AS query
+    returns."""
+    src = quote_ident(target.source)
     emb, comp = f"t.{quote_ident(target.column)}", prov.companion(target.column)
     has_comp = comp.lower() in columns
     if refresh == "all" or target.column.lower() not in columns:
@@ -101,25 +128,28 @@ def work_sql(target: Target, query_sql: str, columns: dict[str, str], version: i
     p = f"t.{quote_ident(comp)}"
     sig = (f"min({p}.file_size), max({p}.file_size), min({p}.file_mtime_ns), "
            f"max({p}.file_mtime_ns)") if has_comp else "NULL, NULL, NULL, NULL"
-    return (f"WITH __pixql_q AS ({query_sql}) "
-            f"SELECT t.{src} AS k, count(*) AS n, bool_and({current}) AS cur, {sig} "
-            f"FROM {t} t WHERE t.{src} IN (SELECT {src} FROM __pixql_q) OR (t.{src} IS NULL "
-            f"AND EXISTS (SELECT 1 FROM __pixql_q WHERE {src} IS NULL)) "
-            f"GROUP BY t.{src} ORDER BY min(t.rowid)")
+    head = f"SELECT t.{src} AS k, count(*) AS n, bool_and({current}) AS cur, {sig} "
+    if plain is not None:
+        rid = f"t.{quote_ident(ROWID)}"
+        return (f"{head}FROM ({plain}) t WHERE {rid} BETWEEN {{lo}} AND {{hi}} "
+                f"GROUP BY t.{src} ORDER BY min({rid})")
+    return (f"WITH __pixql_q AS ({query_sql}) {head}FROM {qualified(target.table)} t "
+            f"WHERE t.rowid BETWEEN {{lo}} AND {{hi}} AND (t.{src} IN (SELECT {src} FROM "
+            f"__pixql_q) OR (t.{src} IS NULL AND EXISTS (SELECT 1 FROM __pixql_q WHERE "
+            f"{src} IS NULL))) GROUP BY t.{src} ORDER BY min(t.rowid)")
 
 
-def work_batches(ctx: ExecContext, sql: str) -> Iterator[pa.RecordBatch]:
-    """The work list in batches: streamed on a cursor of its own (it reads a snapshot
-    while chunks commit), or — inside an open transaction, whose uncommitted rows only
-    this cursor sees — fetched at once (source values only)."""
-    if ctx.in_transaction or in_open_transaction(ctx.cur):
-        yield from to_arrow(ctx.cur.sql(sql)).to_batches(READ_ROWS)
+def work_ranges(ctx: ExecContext, table: str, sql: str) -> Iterator[pa.Table]:
+    """The work list, one range of :data:`RANGE_ROWS` row ids at a time. Each range is a
+    query of its own on the statement's cursor, run after the chunks before it were
+    written: it sees them (a value shared with a row embedded earlier is current by then),
+    inside or outside a transaction, and holds only its own range."""
+    lo, hi = ctx.cur.execute(f"SELECT min(rowid), max(rowid) FROM {qualified(table)}"
+                             ).fetchall()[0]
+    if lo is None:
         return
-    reader = ctx.cur.cursor()
-    try:
-        yield from reader.sql(sql).to_arrow_reader(READ_ROWS)
-    finally:
-        reader.close()
+    for start in range(int(lo), int(hi) + 1, RANGE_ROWS):
+        yield to_arrow(ctx.cur.sql(sql.format(lo=start, hi=start + RANGE_ROWS - 1)))
 
 
 def file_sig(resolve: Callable[[str], Path], value: Any) -> tuple[int, int]:
@@ -225,34 +255,33 @@ def convert_rows(ctx: ExecContext, query_sql: str, target: Target, embedder: Emb
     tally = Tally()
     writer = ChunkWriter(ctx, target, columns, legacy_version)
     files = opts.convert_type in FILE_MODALITIES
-    sql = work_sql(target, query_sql, columns, target.record.model_version, legacy_version,
-                   opts.refresh)
-    keys: list[Any] = []
-    counts: list[int] = []
+    sql = work_sql(target, query_sql, rowid_query(ctx, query_sql), columns,
+                   target.record.model_version, legacy_version, opts.refresh)
+    pending: dict[Any, int] = {}  # value → rows, for the chunk being gathered
     with progress_bar(total=None, desc=f"CONVERT {target.record.model_name}",
                       unit="row", enabled=ctx.ws.progress) as bar:
-        for batch in work_batches(ctx, sql):
-            for row in zip(*(c.to_pylist() for c in batch.columns), strict=True):
-                if not needs_embedding(row, files, ctx.ws.resolve):
+        for work in work_ranges(ctx, target.table, sql):
+            for row in zip(*(c.to_pylist() for c in work.columns), strict=True):
+                if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve):
                     tally.reused += row[1]
                     bar.update(row[1])
                     continue
-                keys.append(row[0])
-                counts.append(row[1])
-                if len(keys) >= opts.chunk_size:
-                    _flush(ctx, writer, keys, counts, embedder, opts, tally, files)
-                    bar.update(sum(counts))
-                    keys, counts = [], []
-        if keys:
-            _flush(ctx, writer, keys, counts, embedder, opts, tally, files)
-            bar.update(sum(counts))
+                pending[row[0]] = pending.get(row[0], 0) + row[1]
+                if len(pending) >= opts.chunk_size:
+                    _flush(ctx, writer, pending, embedder, opts, tally, files)
+                    bar.update(sum(pending.values()))
+                    pending = {}
+        if pending:
+            _flush(ctx, writer, pending, embedder, opts, tally, files)
+            bar.update(sum(pending.values()))
     writer.finish()
     return tally
 
 
-def _flush(ctx: ExecContext, writer: ChunkWriter, keys: list[Any], counts: list[int],
+def _flush(ctx: ExecContext, writer: ChunkWriter, pending: dict[Any, int],
            embedder: Embedder, opts: ConvertOptions, tally: Tally, files: bool) -> None:
     """Embed one chunk and commit it."""
+    keys, counts = list(pending), list(pending.values())
     sigs = [file_sig(ctx.ws.resolve, k) for k in keys] if files else None  # before reading
     try:
         emb = embed_values(embedder, keys, modality=opts.convert_type, resolve=ctx.ws.resolve,

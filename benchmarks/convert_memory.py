@@ -1,0 +1,148 @@
+"""CONVERT's memory does not grow with the table: peak RSS − RSS before, per table size.
+
+Each size runs in a fresh process: a table is created (``texts``: distinct short texts
+embedded by the tiny CLIP of ``pixql.testing``, no files needed; ``pngs``: generated 8×8
+PNG files embedded by Pixels), then the process's RSS is sampled every 5 ms during one
+``CONVERT`` (chunks of 4,096 rows, committed as they are computed). A second CONVERT of the
+same table (``refresh='missing'``: nothing to embed) is timed too.
+
+    .venv/bin/python benchmarks/convert_memory.py --texts 10000 100000 1000000 \
+        --pngs 10000 100000 200000
+
+Writes the ``convert-memory`` section of ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CACHE, RESULTS, machine, write_section
+from convert import PeakRss, rss_mb
+
+import pixql
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--texts", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    p.add_argument("--pngs", type=int, nargs="*", default=[10_000, 100_000, 200_000])
+    p.add_argument("--workspace", type=Path, default=CACHE / "bench" / "convert-memory")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds per size")
+    p.add_argument("--child", nargs=2, metavar=("KIND", "ROWS"), help=argparse.SUPPRESS)
+    p.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    return p.parse_args(argv)
+
+
+def prepare_texts(ws: Any, rows: int) -> str:
+    from pixql.testing import make_tiny_clip
+
+    if ws.catalog.find_model("tiny") is None:
+        folder = make_tiny_clip(ws.root / "tiny-clip")
+        ws.sql(f"BUILD MODEL tiny USING CLIP OPTIONS (path='{folder}', backend='torch')")
+    ws.sql(f"CREATE OR REPLACE TABLE texts AS SELECT range AS id, 'a photo of item ' || range "
+           f"|| ' in box ' || (range * 7919 % 1000) AS text FROM range({rows})")
+    return ("CONVERT USING tiny OPTIONS (convert_type='text', text_col='text', "
+            "result_col='e', batch_size=256) AS SELECT * FROM texts")
+
+
+def prepare_pngs(ws: Any, rows: int) -> str:
+    import numpy as np
+    from PIL import Image
+
+    folder = ws.root / "pngs"
+    folder.mkdir(exist_ok=True)
+    have = len(list(folder.glob("*.png")))
+    rng = np.random.default_rng(have)
+    for i in range(have, rows):  # generated once, reused by smaller sizes
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), "L").save(
+            folder / f"{i:07d}.png")
+    if ws.catalog.find_model("px") is None:
+        ws.sql("BUILD MODEL px USING Pixels OPTIONS (image_size=8)")
+    ws.sql(f"CREATE OR REPLACE TABLE pngs AS SELECT 'pngs/' || lpad(range::VARCHAR, 7, '0') "
+           f"|| '.png' AS image_path FROM range({rows})")
+    return "CONVERT USING px OPTIONS (result_col='e') AS SELECT * FROM pngs"
+
+
+PREPARE = {"texts": prepare_texts, "pngs": prepare_pngs}
+
+
+def child_main(kind: str, rows: int, workspace: Path) -> None:
+    ws = pixql.connect(workspace / kind, progress=False)
+    statement = PREPARE[kind](ws, rows)
+    ws.sql(f"ALTER TABLE {kind} DROP COLUMN IF EXISTS e; "
+           f"ALTER TABLE {kind} DROP COLUMN IF EXISTS e__pixql")
+    ws.load_embedder("tiny" if kind == "texts" else "px")
+    base = rss_mb()
+    t0 = time.perf_counter()
+    with PeakRss() as peak:
+        res = ws.sql(statement)
+        print(res, file=sys.stderr)  # the summary and the first rows, fetched lazily
+    seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    again = ws.sql(statement).message
+    print(json.dumps({"kind": kind, "rows": rows, "seconds": seconds,
+                      "rerun_seconds": time.perf_counter() - t1, "rerun": again,
+                      "message": res.message, "rss_before_mb": base,
+                      "rss_peak_mb": peak.peak}))
+
+
+def run_child(kind: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", kind, str(rows), "--workspace",
+           str(args.workspace)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                             timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"kind": kind, "rows": rows, "error": f"over {args.timeout:.0f} s"}
+    return dict(json.loads(res.stdout.strip().splitlines()[-1]))
+
+
+def report(results: list[dict[str, Any]], command: str, load: str) -> str:
+    lines = ["## CONVERT memory vs table size (`benchmarks/convert_memory.py`)", "",
+             f"Command: `{command}`  ", f"Machine: {load}.", "",
+             "A fresh process per size; RSS sampled every 5 ms during one CONVERT "
+             "(chunk_size 4,096). Re-run: the same CONVERT again (refresh='missing', "
+             "nothing to embed).", "",
+             "| input | rows | CONVERT s | RSS before MB | peak RSS MB | peak − before MB | "
+             "re-run s |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        if "error" in r:
+            lines.append(f"| {r['kind']} | {r['rows']:,} | not finished ({r['error']}) "
+                         "| | | | |")
+            continue
+        lines.append(f"| {r['kind']} | {r['rows']:,} | {r['seconds']:.1f} | "
+                     f"{r['rss_before_mb']:.0f} | {r['rss_peak_mb']:.0f} | "
+                     f"{r['rss_peak_mb'] - r['rss_before_mb']:.0f} | "
+                     f"{r['rerun_seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        child_main(args.child[0], int(args.child[1]), args.workspace)
+        return
+    command = "python benchmarks/convert_memory.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    results = []
+    for kind, sizes in (("texts", args.texts), ("pngs", args.pngs)):
+        for n in sizes:
+            results.append(run_child(kind, n, args))
+            print(json.dumps(results[-1]), flush=True)
+    text = report(results, command.strip(), machine())
+    print(text)
+    if not args.no_write:
+        write_section("convert-memory", text, RESULTS)
+        print(f"updated {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
