@@ -216,3 +216,16 @@ def test_vectors_match_a_workspace_converted_in_one_go(tmp_path: Path) -> None:
             got.append(column(db))
     assert got[0] == got[1]
     assert np.asarray([e for _, e in got[0]]).shape == (10, 64)
+
+
+def test_work_list_pages_cover_every_row_once(t_ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixql.execution import incremental
+
+    monkeypatch.setattr(incremental, "PAGE_VALUES", 4)
+    t_ws.sql("INSERT INTO t SELECT * FROM t WHERE label = 'a'")  # rows sharing a path
+    t_ws.sql("INSERT INTO t (image_path, label) VALUES (NULL, 'a')")
+    out = convert(t_ws, extra=", chunk_size=5, on_error='null'")
+    assert out.message.startswith("embedded 18 rows and reused 0")
+    assert "1 rows could not be read" in out.message
+    assert t_ws.sql("SELECT count(e) FROM t").fetchone()[0] == 18
+    assert convert(t_ws).message.startswith("embedded 0 rows and reused 19")

@@ -3,11 +3,12 @@
 The AS query names the source values to embed; every row of the table holding one of them
 gets its vector (a vector is a function of the model version and the source value, so rows
 sharing a path share it). The work list — one line per distinct source value, with whether
-all its rows are current (:mod:`pixql.catalog.provenance`) — is read from DuckDB one range
-of row ids at a time, so neither the rows, nor the decoded images, nor the vectors of more
+all its rows are current (:mod:`pixql.catalog.provenance`) — is read from DuckDB one page
+of values at a time, so neither the rows, nor the decoded images, nor the vectors of more
 than one chunk are ever held at once. (A plain ``SELECT * FROM t [WHERE ...]`` is read
-range by range straight from the table; any other AS query is evaluated once per range and
-DuckDB holds its distinct source values while it runs.)
+page by page straight from the table; any other AS query is evaluated once per page and
+DuckDB holds its distinct source values while it runs.) Values are embedded in value order
+(paths sort by folder).
 
 Values that need embedding are gathered into chunks of ``chunk_size``; each chunk is
 embedded, then written (vectors + provenance) in one transaction of its own. A chunk is
@@ -41,10 +42,8 @@ if TYPE_CHECKING:
     from pixql.execution.options import ConvertOptions
     from pixql.models.base import Embedder
 
-#: row ids per range of the work list (each range is one query, held at once)
-RANGE_ROWS = 65536
-#: the row-id column added to a plain AS query
-ROWID = "__pixql_rowid"
+#: distinct source values per page of the work list (each page is one query, held at once)
+PAGE_VALUES = 65536
 #: modalities whose values are files (changed contents are noticed by size and mtime)
 FILE_MODALITIES = frozenset({"image", "video", "audio"})
 #: the file signature of a file that cannot be read
@@ -90,32 +89,55 @@ def vectors_to_arrow(emb: Embedded) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(values, d, mask=mask)
 
 
-def rowid_query(ctx: ExecContext, text: str) -> str | None:
-    """``SELECT rowid AS __pixql_rowid, * FROM t WHERE ...`` when the AS query is a plain
-    ``SELECT * FROM t [WHERE ...]`` (then the work list is read range by range straight
-    from the table), else None."""
-    from pixql.execution.search import _ROWID, _plain_select
+def is_plain(ctx: ExecContext, text: str) -> bool:
+    """Whether the AS query is a plain ``SELECT * FROM t [WHERE ...]`` (its rows then carry
+    the table's own columns, provenance included, and it is read directly)."""
+    from pixql.execution.search import _plain_select
 
     rows = ctx.cur.execute("SELECT json_serialize_sql(?)", [text]).fetchall()
     tree = json.loads(rows[0][0]) if rows else {}
     stmts = tree.get("statements") or []
     if tree.get("error") or len(stmts) != 1:
-        return None
+        return False
     node = stmts[0].get("node") or {}
-    if not _plain_select(node, node.get("from_table") or {}):
-        return None
-    node["select_list"] = [{**_ROWID, "alias": ROWID}, *node["select_list"]]
-    return str(ctx.cur.execute("SELECT json_deserialize_sql(?)",
-                               [json.dumps(tree)]).fetchall()[0][0])
+    return _plain_select(node, node.get("from_table") or {})
 
 
-def work_sql(target: Target, query_sql: str, plain: str | None, columns: dict[str, str],
-             version: int, legacy_version: int | None, refresh: str) -> str:
-    """One row per distinct source value in a range of row ids (``{lo}``/``{hi}`` left to
-    fill) that the AS query selects: (k, rows, all current?, min/max file size, min/max
-    file mtime), in table order. ``plain``: the AS query with the row id (see
-    :func:`rowid_query`), read directly; else the table's rows whose value the AS query
-    returns."""
+@dataclass
+class WorkList:
+    """The SQL of the work list: one line per distinct source value the AS query selects,
+    (k, rows, all current?, min/max file size, min/max file mtime), read one page of
+    values at a time in value order (keyset pagination: no row ids, which DuckDB renumbers
+    when it checkpoints between chunks)."""
+
+    prefix: str  # WITH ... (non-plain AS queries)
+    source: str  # FROM ... t [WHERE ...]
+    where: str  # the selection (may be "true")
+    head: str  # SELECT k, n, cur, sizes, mtimes
+    key: str  # t.<source column>
+
+    def bound(self) -> str:
+        """The page's last value: the PAGE_VALUES-th smallest value above ``?``."""
+        return (f"{self.prefix}SELECT max(k) FROM (SELECT {self.key} AS k FROM {self.source} "
+                f"WHERE {self.where} AND {self.key} > ? ORDER BY 1 LIMIT {PAGE_VALUES})")
+
+    def first_bound(self) -> str:
+        return self.bound().replace(f"{self.key} > ?", f"{self.key} IS NOT NULL")
+
+    def page(self, first: bool) -> str:
+        low = f"{self.key} IS NOT NULL" if first else f"{self.key} > ?"
+        return (f"{self.prefix}{self.head}FROM {self.source} WHERE {self.where} AND {low} "
+                f"AND {self.key} <= ? GROUP BY 1 ORDER BY 1")
+
+    def nulls(self) -> str:
+        return (f"{self.prefix}{self.head}FROM {self.source} WHERE {self.where} AND "
+                f"{self.key} IS NULL GROUP BY 1")
+
+
+def work_list(target: Target, query_sql: str, plain: bool, columns: dict[str, str],
+              version: int, legacy_version: int | None, refresh: str) -> WorkList:
+    """The work list of the AS query ``query_sql`` (``plain``: see :func:`is_plain`; else
+    the table's rows whose value the AS query returns)."""
     src = quote_ident(target.source)
     emb, comp = f"t.{quote_ident(target.column)}", prov.companion(target.column)
     has_comp = comp.lower() in columns
@@ -129,27 +151,28 @@ def work_sql(target: Target, query_sql: str, plain: str | None, columns: dict[st
     sig = (f"min({p}.file_size), max({p}.file_size), min({p}.file_mtime_ns), "
            f"max({p}.file_mtime_ns)") if has_comp else "NULL, NULL, NULL, NULL"
     head = f"SELECT t.{src} AS k, count(*) AS n, bool_and({current}) AS cur, {sig} "
-    if plain is not None:
-        rid = f"t.{quote_ident(ROWID)}"
-        return (f"{head}FROM ({plain}) t WHERE {rid} BETWEEN {{lo}} AND {{hi}} "
-                f"GROUP BY t.{src} ORDER BY min({rid})")
-    return (f"WITH __pixql_q AS ({query_sql}) {head}FROM {qualified(target.table)} t "
-            f"WHERE t.rowid BETWEEN {{lo}} AND {{hi}} AND (t.{src} IN (SELECT {src} FROM "
-            f"__pixql_q) OR (t.{src} IS NULL AND EXISTS (SELECT 1 FROM __pixql_q WHERE "
-            f"{src} IS NULL))) GROUP BY t.{src} ORDER BY min(t.rowid)")
+    if plain:
+        return WorkList("", f"({query_sql}) t", "true", head, f"t.{src}")
+    return WorkList(f"WITH __pixql_q AS ({query_sql}) ", f"{qualified(target.table)} t",
+                    f"(t.{src} IN (SELECT {src} FROM __pixql_q) OR (t.{src} IS NULL AND "
+                    f"EXISTS (SELECT 1 FROM __pixql_q WHERE {src} IS NULL)))", head, f"t.{src}")
 
 
-def work_ranges(ctx: ExecContext, table: str, sql: str) -> Iterator[pa.Table]:
-    """The work list, one range of :data:`RANGE_ROWS` row ids at a time. Each range is a
-    query of its own on the statement's cursor, run after the chunks before it were
-    written: it sees them (a value shared with a row embedded earlier is current by then),
-    inside or outside a transaction, and holds only its own range."""
-    lo, hi = ctx.cur.execute(f"SELECT min(rowid), max(rowid) FROM {qualified(table)}"
-                             ).fetchall()[0]
-    if lo is None:
-        return
-    for start in range(int(lo), int(hi) + 1, RANGE_ROWS):
-        yield to_arrow(ctx.cur.sql(sql.format(lo=start, hi=start + RANGE_ROWS - 1)))
+def work_pages(ctx: ExecContext, work: WorkList) -> Iterator[pa.Table]:
+    """The work list, a page of at most :data:`PAGE_VALUES` values at a time, NULL first.
+    Each page is a query of its own on the statement's cursor, run after the chunks before
+    it were written (it sees them), inside or outside a transaction; only the page is held
+    (DuckDB finds its bound with a top-N sort)."""
+    yield to_arrow(ctx.cur.sql(work.nulls()))
+    last = None
+    while True:
+        params = [] if last is None else [last]
+        bound = ctx.cur.execute(work.first_bound() if last is None else work.bound(),
+                                params).fetchall()[0][0]
+        if bound is None:
+            return
+        yield to_arrow(ctx.cur.sql(work.page(last is None), params=[*params, bound]))
+        last = bound
 
 
 def file_sig(resolve: Callable[[str], Path], value: Any) -> tuple[int, int]:
@@ -255,13 +278,13 @@ def convert_rows(ctx: ExecContext, query_sql: str, target: Target, embedder: Emb
     tally = Tally()
     writer = ChunkWriter(ctx, target, columns, legacy_version)
     files = opts.convert_type in FILE_MODALITIES
-    sql = work_sql(target, query_sql, rowid_query(ctx, query_sql), columns,
-                   target.record.model_version, legacy_version, opts.refresh)
+    work = work_list(target, query_sql, is_plain(ctx, query_sql), columns,
+                     target.record.model_version, legacy_version, opts.refresh)
     pending: dict[Any, int] = {}  # value → rows, for the chunk being gathered
     with progress_bar(total=None, desc=f"CONVERT {target.record.model_name}",
                       unit="row", enabled=ctx.ws.progress) as bar:
-        for work in work_ranges(ctx, target.table, sql):
-            for row in zip(*(c.to_pylist() for c in work.columns), strict=True):
+        for page in work_pages(ctx, work):
+            for row in zip(*(c.to_pylist() for c in page.columns), strict=True):
                 if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve):
                     tally.reused += row[1]
                     bar.update(row[1])
