@@ -36,7 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pngs", type=int, nargs="*", default=[10_000, 100_000, 200_000])
     p.add_argument("--workspace", type=Path, default=CACHE / "bench" / "convert-memory")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per size")
+    p.add_argument("--duckdb-memory-limit", default="",
+                   help="SET memory_limit for DuckDB's buffer pool (default: DuckDB's, 80%% "
+                        "of RAM: its cache of table blocks grows with the table up to that)")
     p.add_argument("--child", nargs=2, metavar=("KIND", "ROWS"), help=argparse.SUPPRESS)
+    p.add_argument("--section", default="convert-memory", help="RESULTS.md section to write")
     p.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
     return p.parse_args(argv)
 
@@ -74,8 +78,10 @@ def prepare_pngs(ws: Any, rows: int) -> str:
 PREPARE = {"texts": prepare_texts, "pngs": prepare_pngs}
 
 
-def child_main(kind: str, rows: int, workspace: Path) -> None:
+def child_main(kind: str, rows: int, workspace: Path, limit: str) -> None:
     ws = pixql.connect(workspace / kind, progress=False)
+    if limit:
+        ws.sql(f"SET memory_limit = '{limit}'")
     statement = PREPARE[kind](ws, rows)
     ws.sql(f"ALTER TABLE {kind} DROP COLUMN IF EXISTS e; "
            f"ALTER TABLE {kind} DROP COLUMN IF EXISTS e__pixql")
@@ -88,7 +94,7 @@ def child_main(kind: str, rows: int, workspace: Path) -> None:
     seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     again = ws.sql(statement).message
-    print(json.dumps({"kind": kind, "rows": rows, "seconds": seconds,
+    print(json.dumps({"kind": kind, "rows": rows, "limit": limit or "default", "seconds": seconds,
                       "rerun_seconds": time.perf_counter() - t1, "rerun": again,
                       "message": res.message, "rss_before_mb": base,
                       "rss_peak_mb": peak.peak}))
@@ -96,29 +102,30 @@ def child_main(kind: str, rows: int, workspace: Path) -> None:
 
 def run_child(kind: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, str(rows), "--workspace",
-           str(args.workspace)]
+           str(args.workspace), "--duckdb-memory-limit", args.duckdb_memory_limit]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, check=True,
                              timeout=args.timeout)
     except subprocess.TimeoutExpired:
-        return {"kind": kind, "rows": rows, "error": f"over {args.timeout:.0f} s"}
+        return {"kind": kind, "rows": rows, "limit": args.duckdb_memory_limit or "default",
+                "error": f"over {args.timeout:.0f} s"}
     return dict(json.loads(res.stdout.strip().splitlines()[-1]))
 
 
-def report(results: list[dict[str, Any]], command: str, load: str) -> str:
-    lines = ["## CONVERT memory vs table size (`benchmarks/convert_memory.py`)", "",
+def report(results: list[dict[str, Any]], command: str, load: str, title: str = "") -> str:
+    lines = [f"## CONVERT memory vs table size (`benchmarks/convert_memory.py`{title})", "",
              f"Command: `{command}`  ", f"Machine: {load}.", "",
              "A fresh process per size; RSS sampled every 5 ms during one CONVERT "
              "(chunk_size 4,096). Re-run: the same CONVERT again (refresh='missing', "
              "nothing to embed).", "",
-             "| input | rows | CONVERT s | RSS before MB | peak RSS MB | peak − before MB | "
-             "re-run s |", "|---|---|---|---|---|---|---|"]
+             "| input | DuckDB memory_limit | rows | CONVERT s | RSS before MB | peak RSS MB "
+             "| peak − before MB | re-run s |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
-            lines.append(f"| {r['kind']} | {r['rows']:,} | not finished ({r['error']}) "
-                         "| | | | |")
+            lines.append(f"| {r['kind']} | {r['limit']} | {r['rows']:,} | not finished "
+                         f"({r['error']}) | | | | |")
             continue
-        lines.append(f"| {r['kind']} | {r['rows']:,} | {r['seconds']:.1f} | "
+        lines.append(f"| {r['kind']} | {r['limit']} | {r['rows']:,} | {r['seconds']:.1f} | "
                      f"{r['rss_before_mb']:.0f} | {r['rss_peak_mb']:.0f} | "
                      f"{r['rss_peak_mb'] - r['rss_before_mb']:.0f} | "
                      f"{r['rerun_seconds']:.1f} |")
@@ -128,7 +135,8 @@ def report(results: list[dict[str, Any]], command: str, load: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.child:
-        child_main(args.child[0], int(args.child[1]), args.workspace)
+        child_main(args.child[0], int(args.child[1]), args.workspace,
+                   args.duckdb_memory_limit)
         return
     command = "python benchmarks/convert_memory.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -137,10 +145,12 @@ def main(argv: list[str] | None = None) -> None:
         for n in sizes:
             results.append(run_child(kind, n, args))
             print(json.dumps(results[-1]), flush=True)
-    text = report(results, command.strip(), machine())
+    limit = args.duckdb_memory_limit
+    text = report(results, command.strip(), machine(),
+                  f", DuckDB memory_limit {limit}" if limit else ", DuckDB's default memory_limit")
     print(text)
     if not args.no_write:
-        write_section("convert-memory", text, RESULTS)
+        write_section(args.section, text, RESULTS)
         print(f"updated {RESULTS}")
 
 

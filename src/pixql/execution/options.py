@@ -39,7 +39,7 @@ class ConvertOptions(Options):
         "embedding (new, changed or made by another model version) and keep the rest; "
         "'all': embed every row again")
     chunk_size: int = Field(default=4096, ge=1, le=1_000_000,
-                            description="rows embedded and committed together (a crash "
+                            description="source values embedded and committed together (a crash "
                             "loses at most one chunk; re-running continues)")
 
 
