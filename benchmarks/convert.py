@@ -11,8 +11,9 @@ builds it, its weights do not matter for speed), in one run:
 * ``decode`` — decoding + preprocessing alone, in CONVERT's thread pool.
 
 ``--growth`` also runs CONVERT in fresh processes on 2,500 … 80,000 rows (``--growth-sizes``)
-and records peak RSS and time: memory must stay bounded by the batch (plus the output
-vectors), far below what the decoded images of the whole table would take. Writes the
+and records peak RSS and time: memory must stay bounded by one chunk, far below what the
+decoded images of the whole table would take. The memory curve up to 1,000,000 rows (texts
+through a tiny CLIP, generated PNGs) is ``benchmarks/convert_memory.py``. Writes the
 ``convert`` section of ``benchmarks/RESULTS.md``.
 
     .venv/bin/python benchmarks/convert.py --growth

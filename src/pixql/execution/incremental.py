@@ -246,6 +246,7 @@ class ChunkWriter:
         if self.prepared:
             return
         t, cur = self.target, self.ctx.cur
+        self.columns = prov.table_columns(cur, t.table)  # as of this transaction
         tq, col = qualified(t.table), quote_ident(t.column)
         comp = prov.companion(t.column)
         kind = self.columns.get(t.column.lower())
