@@ -1,7 +1,8 @@
 """CONVERT's memory does not grow with the table: peak RSS − RSS before, per table size.
 
 Each size runs in a fresh process: a table is created (``texts``: distinct short texts
-embedded by the tiny CLIP of ``pixql.testing``, no files needed; ``pngs``: generated 8×8
+embedded by the tiny CLIP of ``pixql.testing``, no files needed — numbers spelled out in
+words; ``pngs``: generated 8×8
 PNG files embedded by Pixels), then the process's RSS is sampled every 5 ms during one
 ``CONVERT`` (chunks of 4,096 rows, committed as they are computed). A second CONVERT of the
 same table (``refresh='missing'``: nothing to embed) is timed too.
@@ -45,14 +46,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+WORDS = "['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine']"
+
+
 def prepare_texts(ws: Any, rows: int) -> str:
     from pixql.testing import make_tiny_clip
 
     if ws.catalog.find_model("tiny") is None:
         folder = make_tiny_clip(ws.root / "tiny-clip")
         ws.sql(f"BUILD MODEL tiny USING CLIP OPTIONS (path='{folder}', backend='torch')")
-    ws.sql(f"CREATE OR REPLACE TABLE texts AS SELECT range AS id, 'a photo of item ' || range "
-           f"|| ' in box ' || (range * 7919 % 1000) AS text FROM range({rows})")
+    # distinct texts from a ten-word vocabulary (the number spelled out digit by digit):
+    # open_clip's tokenizer caches every distinct word it meets without bound, so distinct
+    # numerals would measure that cache, not CONVERT
+    ws.sql(f"CREATE OR REPLACE TABLE texts AS SELECT range AS id, 'a photo of item ' || "
+           f"array_to_string(list_transform(string_split(range::VARCHAR, ''), lambda d: "
+           f"{WORDS}[d::INT + 1]), ' ') AS text FROM range({rows})")
     return ("CONVERT USING tiny OPTIONS (convert_type='text', text_col='text', "
             "result_col='e', batch_size=256) AS SELECT * FROM texts")
 
