@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from pixql.catalog import provenance as prov
 from pixql.errors import Error, ImageError
-from pixql.execution.context import quote_ident, to_arrow
+from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
 from pixql.execution.embedding import Embedded, embed_values
 from pixql.progress import progress_bar
 
@@ -312,8 +312,8 @@ def _flush(ctx: ExecContext, writer: ChunkWriter, pending: dict[Any, int],
                            batch_size=opts.batch_size, workers=opts.workers,
                            on_error=opts.on_error, progress=False)
     except ImageError as e:
-        if not tally.chunks:
-            raise
+        if not tally.chunks or ctx.in_transaction or in_open_transaction(ctx.cur):
+            raise  # nothing committed (inside a transaction, it all rolls back together)
         kept = (f"The {tally.embedded} row(s) embedded in earlier chunks were kept; "
                 "re-running CONVERT continues from there.")
         raise ImageError(str(e).replace("Nothing was changed.", "Nothing of this chunk was "
