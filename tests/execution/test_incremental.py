@@ -229,3 +229,14 @@ def test_work_list_pages_cover_every_row_once(t_ws: Any, monkeypatch: pytest.Mon
     assert "1 rows could not be read" in out.message
     assert t_ws.sql("SELECT count(e) FROM t").fetchone()[0] == 18
     assert convert(t_ws).message.startswith("embedded 0 rows and reused 19")
+
+
+def test_failing_chunk_inside_a_transaction_is_the_users_to_roll_back(t_ws: Any) -> None:
+    (t_ws.root / "imgs/b/005.png").write_bytes(b"not a png")
+    t_ws.sql("BEGIN")
+    with pytest.raises(ImageError, match="your open transaction"):
+        convert(t_ws, extra=", chunk_size=4")
+    t_ws.sql("ROLLBACK")
+    cols = {c for (c,) in t_ws.sql("SELECT column_name FROM duckdb_columns() "
+                                   "WHERE table_name = 't'").fetchall()}
+    assert "e" not in cols

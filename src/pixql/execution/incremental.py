@@ -312,10 +312,14 @@ def _flush(ctx: ExecContext, writer: ChunkWriter, pending: dict[Any, int],
                            batch_size=opts.batch_size, workers=opts.workers,
                            on_error=opts.on_error, progress=False)
     except ImageError as e:
-        if not tally.chunks or ctx.in_transaction or in_open_transaction(ctx.cur):
-            raise  # nothing committed (inside a transaction, it all rolls back together)
-        kept = (f"The {tally.embedded} row(s) embedded in earlier chunks were kept; "
-                "re-running CONVERT continues from there.")
+        if not tally.chunks or ctx.in_transaction:
+            raise  # nothing committed, or the statement's transaction rolls it all back
+        if in_open_transaction(ctx.cur):
+            kept = (f"The {tally.embedded} row(s) embedded in earlier chunks are written in "
+                    "your open transaction: COMMIT keeps them, ROLLBACK drops them.")
+        else:
+            kept = (f"The {tally.embedded} row(s) embedded in earlier chunks were kept; "
+                    "re-running CONVERT continues from there.")
         raise ImageError(str(e).replace("Nothing was changed.", "Nothing of this chunk was "
                                         "written. " + kept), paths=e.paths) from None
     writer.write(keys, emb, sigs)
