@@ -54,10 +54,9 @@ class Freshness:
         return (f"CONVERT USING {self.model} OPTIONS ({kind}{opt}='{r.source_column}', "
                 f"result_col='{r.column_name}') AS SELECT * FROM {r.table_name}")
 
-    def note(self, status: np.ndarray) -> str:
-        """The message about the left-out rows among ``status`` (the selected rows' codes);
-        CatalogError when rows were left out and none is current."""
-        counts = np.bincount(status.astype(np.int64), minlength=4)
+    def note(self, counts: np.ndarray) -> str:
+        """The message about the left-out rows, from the selected rows' status counts
+        (:func:`status_counts`); CatalogError when rows were left out and none is current."""
         current, stale, missing = (int(counts[c]) for c in (prov.CURRENT, prov.STALE,
                                                              prov.MISSING))
         if current == 0 and stale + missing > 0:
@@ -67,6 +66,11 @@ class Freshness:
                 f"current one): {stale} stale, {missing} not embedded; re-run CONVERT to "
                 f"embed them: {self.fix()}")
         return prov.left_out_message(stale, missing, self.fix())
+
+
+def status_counts(status: np.ndarray) -> np.ndarray:
+    """How many rows have each status code (indexed by code)."""
+    return np.bincount(status.astype(np.int64), minlength=4)
 
 
 def freshness(col: ColumnRecord | None, rec: ModelRecord,

@@ -33,7 +33,7 @@ from pixql.catalog import provenance as prov
 from pixql.errors import CatalogError, ModelError, NotFoundError
 from pixql.execution.context import ExecContext, quote_ident, to_arrow
 from pixql.execution.engine import executes
-from pixql.execution.freshness import Freshness, freshness, result_status
+from pixql.execution.freshness import Freshness, freshness, result_status, status_counts
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
 from pixql.execution.vectors import (
@@ -108,7 +108,7 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
     notes = [] if opts.index == "exact" else \
         [f"index={opts.index!r} needs SELECT * FROM <table> [WHERE ...]: exact search used"]
     if fr is not None and status is not None:
-        notes.insert(0, fr.note(status))
+        notes.insert(0, fr.note(status_counts(status)))
     return _result(rows.take(pa.array(order, type=pa.int64())), scores,
                    "; ".join(n for n in notes if n), result_col)
 
@@ -233,7 +233,7 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
         if selected is False:
             return None
         left_out = "" if fresh is None or vecs.status is None else \
-            fresh.note(vecs.status if selected is None else vecs.status[selected])
+            fresh.note(vecs.status_counts(selected))
         cand = _candidates(vecs, selected)
         positions, scores, note = _select(ctx, vecs, q, cand, opts, plan)
         note = "; ".join(n for n in (left_out, note) if n)

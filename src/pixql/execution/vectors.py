@@ -142,11 +142,22 @@ class ColumnVectors:
     indexes: dict[str, Any] = field(default_factory=dict)  # ANN indexes over ``units``
     lock: threading.Lock = field(default_factory=threading.Lock)
     _checksum: str | None = None
+    _counts: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
         extra = 0 if self.status is None else self.status.nbytes
         return int(self.units.nbytes + self.rowids.nbytes + self.valid.nbytes + extra)
+
+    def status_counts(self, selected: np.ndarray | None = None) -> np.ndarray:
+        """Rows per provenance status code, among ``selected`` positions (None: all rows,
+        counted once per entry)."""
+        assert self.status is not None
+        if selected is not None:
+            return np.bincount(self.status[selected].astype(np.int64), minlength=4)
+        if self._counts is None:
+            self._counts = np.bincount(self.status.astype(np.int64), minlength=4)
+        return self._counts
 
     @property
     def n_valid(self) -> int:
