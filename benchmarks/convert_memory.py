@@ -100,12 +100,14 @@ def child_main(kind: str, rows: int, workspace: Path, limit: str) -> None:
         res = ws.sql(statement)
         print(res, file=sys.stderr)  # the summary and the first rows, fetched lazily
     seconds = time.perf_counter() - t0
+    duckdb_mb = ws.sql("SELECT sum(memory_usage_bytes) / 2^20 FROM duckdb_memory()"
+                       ).fetchone()[0]
     t1 = time.perf_counter()
     again = ws.sql(statement).message
     print(json.dumps({"kind": kind, "rows": rows, "limit": limit or "default", "seconds": seconds,
                       "rerun_seconds": time.perf_counter() - t1, "rerun": again,
                       "message": res.message, "rss_before_mb": base,
-                      "rss_peak_mb": peak.peak}))
+                      "rss_peak_mb": peak.peak, "duckdb_mb": duckdb_mb}))
 
 
 def run_child(kind: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -124,19 +126,21 @@ def report(results: list[dict[str, Any]], command: str, load: str, title: str = 
     lines = [f"## CONVERT memory vs table size (`benchmarks/convert_memory.py`{title})", "",
              f"Command: `{command}`  ", f"Machine: {load}.", "",
              "A fresh process per size; RSS sampled every 5 ms during one CONVERT "
-             "(chunk_size 4,096). Re-run: the same CONVERT again (refresh='missing', "
-             "nothing to embed).", "",
+             "(chunk_size 4,096). DuckDB's own memory: `duckdb_memory()` right after the "
+             "CONVERT (its buffer pool: cached table blocks, pending updates). Re-run: the "
+             "same CONVERT again (refresh='missing', nothing to embed).", "",
              "| input | DuckDB memory_limit | rows | CONVERT s | RSS before MB | peak RSS MB "
-             "| peak − before MB | re-run s |", "|---|---|---|---|---|---|---|---|"]
+             "| peak − before MB | DuckDB's own memory after MB | re-run s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         if "error" in r:
             lines.append(f"| {r['kind']} | {r['limit']} | {r['rows']:,} | not finished "
-                         f"({r['error']}) | | | | |")
+                         f"({r['error']}) | | | | | |")
             continue
         lines.append(f"| {r['kind']} | {r['limit']} | {r['rows']:,} | {r['seconds']:.1f} | "
                      f"{r['rss_before_mb']:.0f} | {r['rss_peak_mb']:.0f} | "
                      f"{r['rss_peak_mb'] - r['rss_before_mb']:.0f} | "
-                     f"{r['rerun_seconds']:.1f} |")
+                     f"{r['duckdb_mb']:.0f} | {r['rerun_seconds']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
