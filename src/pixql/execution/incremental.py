@@ -166,7 +166,7 @@ def work_pages(ctx: ExecContext, work: WorkList) -> Iterator[pa.Table]:
     yield to_arrow(ctx.cur.sql(work.nulls()))
     last = None
     while True:
-        params = [] if last is None else [last]
+        params: list[Any] = [] if last is None else [last]
         bound = ctx.cur.execute(work.first_bound() if last is None else work.bound(),
                                 params).fetchall()[0][0]
         if bound is None:
