@@ -1,4 +1,9 @@
-"""The ``pixql`` command: ``sql``, ``shell``, ``demo`` and ``serve``."""
+"""The ``pixql`` command: ``sql``, ``shell``, ``demo`` and ``serve``.
+
+Options common to every subcommand (``-w DIR``) are accepted before and after the
+subcommand's name: ``pixql -w DIR serve`` and ``pixql serve -w DIR`` are the same command
+(given twice, the one after the name wins).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pixql import __version__
 from pixql.errors import Error
@@ -60,6 +66,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         overrides["api_keys"] = args.api_key
     if args.enable_sql:
         overrides["enable_sql"] = True
+    if args.allow_dir:
+        overrides["allowed_dirs"] = args.allow_dir
     settings = ServerSettings.from_env(**overrides)
     serve(settings, args.workspace)
     return 0
@@ -70,30 +78,49 @@ COMMANDS: dict[str, Handler] = {
 }
 
 
+WORKSPACE_HELP = "workspace folder (default: $PIXQL_WORKSPACE or ./pixql-workspace)"
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """The options every subcommand also takes after its name. Their default is SUPPRESS so
+    that an option given before the name is not reset when it is absent after it."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-w", "--workspace", default=argparse.SUPPRESS, help=WORKSPACE_HELP)
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pixql", description="Search images with SQL.")
     p.add_argument("--version", action="version", version=f"pixql {__version__}")
     p.add_argument("-w", "--workspace", default=os.environ.get("PIXQL_WORKSPACE"),
-                   help="workspace folder (default: $PIXQL_WORKSPACE or ./pixql-workspace)")
-    sub = p.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("sql", help="run SQL and print the result")
+                   help=WORKSPACE_HELP)
+    _add_commands(p.add_subparsers(dest="command", required=True), [_common_options()])
+    return p
+
+
+def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    q = sub.add_parser("sql", parents=parents, help="run SQL and print the result")
     q.add_argument("query", nargs="?", help="one or more ;-separated statements")
     q.add_argument("-f", "--file", help="read the statements from a file")
     q.add_argument("--all", action="store_true", help="print every statement's result")
     q.add_argument("--show", metavar="PNG", help="write a contact sheet of the result's images")
     q.add_argument("--max-rows", type=int, default=20, help="rows to print (default 20)")
-    sub.add_parser("shell", help="interactive SQL shell (multi-line, history)")
-    d = sub.add_parser("demo", help="build, convert and search a small digits table")
+    sub.add_parser("shell", parents=parents, help="interactive SQL shell (multi-line, history)")
+    d = sub.add_parser("demo", parents=parents,
+                       help="build, convert and search a small digits table")
     d.add_argument("--dir", help="demo workspace folder (default ./demo-workspace)")
     d.add_argument("--epochs", type=int, default=None, help="SimCLR epochs (default 60)")
     d.add_argument("--seconds", type=float, default=None,
                    help="SimCLR training time budget in seconds (default 90)")
-    s = sub.add_parser("serve", help="run the HTTP server (CLIP API, SQL over HTTP)")
+    s = sub.add_parser("serve", parents=parents,
+                       help="run the HTTP server (CLIP API, SQL over HTTP)")
     s.add_argument("--host", default=None, help="default: $PIXQL_HOST or 127.0.0.1")
     s.add_argument("--port", type=int, default=None, help="default: $PIXQL_PORT or 9001")
     s.add_argument("--api-key", action="append", help="require this API key (repeatable)")
     s.add_argument("--enable-sql", action="store_true", help="enable POST /sql")
-    return p
+    s.add_argument("--allow-dir", action="append", metavar="DIR",
+                   help="a folder outside the workspace that SQL over HTTP and file images may "
+                        "use too (repeatable; replaces $PIXQL_ALLOWED_DIRS)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
