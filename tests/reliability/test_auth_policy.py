@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 KEYS = ["first-key-0001", "second-key-0002"]
 #: the open routes, by policy (a change here must be deliberate)
 POLICY_PUBLIC = {"/", "/info", "/healthz", "/readiness", "/docs", "/docs/oauth2-redirect",
-                 "/redoc", "/openapi.json"}
+                 "/redoc", "/openapi.json", "/docs/assets/swagger-ui-bundle.js",
+                 "/docs/assets/swagger-ui.css", "/docs/assets/redoc.standalone.js",
+                 "/docs/assets/favicon.png"}
 
 
 def routes(app: Any) -> list[tuple[str, str]]:

@@ -48,6 +48,7 @@ ROUTERS = (
     "pixql.server.routes.models",
     "pixql.server.routes.clip",
     "pixql.server.routes.ui",
+    "pixql.server.routes.docs",  # /docs and /redoc with local assets (no CDN)
 )
 #: settings property → router module mounted when it is true
 OPTIONAL_ROUTERS = {"sql_enabled": "pixql.server.routes.sql"}
@@ -104,6 +105,8 @@ def create_app(settings: ServerSettings | None = None, *, workspace: Any = None)
         description=DESCRIPTION,
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         lifespan=lifespan,
+        docs_url=None,  # served by pixql.server.routes.docs, assets included
+        redoc_url=None,
         strict_content_type=False,  # a body sent without Content-Type is parsed as JSON
     )
     app.state.settings = settings

@@ -29,10 +29,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pixql.server.errors import json_error
 
-#: routes open without a key (health checks, docs)
+#: routes open without a key (health checks, docs and the docs pages' own files)
 PUBLIC_PATHS = frozenset(
     {"/", "/info", "/healthz", "/readiness", "/docs", "/docs/oauth2-redirect", "/redoc",
-     "/openapi.json"}
+     "/openapi.json", "/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css",
+     "/docs/assets/redoc.standalone.js", "/docs/assets/favicon.png"}
 )
 UNAUTHORIZED = (
     "Unauthorized: this server needs a valid API key, sent as ?api_key=KEY, as the header "
