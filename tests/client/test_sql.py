@@ -11,8 +11,6 @@ import pixql
 from pixql.client.http import ClientError, ServerUnreachableError
 from tests.client.conftest import KEY
 
-pytestmark = pytest.mark.usefixtures("needs_sql")
-
 SEARCH = ("SELECT image_path, label, search_result FROM (SEARCH IMAGE USING px OPTIONS "
           "(search_by='image', search_input='shapes/cross/001.png', emb_col='convert_result', "
           "result_col='search_result', top_k=4) AS SELECT * FROM images)")
