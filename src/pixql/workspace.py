@@ -46,7 +46,7 @@ class Workspace:
         self._con = duckdb.connect(str(self.root / DB_FILE), read_only=read_only)
         # DuckDB's readers (read_csv('x.csv'), ...) find relative paths in the workspace
         root_sql = str(self.root).replace("'", "''")
-        self._con.execute(f"SET file_search_path = '{root_sql}'")
+        self._con.execute(f"SET GLOBAL file_search_path = '{root_sql}'")
         self._con.execute("SET enable_progress_bar = false")  # pixql draws its own
         if confined:
             self._confine()
