@@ -4,9 +4,10 @@
 
 Examples:
     >>> import pixql
-    >>> db = pixql.connect("my-workspace")          # doctest: +SKIP
-    >>> db.sql("SELECT 42 AS answer").fetchall()    # doctest: +SKIP
+    >>> db = pixql.connect("my-workspace")
+    >>> db.sql("SELECT 42 AS answer").fetchall()
     [(42,)]
+    >>> db.close()
 """
 
 from __future__ import annotations

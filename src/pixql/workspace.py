@@ -30,8 +30,11 @@ class Workspace:
     """An open workspace. Thread-safe: each thread gets its own DuckDB cursor.
 
     Examples:
-        >>> db = Workspace("ws")                                    # doctest: +SKIP
-        >>> db.sql("COPY digits OPTIONS (if_exists='replace') FROM 'digits/'")  # doctest: +SKIP
+        >>> db = Workspace("ws", progress=False)
+        >>> _ = db.sql("CREATE TABLE t AS SELECT 7 AS n")
+        >>> db.sql("SELECT n * 6 FROM t").fetchone()
+        (42,)
+        >>> db.close()
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,

@@ -1,8 +1,8 @@
 """The ``SimCLR`` model kind: ``BUILD MODEL m USING SimCLR OPTIONS (...) AS SELECT ...``.
 
 Example:
-    >>> import pixql                                                   # doctest: +SKIP
-    >>> db = pixql.connect("ws")                                       # doctest: +SKIP
+    >>> import pixql
+    >>> db = pixql.connect("ws")
     >>> db.sql("BUILD MODEL digits USING SimCLR OPTIONS (max_epochs=1) "
     ...        "AS SELECT * FROM mnist_train")                          # doctest: +SKIP
 
