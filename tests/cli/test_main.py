@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from pixql.cli.main import build_parser
+from pixql.cli.main import build_parser, main
 from tests.conftest import make_image_folder
 from tests.server.test_serve import free_port, wait_until_healthy
 
@@ -143,3 +144,32 @@ def test_serve_takes_the_workspace_and_allowed_dirs_after_the_command(tmp_path):
         output = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, output
     assert (ws / "pixql.duckdb").is_file()
+
+
+# ---------------------------------------------------------------------- a full disk
+@pytest.mark.parametrize(("where", "error"), [
+    ("pixql.execution.build.write_config", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))),
+    ("pixql.catalog.artifacts.ArtifactStore.commit_dir",
+     OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))),
+])
+def test_a_full_disk_during_build_is_a_clear_message(tmp_path, monkeypatch, capsys, where,
+                                                     error):
+    ws = tmp_path / "ws"
+    make_image_folder(ws / "data", per_class=1)
+    assert main(["-w", str(ws), "sql", "COPY t OPTIONS (if_exists='replace') FROM 'data/'"]) == 0
+
+    def disk_full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(where, disk_full)
+    capsys.readouterr()
+    code = main(["sql", "-w", str(ws), "BUILD MODEL px USING Pixels AS SELECT * FROM t"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"error: the disk holding {ws} is full ({error.strerror}); "
+                          "nothing was changed."), err
+    assert "Free some space there" in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    assert main(["-w", str(ws), "sql", "SELECT count(*) AS n FROM (LIST MODEL)"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].strip() == "0"

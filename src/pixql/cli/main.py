@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pixql import __version__
-from pixql.errors import Error
+from pixql.errors import DiskFullError, Error
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -123,21 +123,39 @@ def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                         "use too (repeatable; replaces $PIXQL_ALLOWED_DIRS)")
 
 
+def _target(args: argparse.Namespace) -> Path:
+    """The folder the command writes to (named in a full-disk message)."""
+    from pixql.workspace import DEFAULT_DIR
+
+    folder = getattr(args, "dir", None) or args.workspace or (
+        "demo-workspace" if args.command == "demo" else DEFAULT_DIR)
+    return Path(folder).expanduser().absolute()
+
+
+def _reported(e: BaseException, args: argparse.Namespace) -> str | None:
+    """The one-line message for an error the CLI reports (None: a bug, let it raise):
+    pixql's errors, a full disk (an OSError or DuckDB's message), DuckDB's errors."""
+    full = DiskFullError.from_exception(e, _target(args))
+    if full is not None:
+        return str(full)
+    if isinstance(e, Error) or type(e).__module__.startswith(("duckdb", "_duckdb")):
+        return str(e)  # DuckDB errors carry their own position
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # DuckDB errors carry their own position
-        if type(e).__module__.startswith(("duckdb", "_duckdb")):
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-        raise
+    except Exception as e:
+        message = _reported(e, args)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
