@@ -25,13 +25,17 @@ REPO = _Path(__file__).resolve().parent.parent
 
 
 def _untracked_files() -> set[str] | None:
-    """Files in the checkout that git does not track nor ignore (None: not a git checkout)."""
+    """Files in the checkout that git does not track nor ignore (None: not a git checkout),
+    but for hidden top-level folders (tool caches: ``.mypy_cache``, ... written by whatever
+    else runs meanwhile)."""
     git = shutil.which("git")
     if git is None or not (REPO / ".git").exists():
         return None
     done = subprocess.run([git, "-C", str(REPO), "ls-files", "--others", "--exclude-standard"],
                           capture_output=True, text=True, check=False)
-    return set(done.stdout.splitlines()) if done.returncode == 0 else None
+    if done.returncode != 0:
+        return None
+    return {p for p in done.stdout.splitlines() if not p.startswith(".")}
 
 
 @pytest.fixture(scope="session", autouse=True)
