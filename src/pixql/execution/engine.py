@@ -24,7 +24,7 @@ _EXECUTOR_MODULES = (
     "pixql.execution.build",
     "pixql.execution.convert",
     "pixql.execution.search",
-    "pixql.execution.models",
+    "pixql.execution.model_statements",
     "pixql.execution.copy",
     "pixql.execution.printing",
 )
