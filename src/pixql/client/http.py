@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from pixql import __version__
 from pixql.client.images import MAX_URL_BYTES, encode_image, encode_images
 from pixql.client.tables import ARROW_STREAM, arrow_from_response, frame_from_json
+from pixql.version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -176,7 +176,7 @@ class PixqlMagics(Magics):
 
     def connect(self, path: str | None) -> Workspace:
         """Open ``path`` (default ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``)."""
-        import pixql
+        from pixql.workspace import Workspace
 
         target = os.path.abspath(os.path.expanduser(
             path or os.environ.get("PIXQL_WORKSPACE", "pixql-workspace")))
@@ -184,7 +184,7 @@ class PixqlMagics(Magics):
             return self._ws
         self.close()
         try:
-            self._ws = pixql.connect(target)
+            self._ws = Workspace(target)
         except _database_errors() as e:
             raise PixqlMagicError(e) from e
         return self._ws

@@ -31,7 +31,6 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from pixql import __version__
 from pixql.errors import MissingDependencyError
 from pixql.server.auth import ApiKeyMiddleware, install_log_redaction
 from pixql.server.errors import InternalErrorMiddleware, install_error_handlers
@@ -39,6 +38,7 @@ from pixql.server.inputs import ImageLoader
 from pixql.server.manager import ClipModels
 from pixql.server.middleware import BodyLimitMiddleware
 from pixql.server.settings import ServerSettings
+from pixql.version import __version__
 
 log = logging.getLogger("pixql.server")
 
@@ -151,7 +151,7 @@ def serve(
 
     Args:
         settings: host, port, keys, limits (default: from the environment).
-        workspace_dir: a workspace folder to open (``pixql.connect(..., confined=True)``:
+        workspace_dir: a workspace folder to open (``Workspace(..., confined=True)``:
             SQL over HTTP reads and writes files inside it, and inside
             ``settings.allowed_dirs``, only), or None.
     """
@@ -160,10 +160,10 @@ def serve(
     settings = settings if settings is not None else ServerSettings.from_env()
     workspace = None
     if workspace_dir is not None:
-        import pixql
+        from pixql.workspace import Workspace
 
         # confined: SQL over HTTP may touch files inside the workspace (and allowed_dirs) only
-        workspace = pixql.connect(str(workspace_dir), progress=False, confined=True,
+        workspace = Workspace(workspace_dir, progress=False, confined=True,
                                   allowed_dirs=settings.allowed_dirs)
         report_repairs(workspace)
     install_log_redaction()

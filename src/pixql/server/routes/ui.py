@@ -35,7 +35,6 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
-from pixql import __version__
 from pixql.errors import (
     AccessError,
     CatalogError,
@@ -45,6 +44,7 @@ from pixql.errors import (
     NotFoundError,
 )
 from pixql.server.deps import SettingsDep, WorkspaceDep
+from pixql.version import __version__
 
 router = APIRouter(tags=["search page"])
 
