@@ -16,7 +16,7 @@ HTTP server shares. Nothing is written next to the config: the weights stay wher
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -24,6 +24,9 @@ from pixql.errors import ProgrammingError
 from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
 from pixql.models.clip.names import CLIP_VERSIONS, resolve_version_id
 from pixql.models.registry import register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pixql.models.clip.embedder import ClipEmbedder
 
 
 class ClipOptions(BuildOptions):
@@ -109,7 +112,7 @@ class Clip(ModelKind):
 
 def _load(
     version: str, path: str | None, video_frames: int, device: str, backend: str | None = None
-) -> Any:
+) -> ClipEmbedder:
     from pixql.models.clip.loader import load_clip
 
     return load_clip(version, path=path, device=device, video_frames=video_frames,
