@@ -163,3 +163,13 @@ def test_relative_path_is_made_absolute(tiny_clip_dir, monkeypatch):
     monkeypatch.chdir(Path(tiny_clip_dir).parent)
     src = resolve_weights("ViT-B-32", path=Path(tiny_clip_dir).name)
     assert src.folder == Path(tiny_clip_dir)
+
+
+def test_evict_forgets_one_version_only(tiny_clip_dir):
+    from pixql.models.clip.loader import evict
+
+    a = load_clip("ViT-B-32", path=tiny_clip_dir)
+    b = load_clip("RN50", path=tiny_clip_dir)  # with path, the version is only a label
+    evict("ViT-B-32")
+    assert load_clip("ViT-B-32", path=tiny_clip_dir) is not a
+    assert load_clip("RN50", path=tiny_clip_dir) is b

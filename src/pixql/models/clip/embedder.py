@@ -47,6 +47,8 @@ class ClipEmbedder(Embedder):
         video_frames: frames sampled per video.
         towers: runners replacing the torch towers (``None``: torch; see
             :func:`pixql.models.clip.backends.attach_backend`).
+        weights_folder: the folder the weights were read from (None: downloaded, or built
+            in memory).
 
     Thread safety: ``preprocess`` and ``forward`` may be called from several threads at once;
     inference on the (read-only, eval-mode) torch module is re-entrant and the tokenizer's
@@ -66,6 +68,7 @@ class ClipEmbedder(Embedder):
         source: str = "",
         video_frames: int = 8,
         towers: Towers | None = None,
+        weights_folder: Path | None = None,
     ) -> None:
         if video_frames < 1:
             raise ValueError(f"video_frames must be >= 1, got {video_frames}")
@@ -78,6 +81,7 @@ class ClipEmbedder(Embedder):
         self.source = source
         self.video_frames = video_frames
         self.towers = towers
+        self.weights_folder = weights_folder
         #: the export cache folder of these weights (set by the backends on first use)
         self._export_folder: Path | None = None
         self.device = next(model.parameters()).device

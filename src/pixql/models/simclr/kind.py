@@ -21,7 +21,14 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from pixql.errors import ModelError
 from pixql.images import default_workers
-from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
+from pixql.models.base import (
+    BuildContext,
+    BuildOptions,
+    BuildResult,
+    Embedder,
+    ModelKind,
+    require_artifacts,
+)
 from pixql.models.registry import register
 from pixql.models.simclr.backbone import backbone_spec, build_backbone
 from pixql.models.simclr.data import (
@@ -208,11 +215,12 @@ class SimCLR(ModelKind):
         return BuildResult(config=config, dim=int(backbone.feature_dim), summary=summary)
 
     @classmethod
-    def load(cls, artifact_dir: Path, config: dict[str, Any]) -> Embedder:
+    def load(cls, artifact_dir: Path | None, config: dict[str, Any]) -> Embedder:
         """Rebuild the backbone from ``config`` and load ``weights.safetensors``."""
         from safetensors.torch import load_file
 
-        path = Path(artifact_dir) / str(config.get("weights_file", WEIGHTS_FILE))
+        folder = require_artifacts(cls.display_name, artifact_dir)
+        path = Path(folder) / str(config.get("weights_file", WEIGHTS_FILE))
         if not path.is_file():
             raise ModelError(f"SimCLR weights file is missing: {path}")
         backbone = build_backbone(config["backbone"])
