@@ -299,7 +299,7 @@ def get_magics(shell: InteractiveShell | None = None) -> PixqlMagics:
     magics = shell.magics_manager.registry.get("PixqlMagics")
     if magics is None:
         raise RuntimeError("the pixql extension is not loaded: run %load_ext pixql")
-    return magics  # type: ignore[no-any-return]
+    return magics
 
 
 def get_workspace(shell: InteractiveShell | None = None) -> Workspace:
