@@ -32,6 +32,10 @@ class IndexedVectors(Protocol):
         """``(n, d)`` float32 unit rows (zeros where not ``valid``)."""
 
     @property
+    def rowids(self) -> np.ndarray:
+        """``(n,)`` int64 row ids of the rows of ``units``, ascending."""
+
+    @property
     def valid(self) -> np.ndarray:
         """``(n,)`` bool: the stored vector is not NULL."""
 
