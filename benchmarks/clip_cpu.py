@@ -52,7 +52,17 @@ from pixql.models.clip.text import encode_text_trimmed
 
 Fn = Callable[[Any], Any]
 BACKENDS = ("onnx", "onnx-int8", "openvino")
-TEXTS = [*list(CAPTIONS[:-1]), "a dog", "sunset over the mountains with a lake in the foreground", "a screenshot of a spreadsheet", "portrait of a smiling woman wearing glasses", "a red car parked in front of a brick house", "people", "aerial view of a city at night", "a bowl of ramen with an egg, chopsticks and green onions on a dark table"]
+TEXTS = [
+    *list(CAPTIONS[:-1]),
+    "a dog",
+    "sunset over the mountains with a lake in the foreground",
+    "a screenshot of a spreadsheet",
+    "portrait of a smiling woman wearing glasses",
+    "a red car parked in front of a brick house",
+    "people",
+    "aerial view of a city at night",
+    "a bowl of ramen with an egg, chopsticks and green onions on a dark table",
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

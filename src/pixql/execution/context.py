@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,10 +99,8 @@ class ExecContext:
 
     def release(self) -> None:
         for name in self.registered:
-            try:
+            with suppress(duckdb.Error):  # already gone
                 self.cur.unregister(name)
-            except duckdb.Error:  # pragma: no cover - already gone
-                pass
         self.registered.clear()
 
     def render(self, query: Query) -> str:

@@ -91,9 +91,9 @@ def _cell(value: Any) -> str:
         return "NULL"
     if isinstance(value, float):
         return f"{value:.6f}"
-    if isinstance(value, (list, tuple)):
-        if len(value) > 4 and all(isinstance(v, (int, float)) or v is None for v in value):
-            first = ", ".join(_cell(v)[:7] for v in value[:3])
-            return f"[{first}, … ({len(value)})]"
+    if (isinstance(value, (list, tuple)) and len(value) > 4
+            and all(isinstance(v, (int, float)) or v is None for v in value)):
+        first = ", ".join(_cell(v)[:7] for v in value[:3])
+        return f"[{first}, … ({len(value)})]"
     text = str(value).replace("\n", " ")
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"

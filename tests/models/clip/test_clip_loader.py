@@ -78,9 +78,9 @@ def test_env_version_id_picks_the_folder(tmp_path, monkeypatch):
 
 
 def test_weights_in_hugging_face_cache_are_used_offline(tmp_path, tiny_clip_dir,
-                                                       _isolated_hf_cache):
+                                                       isolated_hf_cache):
     """A snapshot open_clip downloaded earlier is found without network."""
-    repo = _isolated_hf_cache / "models--timm--vit_base_patch32_clip_224.openai"
+    repo = isolated_hf_cache / "models--timm--vit_base_patch32_clip_224.openai"
     snapshot = repo / "snapshots" / ("a" * 40)
     shutil.copytree(tiny_clip_dir, snapshot)
     (repo / "refs").mkdir()
@@ -142,7 +142,7 @@ def test_weights_of_another_architecture_without_config(tmp_path, tiny_clip_dir)
     folder = tmp_path / "no-config"
     folder.mkdir()
     shutil.copy(tiny_clip_dir / "open_clip_model.safetensors", folder)
-    with pytest.raises(ModelError, match="open_clip_model.safetensors"):
+    with pytest.raises(ModelError, match=r"open_clip_model\.safetensors"):
         load_clip("ViT-B-32", path=folder)
 
 
