@@ -22,10 +22,11 @@ from pixql.errors import (
     ParseError,
     ProgrammingError,
 )
-
-__version__ = "0.1.0"
+from pixql.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    import os
+
     from pixql.client.http import Client
     from pixql.workspace import Workspace
 
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 
-def connect(path: str | None = None, **kwargs: Any) -> Workspace:
+def connect(path: str | os.PathLike[str] | None = None, **kwargs: Any) -> Workspace:
     """Open (creating if missing) the workspace folder ``path``.
 
     ``path`` defaults to ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``.

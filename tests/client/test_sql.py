@@ -138,13 +138,13 @@ def test_health_info_and_context_manager(base):
 
 
 def test_unreachable_server_is_a_clear_error():
-    with pixql.Client("http://127.0.0.1:9", timeout=2) as c:
-        with pytest.raises(ServerUnreachableError, match="cannot reach the pixql server"):
-            c.sql("SELECT 1")
+    with (pixql.Client("http://127.0.0.1:9", timeout=2) as c,
+          pytest.raises(ServerUnreachableError, match="cannot reach the pixql server")):
+        c.sql("SELECT 1")
 
 
 def test_server_without_sql_route_says_how_to_enable_it(servers):
-    with pixql.Client(servers["nosql"]) as c:
-        with pytest.raises(ClientError, match="--enable-sql") as info:
-            c.sql("SELECT 1")
+    with (pixql.Client(servers["nosql"]) as c,
+          pytest.raises(ClientError, match="--enable-sql") as info):
+        c.sql("SELECT 1")
     assert info.value.status_code == 404

@@ -129,7 +129,7 @@ def test_missing_emb_col_and_text_search_with_image_model(converted):
 def test_missing_image_fails_convert_and_changes_nothing(converted):
     before = converted.sql("SELECT image_path, convert_result FROM images ORDER BY 1").fetchall()
     converted.sql("INSERT INTO images VALUES ('shapes/missing.png', 'missing.png', 'circle', NULL)")
-    with pytest.raises(ImageError, match="missing.png"):
+    with pytest.raises(ImageError, match=r"missing\.png"):
         converted.sql(CONVERT)
     after = converted.sql("SELECT image_path, convert_result FROM images "
                           "WHERE filename <> 'missing.png' ORDER BY 1").fetchall()

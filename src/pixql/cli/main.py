@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pixql import __version__
 from pixql.errors import Error
+from pixql.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from pixql import __version__
 from pixql.client.images import MAX_URL_BYTES, encode_image, encode_images
 from pixql.client.tables import ARROW_STREAM, arrow_from_response, frame_from_json
+from pixql.version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -168,11 +168,11 @@ class Client:
     # -- server ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """``GET /healthz``: ``{"status": "healthy"}``."""
-        return self.request("GET", "/healthz").json()  # type: ignore[no-any-return]
+        return self.request("GET", "/healthz").json()
 
     def info(self) -> dict[str, Any]:
         """``GET /info``: ``{"name": "pixql", "version": ..., "uuid": ...}``."""
-        return self.request("GET", "/info").json()  # type: ignore[no-any-return]
+        return self.request("GET", "/info").json()
 
     # -- SQL ------------------------------------------------------------------------------
     def sql(self, query: str, *, arrow: bool = False, max_rows: int | None = None,
@@ -243,7 +243,7 @@ class Client:
                                  clip_version: str | None = None) -> dict[str, Any]:
         """CLIP embeddings of a text or a list of texts: the server's JSON, one
         ``embeddings`` row per text."""
-        return self._post("/clip/embed_text",  # type: ignore[no-any-return]
+        return self._post("/clip/embed_text",
                           {"text": text, **self._version(clip_version)})
 
     def clip_compare(self, subject: Any, prompt: Any, subject_type: str = "image",
@@ -261,7 +261,7 @@ class Client:
                               else subject)
         payload["prompt"] = (encode_images(prompt, self._fetch) if prompt_type == "image"
                              else prompt)
-        return self._post("/clip/compare", payload)  # type: ignore[no-any-return]
+        return self._post("/clip/compare", payload)
 
 
 __all__ = ["Client", "ClientError", "ServerUnreachableError"]

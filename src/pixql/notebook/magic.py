@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -176,7 +176,7 @@ class PixqlMagics(Magics):
 
     def connect(self, path: str | None) -> Workspace:
         """Open ``path`` (default ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``)."""
-        import pixql
+        from pixql.workspace import Workspace
 
         target = os.path.abspath(os.path.expanduser(
             path or os.environ.get("PIXQL_WORKSPACE", "pixql-workspace")))
@@ -184,7 +184,7 @@ class PixqlMagics(Magics):
             return self._ws
         self.close()
         try:
-            self._ws = pixql.connect(target)
+            self._ws = Workspace(target)
         except _database_errors() as e:
             raise PixqlMagicError(e) from e
         return self._ws
@@ -210,7 +210,7 @@ class PixqlMagics(Magics):
     def _cmd_workspace(self, rest: str) -> None:
         print(f"pixql: workspace {self._ws.root}" if self._ws else "pixql: no workspace open")
 
-    COMMANDS: dict[str, Callable[[PixqlMagics, str], None]] = {
+    COMMANDS: ClassVar[dict[str, Callable[[PixqlMagics, str], None]]] = {
         "connect": _cmd_connect, "close": _cmd_close, "workspace": _cmd_workspace,
     }
 
@@ -299,7 +299,7 @@ def get_magics(shell: InteractiveShell | None = None) -> PixqlMagics:
     magics = shell.magics_manager.registry.get("PixqlMagics")
     if magics is None:
         raise RuntimeError("the pixql extension is not loaded: run %load_ext pixql")
-    return magics  # type: ignore[no-any-return]
+    return magics
 
 
 def get_workspace(shell: InteractiveShell | None = None) -> Workspace:

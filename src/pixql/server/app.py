@@ -27,11 +27,9 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from pixql import __version__
 from pixql.errors import MissingDependencyError
 from pixql.server.auth import ApiKeyMiddleware, install_log_redaction
 from pixql.server.errors import InternalErrorMiddleware, install_error_handlers
@@ -39,6 +37,8 @@ from pixql.server.inputs import ImageLoader
 from pixql.server.manager import ClipModels
 from pixql.server.middleware import BodyLimitMiddleware
 from pixql.server.settings import ServerSettings
+from pixql.version import __version__
+from pixql.workspace import Workspace
 
 log = logging.getLogger("pixql.server")
 
@@ -64,7 +64,7 @@ def _router(module: str) -> APIRouter:
         raise MissingDependencyError(f"server routes {module} are not available ({e})") from e
 
 
-def _workspace_root(workspace: Any) -> Path | None:
+def _workspace_root(workspace: Workspace | str | os.PathLike[str] | None) -> Path | None:
     if workspace is None:
         return None
     if isinstance(workspace, str | os.PathLike):  # a folder (note: Path has its own .root)
@@ -86,7 +86,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     models.close()
 
 
-def create_app(settings: ServerSettings | None = None, *, workspace: Any = None) -> FastAPI:
+def create_app(
+    settings: ServerSettings | None = None,
+    *,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+) -> FastAPI:
     """Build the server app.
 
     Args:
@@ -137,7 +141,7 @@ def _add_middleware(app: FastAPI, settings: ServerSettings) -> None:
         )
 
 
-def report_repairs(workspace: Any) -> None:
+def report_repairs(workspace: Workspace) -> None:
     """Log (as warnings, so they show without logging set up) what the workspace's start-up
     check removed: unfinished builds and orphaned model versions left by a crash."""
     for item in getattr(workspace, "repaired", []):
@@ -151,7 +155,7 @@ def serve(
 
     Args:
         settings: host, port, keys, limits (default: from the environment).
-        workspace_dir: a workspace folder to open (``pixql.connect(..., confined=True)``:
+        workspace_dir: a workspace folder to open (``Workspace(..., confined=True)``:
             SQL over HTTP reads and writes files inside it, and inside
             ``settings.allowed_dirs``, only), or None.
     """
@@ -160,10 +164,10 @@ def serve(
     settings = settings if settings is not None else ServerSettings.from_env()
     workspace = None
     if workspace_dir is not None:
-        import pixql
+        from pixql.workspace import Workspace
 
         # confined: SQL over HTTP may touch files inside the workspace (and allowed_dirs) only
-        workspace = pixql.connect(str(workspace_dir), progress=False, confined=True,
+        workspace = Workspace(workspace_dir, progress=False, confined=True,
                                   allowed_dirs=settings.allowed_dirs)
         report_repairs(workspace)
     install_log_redaction()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,7 +49,7 @@ MAX_NAMED_PROBLEMS = 5
 
 
 def json_error(
-    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """A JSON error response ``{"message": message, **extra}``."""
     return JSONResponse({"message": message, **extra}, status_code=status, headers=headers)
@@ -105,13 +105,15 @@ _PRIMITIVE_TAGS = frozenset({"str", "int", "float", "bool", "bytes", "list", "di
 
 
 def _is_union_tag(part: str) -> bool:
+    from pydantic import BaseModel
+
     from pixql.server import schemas
 
     model = getattr(schemas, part, None)
     return (
         "[" in part
         or part in _PRIMITIVE_TAGS
-        or (isinstance(model, type) and issubclass(model, schemas.BaseModel))
+        or (isinstance(model, type) and issubclass(model, BaseModel))
     )
 
 

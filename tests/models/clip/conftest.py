@@ -14,7 +14,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+def isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
     """Point Hugging Face's cache at an empty folder: weights cached on this machine must
     not change what the tests see."""
     import huggingface_hub.constants

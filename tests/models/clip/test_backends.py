@@ -198,7 +198,7 @@ def test_unwritable_cache_is_a_clear_error_and_auto_falls_back(tmp_path, monkeyp
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv(export.CACHE_ENV, str(blocker))
-    with pytest.raises(ModelError, match="cannot write the CLIP ONNX cache.*PIXQL_CACHE_DIR"):
+    with pytest.raises(ModelError, match=r"cannot write the CLIP ONNX cache.*PIXQL_CACHE_DIR"):
         fresh(tiny_clip, "onnx")
     assert fresh(tiny_clip, "auto").towers is None
 

@@ -78,9 +78,9 @@ def test_env_version_id_picks_the_folder(tmp_path, monkeypatch):
 
 
 def test_weights_in_hugging_face_cache_are_used_offline(tmp_path, tiny_clip_dir,
-                                                       _isolated_hf_cache):
+                                                       isolated_hf_cache):
     """A snapshot open_clip downloaded earlier is found without network."""
-    repo = _isolated_hf_cache / "models--timm--vit_base_patch32_clip_224.openai"
+    repo = isolated_hf_cache / "models--timm--vit_base_patch32_clip_224.openai"
     snapshot = repo / "snapshots" / ("a" * 40)
     shutil.copytree(tiny_clip_dir, snapshot)
     (repo / "refs").mkdir()
@@ -142,7 +142,7 @@ def test_weights_of_another_architecture_without_config(tmp_path, tiny_clip_dir)
     folder = tmp_path / "no-config"
     folder.mkdir()
     shutil.copy(tiny_clip_dir / "open_clip_model.safetensors", folder)
-    with pytest.raises(ModelError, match="open_clip_model.safetensors"):
+    with pytest.raises(ModelError, match=r"open_clip_model\.safetensors"):
         load_clip("ViT-B-32", path=folder)
 
 
@@ -163,3 +163,13 @@ def test_relative_path_is_made_absolute(tiny_clip_dir, monkeypatch):
     monkeypatch.chdir(Path(tiny_clip_dir).parent)
     src = resolve_weights("ViT-B-32", path=Path(tiny_clip_dir).name)
     assert src.folder == Path(tiny_clip_dir)
+
+
+def test_evict_forgets_one_version_only(tiny_clip_dir):
+    from pixql.models.clip.loader import evict
+
+    a = load_clip("ViT-B-32", path=tiny_clip_dir)
+    b = load_clip("RN50", path=tiny_clip_dir)  # with path, the version is only a label
+    evict("ViT-B-32")
+    assert load_clip("ViT-B-32", path=tiny_clip_dir) is not a
+    assert load_clip("RN50", path=tiny_clip_dir) is b

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pixql.errors import NotFoundError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pixql.execution.result import Result
+    from pixql.workspace import Workspace
 
 router = APIRouter(tags=["sql"])
 
@@ -109,7 +113,7 @@ class _Sink(io.RawIOBase):
         return out
 
 
-def _run_closed(ws: Any, query: str) -> Any:
+def _run_closed(ws: Workspace, query: str) -> Result:
     """Run the script on this thread's cursor; a transaction it leaves open (BEGIN without
     COMMIT) is rolled back, since the next request on this thread is someone else's."""
     from pixql.execution.context import in_open_transaction
