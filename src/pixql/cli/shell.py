@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pixql.errors import Error
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pixql.workspace import Workspace
+    from pixql.connection import AnyWorkspace
 
 PROMPT, CONTINUE = "pixql> ", "   ...> "
 QUIT = {"\\q", "exit", "quit", ".quit", ".exit"}
@@ -61,7 +61,7 @@ def _read(prompt: str, interactive: bool) -> str | None:
     return None if line == "" else line.rstrip("\n")
 
 
-def run_shell(ws: Workspace) -> int:
+def run_shell(ws: AnyWorkspace) -> int:
     """Read statements until EOF or ``\\q``; print each result or error."""
     from pixql.cli.render import emit_result
 
@@ -83,7 +83,7 @@ def run_shell(ws: Workspace) -> int:
     return 0
 
 
-def _run(ws: Workspace, text: str, emit: object) -> None:
+def _run(ws: AnyWorkspace, text: str, emit: object) -> None:
     try:
         for result in ws.execute(text):
             emit(result, ws, show=None, max_rows=20)  # type: ignore[operator]

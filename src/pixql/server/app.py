@@ -151,25 +151,36 @@ def serve(
 
     Args:
         settings: host, port, keys, limits (default: from the environment).
-        workspace_dir: a workspace folder to open (``pixql.connect(..., confined=True)``:
-            SQL over HTTP reads and writes files inside it, and inside
-            ``settings.allowed_dirs``, only), or None.
+        workspace_dir: a workspace folder to open (confined: SQL over HTTP reads and
+            writes files inside it, and inside ``settings.allowed_dirs``, only), or None.
+            While serving, ``DIR/.pixql/server.json`` tells clients to come here.
     """
     import uvicorn
+
+    from pixql.server.served import announced, bind
 
     settings = settings if settings is not None else ServerSettings.from_env()
     workspace = None
     if workspace_dir is not None:
-        import pixql
+        from pixql.connection import ensure_not_served, open_workspace, workspace_root
 
+        root = workspace_root(workspace_dir)
+        ensure_not_served(root)  # a second server on the same workspace: say who serves it
         # confined: SQL over HTTP may touch files inside the workspace (and allowed_dirs) only
-        workspace = pixql.connect(str(workspace_dir), progress=False, confined=True,
-                                  allowed_dirs=settings.allowed_dirs)
+        workspace = open_workspace(root, progress=False, confined=True,
+                                   allowed_dirs=settings.allowed_dirs)
         report_repairs(workspace)
     install_log_redaction()
     app = create_app(settings, workspace=workspace)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
+    sock = bind(settings.host, settings.port)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        if workspace is None:
+            server.run(sockets=[sock])
+        else:
+            with announced(app, workspace, sock):  # DIR/.pixql/server.json while serving
+                server.run(sockets=[sock])
     finally:
+        sock.close()
         if workspace is not None:
             workspace.close()

@@ -1,0 +1,62 @@
+"""``pixql serve -w DIR``: listen, then announce in ``DIR/.pixql/server.json`` that this
+process serves the workspace (see :mod:`pixql.client.record`); withdraw it on shutdown.
+
+The socket is bound (and listening) before the record is written, so a client that reads the
+record can connect at once, and port 0 records the port the OS picked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from pixql import __version__
+from pixql.client.record import ServerRecord, now_iso, remove_record, write_record
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from fastapi import FastAPI
+
+#: listen addresses that mean "every interface": clients on this machine use loopback
+_ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (IPv4 or IPv6, as ``host`` resolves)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket, host: str) -> str:
+    """The URL clients on this machine use to reach ``sock``."""
+    port = sock.getsockname()[1]
+    name = _ANY.get(host, host)
+    return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
+
+
+@contextlib.contextmanager
+def announced(app: FastAPI, workspace: Any, sock: socket.socket) -> Iterator[ServerRecord]:
+    """Write the workspace's server record for the duration of the block."""
+    settings = app.state.settings
+    record = ServerRecord(
+        url=url_of(sock, settings.host), pid=os.getpid(), sql=settings.sql_enabled,
+        auth=settings.auth_enabled, server_id=app.state.server_id, started=now_iso(),
+        workspace=str(workspace.root), version=__version__)
+    write_record(workspace.root, record)
+    try:
+        yield record
+    finally:
+        remove_record(workspace.root, record.server_id)
