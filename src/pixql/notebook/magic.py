@@ -231,7 +231,8 @@ class PixqlMagics(Magics):
             self.api_key = token.group(1)
             ws = self._ws
             if ws is not None and hasattr(ws, "server"):  # reconnect with the key
-                target = ws.url if getattr(ws, "record", None) is None else str(ws.root)
+                target = str(getattr(ws, "url", "") if getattr(ws, "record", None) is None
+                             else ws.root)
                 self.close()
                 self.connect(target)
             print("pixql: API key set")

@@ -155,9 +155,7 @@ def serve(
             writes files inside it, and inside ``settings.allowed_dirs``, only), or None.
             While serving, ``DIR/.pixql/server.json`` tells clients to come here.
     """
-    import uvicorn
-
-    from pixql.server.served import announced, bind
+    from pixql.server.served import bind, run
 
     settings = settings if settings is not None else ServerSettings.from_env()
     workspace = None
@@ -172,14 +170,9 @@ def serve(
         report_repairs(workspace)
     install_log_redaction()
     app = create_app(settings, workspace=workspace)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="info"))
     sock = bind(settings.host, settings.port)
     try:
-        if workspace is None:
-            server.run(sockets=[sock])
-        else:
-            with announced(app, workspace, sock):  # DIR/.pixql/server.json while serving
-                server.run(sockets=[sock])
+        run(app, workspace, sock)  # with DIR/.pixql/server.json while serving
     finally:
         sock.close()
         if workspace is not None:

@@ -2,7 +2,9 @@
 process serves the workspace (see :mod:`pixql.client.record`); withdraw it on shutdown.
 
 The socket is bound (and listening) before the record is written, so a client that reads the
-record can connect at once, and port 0 records the port the OS picked.
+record can connect at once, and port 0 records the port the OS picked. The record is removed
+when uvicorn starts shutting down (uvicorn re-raises SIGTERM after a graceful shutdown,
+which would skip a ``finally``), and again on the way out.
 """
 
 from __future__ import annotations
@@ -60,3 +62,22 @@ def announced(app: FastAPI, workspace: Any, sock: socket.socket) -> Iterator[Ser
         yield record
     finally:
         remove_record(workspace.root, record.server_id)
+
+
+def run(app: FastAPI, workspace: Any, sock: socket.socket) -> None:
+    """Serve ``app`` on ``sock`` with uvicorn until interrupted; while it serves, the
+    workspace (if any) carries the record."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            if workspace is not None:  # first: clients stop coming to a server going away
+                remove_record(workspace.root, app.state.server_id)
+            await super().shutdown(sockets)
+
+    server = Server(uvicorn.Config(app, log_level="info"))
+    if workspace is None:
+        server.run(sockets=[sock])
+        return
+    with announced(app, workspace, sock):
+        server.run(sockets=[sock])
