@@ -29,10 +29,8 @@ def _setup_history() -> None:
 
 
 def _save_history(readline: object) -> None:
-    try:
+    with contextlib.suppress(OSError):
         readline.write_history_file(HISTORY)  # type: ignore[attr-defined]
-    except OSError:  # pragma: no cover
-        pass
 
 
 def complete_statement(buffer: str) -> bool:

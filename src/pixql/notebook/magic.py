@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -255,7 +255,7 @@ class PixqlMagics(Magics):
     def _cmd_workspace(self, rest: str) -> None:
         print(f"pixql: workspace {self._ws.root}" if self._ws else "pixql: no workspace open")
 
-    COMMANDS: dict[str, Callable[[PixqlMagics, str], None]] = {
+    COMMANDS: ClassVar[dict[str, Callable[[PixqlMagics, str], None]]] = {
         "connect": _cmd_connect, "close": _cmd_close, "workspace": _cmd_workspace,
     }
 

@@ -6,7 +6,7 @@ app or settings): state lives on ``app.state`` (``settings``, ``models``, ``imag
 lifespan preloads ``preload_models`` in a background thread, so ``/readiness`` can say 503
 while they load.
 
-Middleware, outermost first: CORS (when ``cors_origins``) → internal-error catch-all →
+Middleware, outermost first: metrics → CORS (when ``cors_origins``) → internal-error catch-all →
 body size cap → API keys (when ``api_keys``) → routes.
 
 Examples:
@@ -37,6 +37,7 @@ from pixql.server.auth import ApiKeyMiddleware, install_log_redaction
 from pixql.server.errors import InternalErrorMiddleware, install_error_handlers
 from pixql.server.inputs import ImageLoader
 from pixql.server.manager import ClipModels
+from pixql.server.metrics import install_metrics
 from pixql.server.middleware import BodyLimitMiddleware
 from pixql.server.settings import ServerSettings
 
@@ -118,6 +119,7 @@ def create_app(settings: ServerSettings | None = None, *, workspace: Any = None)
         if getattr(settings, flag):
             app.include_router(_router(module))
     _add_middleware(app, settings)
+    install_metrics(app)  # GET /metrics; its middleware is the outermost (sees every answer)
     return app
 
 
