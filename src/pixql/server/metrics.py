@@ -55,8 +55,9 @@ router = APIRouter(tags=["metrics"])
 #: statement kinds counted by name (the first keyword); anything else is ``other``
 STATEMENT_KINDS = frozenset({
     "select", "with", "from", "values", "insert", "update", "delete", "create", "drop",
-    "alter", "copy", "build", "convert", "search", "print", "list", "get", "set", "show", "describe", "explain", "pragma", "begin", "commit", "rollback", "attach",
-    "detach", "export", "import", "checkpoint", "load", "install", "summarize", "call"})
+    "alter", "copy", "build", "convert", "search", "print", "list", "get", "set", "show",
+    "describe", "explain", "pragma", "begin", "commit", "rollback", "attach", "detach",
+    "export", "import", "checkpoint", "load", "install", "summarize", "call"})
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _FIRST_WORD = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(?\s*([A-Za-z]+)", re.S)
 
