@@ -81,9 +81,10 @@ class RemoteWorkspace:
     @property
     def root(self) -> Path:
         """The workspace folder (as the server sees it)."""
-        if self._root is None:
-            value = self._post("SELECT current_setting('file_search_path') AS root", False)
-            self._root = Path(str(value[0].table.column(0)[0].as_py()))
+        if self._root is None:  # the folder of the server's database file
+            value = self._post("SELECT path FROM duckdb_databases() "
+                               "WHERE database_name = current_database()", False)
+            self._root = Path(str(value[0].table.column(0)[0].as_py())).parent
         return self._root
 
     def resolve(self, path: str | os.PathLike[str]) -> Path:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from fastapi import FastAPI
 
+#: exit status when the app failed to start (uvicorn's)
+STARTUP_FAILURE = 3
 #: listen addresses that mean "every interface": clients on this machine use loopback
 _ANY = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -76,8 +78,12 @@ def run(app: FastAPI, workspace: Any, sock: socket.socket) -> None:
             await super().shutdown(sockets)
 
     server = Server(uvicorn.Config(app, log_level="info"))
-    if workspace is None:
-        server.run(sockets=[sock])
-        return
-    with announced(app, workspace, sock):
-        server.run(sockets=[sock])
+    with contextlib.ExitStack() as stack:
+        if workspace is not None:
+            stack.enter_context(announced(app, workspace, sock))
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C (re-raised by uvicorn) is an exit
+            pass
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
