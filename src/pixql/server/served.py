@@ -81,9 +81,8 @@ def run(app: FastAPI, workspace: Any, sock: socket.socket) -> None:
     with contextlib.ExitStack() as stack:
         if workspace is not None:
             stack.enter_context(announced(app, workspace, sock))
-        try:
+        # as uvicorn.run: Ctrl-C (which uvicorn re-raises after shutting down) is an exit
+        with contextlib.suppress(KeyboardInterrupt):
             server.run(sockets=[sock])
-        except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C (re-raised by uvicorn) is an exit
-            pass
     if not server.started:
         raise SystemExit(STARTUP_FAILURE)
