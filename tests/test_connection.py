@@ -24,7 +24,6 @@ from tests.client.served import SEARCH, TUTORIAL, clean_env, make_tutorial_data,
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from tests.client.served import Served
 
