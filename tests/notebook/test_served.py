@@ -70,7 +70,7 @@ def test_docs_cells_run_on_a_served_workspace(sh, tmp_path, monkeypatch):
         assert isinstance(get_workspace(sh.ip), RemoteWorkspace)
         assert f"served by {s.record.url} (pid {s.proc.pid})" in outputs[0].stdout
         grid = [o for o in outputs if o.images()]
-        assert [t for t, _ in grid[0].images()][0] == "shapes/circle/001.png"
+        assert next(t for t, _ in grid[0].images()) == "shapes/circle/001.png"
         assert len(grid[0].images()) == 4
         counts = outputs[-2].value
         assert counts.to_dict("list") == {"label": ["circle", "cross", "square", "triangle"],
