@@ -63,6 +63,7 @@ def test_root_and_resolve(remote, server_ws):
 def test_empty_script(remote):
     assert remote.execute("  ") == []
     assert remote.sql("").message == "no statement"
+    assert remote.execute("-- only a comment") == []
 
 
 def test_parse_error_is_rebuilt_with_its_position(remote):

@@ -109,7 +109,10 @@ class RemoteWorkspace:
         """Run the script on the server; one Result per statement (as ``Workspace.execute``)."""
         if not script.strip():
             return []
-        return self._post(script, _single_statement(script))
+        results = self._post(script, _single_statement(script))
+        if len(results) == 1 and _no_statement(results[0]):  # only comments: as locally
+            return []
+        return results
 
     def sql(self, script: str) -> Result:
         """Run a script of ``;``-separated statements; return the last statement's result."""
@@ -170,6 +173,12 @@ def read_streams(data: bytes) -> list[pa.Table]:
     while buf.tell() < len(data):
         tables.append(pa.ipc.open_stream(buf).read_all())
     return tables
+
+
+def _no_statement(result: Result) -> bool:
+    """The server's stand-in answer to a script without statements (comments only)."""
+    return (not result.statement and result.message == "no statement"
+            and not result.table.num_columns)
 
 
 def _single_statement(script: str) -> bool:

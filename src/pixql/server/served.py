@@ -10,17 +10,26 @@ which would skip a ``finally``), and again on the way out.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from typing import TYPE_CHECKING, Any
 
 from pixql import __version__
-from pixql.client.record import ServerRecord, now_iso, remove_record, write_record
+from pixql.client.record import (
+    ServerRecord,
+    now_iso,
+    record_path,
+    remove_record,
+    write_record,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from fastapi import FastAPI
+
+log = logging.getLogger("pixql.server")
 
 #: exit status when the app failed to start (uvicorn's)
 STARTUP_FAILURE = 3
@@ -59,7 +68,11 @@ def announced(app: FastAPI, workspace: Any, sock: socket.socket) -> Iterator[Ser
         url=url_of(sock, settings.host), pid=os.getpid(), sql=settings.sql_enabled,
         auth=settings.auth_enabled, server_id=app.state.server_id, started=now_iso(),
         workspace=str(workspace.root), version=__version__)
-    write_record(workspace.root, record)
+    try:
+        write_record(workspace.root, record)
+    except OSError as e:  # a read-only folder: serve anyway, clients just cannot find us
+        log.warning("cannot write %s (%s): clients will not find this server through the "
+                    "workspace; give them its URL", record_path(workspace.root), e)
     try:
         yield record
     finally:
