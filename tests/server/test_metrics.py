@@ -51,7 +51,7 @@ def test_requests_are_counted_by_route_template_and_status(metrics_server):
     assert value(text, "pixql_http_requests_total", method="GET", route="unmatched",
                  status="404") == 1
     assert value(text, "pixql_http_request_duration_seconds_count", method="GET",
-                 route="/healthz") >= 1
+                 route="/healthz", status="200") >= 1
 
 
 def test_embedding_batches_and_cache(metrics_server):

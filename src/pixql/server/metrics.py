@@ -10,7 +10,7 @@ metric                                 type       labels
 ``pixql_http_requests_total``          counter    ``method``, ``route`` (the route template,
                                                   e.g. ``/ui/image``; ``unmatched`` for 404s),
                                                   ``status``
-``pixql_http_request_duration_seconds`` histogram ``method``, ``route``
+``pixql_http_request_duration_seconds`` histogram ``method``, ``route``, ``status``
 ``pixql_embedded_items_total``         counter    ``model`` (e.g. ``clip/ViT-B-32``),
                                                   ``modality`` (``image``, ``text``): items the
                                                   CLIP routes embedded (cache hits included)
@@ -85,8 +85,8 @@ class Metrics:
         self.requests = Counter("pixql_http_requests", "HTTP requests answered",
                                 ["method", "route", "status"], registry=r)
         self.latency = Histogram("pixql_http_request_duration_seconds",
-                                 "Time to answer an HTTP request", ["method", "route"],
-                                 registry=r)
+                                 "Time to answer an HTTP request",
+                                 ["method", "route", "status"], registry=r)
         self.items = Counter("pixql_embedded_items", "Items embedded by the CLIP routes",
                              ["model", "modality"], registry=r)
         self.batch_size = Histogram("pixql_batch_size", "Items per batched forward pass",
@@ -168,7 +168,8 @@ class MetricsMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = str(scope.get("method", ""))
             self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            self.metrics.latency.labels(method, route, str(status)).observe(
+                time.perf_counter() - started)
 
 
 @router.get("/metrics", summary="Prometheus metrics (text exposition format)",
