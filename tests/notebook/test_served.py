@@ -132,3 +132,54 @@ def test_a_later_thanosql_extension_takes_the_name(ipython):
     assert seen == ["hello"]
     load_ipython_extension(ipython)  # pixql again: its alias is back
     assert ipython.find_line_magic("thanosql").__self__.__class__.__name__ == "PixqlMagics"
+
+
+SECOND = [
+    "BUILD MODEL second USING Pixels OPTIONS (image_size=8) AS SELECT * FROM mnist_train",
+    "CONVERT USING second OPTIONS (result_col='second_result') AS SELECT * FROM mnist_test",
+]
+
+
+def test_every_client_at_once(sh, tmp_path):
+    """A notebook, pixql.connect, `pixql sql` and `pixql shell` share one served workspace
+    (all connected at the same time) and get what the embedded engine gives."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    import pixql
+    from tests.client.served import SEARCH, TUTORIAL, clean_env, make_tutorial_data
+
+    search2 = SEARCH.replace("my_image_search_model", "second").replace(
+        "emb_col='convert_result'", "emb_col='second_result'")
+    local_ws = tmp_path / "local"
+    make_tutorial_data(local_ws)
+    with pixql.connect(local_ws, progress=False) as local:
+        for statement in TUTORIAL + SECOND:
+            local.sql(statement)
+        expected = [local.sql(SEARCH), local.sql(search2)]
+    ws = tmp_path / "ws"
+    make_tutorial_data(ws)
+    with pixql_serve(ws, "--enable-sql"):
+        for statement in TUTORIAL:  # the notebook builds the first model
+            out = sh.cell(f"%%pixql -w '{ws}'\n{statement}")
+            assert out.error is None, out.stdout
+        with pixql.connect(ws) as db:  # a script builds the second, the notebook still open
+            assert isinstance(db, RemoteWorkspace)
+            for statement in SECOND:
+                db.sql(statement)
+            cli = [subprocess.run(
+                [sys.executable, "-m", "pixql.cli.main", "-w", str(ws), *args],
+                input=stdin, env=clean_env(), capture_output=True, text=True, timeout=180)
+                for args, stdin in ((["sql", SEARCH], None), (["shell"], search2 + ";\n"))]
+            frames = [db.sql(SEARCH).df(), sh.cell(f"%%pixql\n{search2}").value]
+    for out, want in zip(cli, expected, strict=True):
+        assert out.returncode == 0, out.stderr
+        assert out.stderr == ""
+        assert want.render() in out.stdout
+    for frame, want in zip(frames, expected, strict=True):
+        local_frame = want.df()
+        assert list(frame.columns) == list(local_frame.columns)
+        assert list(frame["image_path"]) == list(local_frame["image_path"])
+        assert np.allclose(frame["search_result"], local_frame["search_result"])
