@@ -13,7 +13,7 @@ import pytest
 
 from pixql.client.errors import RemoteError, ServedWorkspaceError
 from pixql.client.remote import RemoteWorkspace
-from pixql.errors import NotFoundError, OptionError, ParseError
+from pixql.errors import ConflictError, NotFoundError, OptionError, ParseError
 from pixql.execution.result import Result
 from tests.client.conftest import KEY
 
@@ -167,7 +167,7 @@ def _transport(answers: list[tuple[int, dict[str, str]]], seen: list[Any]) -> An
 
 def test_a_short_conflict_is_retried():
     seen: list[Any] = []
-    answers = [(409, {"Retry-After": "0"}), (409, {})]
+    answers = [(409, {"Retry-After": "0"}), (409, {"Retry-After": "0"})]
     with RemoteWorkspace("http://pixql.test", transport=_transport(answers, seen)) as ws:
         assert ws.sql("UPDATE t SET a = 1").fetchall() == [(1,)]
     assert len(seen) == 3
@@ -184,6 +184,12 @@ def test_a_long_conflict_or_a_script_is_not_retried():
             pytest.raises(duckdb.TransactionException):
         ws.sql("INSERT INTO t VALUES (1); UPDATE t SET a = 1")
     assert len(seen) == 2
+
+
+def test_a_name_conflict_is_not_retried(servers):
+    with RemoteWorkspace(servers["open"]) as ws, \
+            pytest.raises(ConflictError, match="already exists"):
+        ws.sql("BUILD MODEL px USING Pixels AS SELECT * FROM images")
 
 
 def test_retries_stop_at_the_budget():

@@ -139,14 +139,11 @@ class RemoteWorkspace:
 
     def _retry_pause(self, error: ClientError, attempt: int, waited: float) -> float | None:
         """Seconds to wait before retrying ``error``, or None to give up on it."""
-        if error.status_code != 409:
-            return None
-        hint = error.retry_after
-        if hint is not None and hint > MAX_RETRY_AFTER_S:
+        hint = error.retry_after  # only a transient conflict carries one (not e.g. BUILD's
+        if error.status_code != 409 or hint is None or hint > MAX_RETRY_AFTER_S:  # "exists")
             return None
         base = FIRST_BACKOFF_S * 2 ** attempt
-        pause = min(max(base, hint or 0.0) * random.uniform(0.5, 1.0) + 0.01,
-                    MAX_RETRY_AFTER_S)
+        pause = min(max(base, hint) * random.uniform(0.5, 1.0) + 0.01, MAX_RETRY_AFTER_S)
         return pause if waited + pause <= self.retry_budget_s else None
 
     def _result(self, table: pa.Table) -> Result:
