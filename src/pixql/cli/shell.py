@@ -66,7 +66,8 @@ def run_shell(ws: AnyWorkspace) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         _setup_history()
-        print(f"pixql shell on {ws.root} — end statements with ';', \\q to quit")
+        via = f" (served by {ws.server})" if hasattr(ws, "server") else ""
+        print(f"pixql shell on {ws.root}{via} — end statements with ';', \\q to quit")
     buffer = ""
     while True:
         line = _read(CONTINUE if buffer else PROMPT, interactive)

@@ -220,9 +220,8 @@ class PixqlMagics(Magics):
 
     # -- line commands --------------------------------------------------------------------
     def _connect_and_say(self, path: str | None) -> None:
-        ws = self.connect(path)
-        via = f" (served by {ws.server})" if hasattr(ws, "server") else ""
-        print(f"pixql: workspace {ws.root}{via}")
+        self.connect(path)
+        self._cmd_workspace("")
 
     def _setup_line(self, line: str) -> bool:
         """ThanoSQL's set-up lines: ``API_TOKEN=KEY`` and ``ws://host:port/...``."""
@@ -253,7 +252,11 @@ class PixqlMagics(Magics):
         print("pixql: workspace closed")
 
     def _cmd_workspace(self, rest: str) -> None:
-        print(f"pixql: workspace {self._ws.root}" if self._ws else "pixql: no workspace open")
+        if self._ws is None:
+            print("pixql: no workspace open")
+            return
+        via = f" (served by {self._ws.server})" if hasattr(self._ws, "server") else ""
+        print(f"pixql: workspace {self._ws.root}{via}")
 
     COMMANDS: ClassVar[dict[str, Callable[[PixqlMagics, str], None]]] = {
         "connect": _cmd_connect, "close": _cmd_close, "workspace": _cmd_workspace,
