@@ -139,11 +139,13 @@ class RemoteWorkspace:
 
     def _retry_pause(self, error: ClientError, attempt: int, waited: float) -> float | None:
         """Seconds to wait before retrying ``error``, or None to give up on it."""
-        hint = error.retry_after  # only a transient conflict carries one (not e.g. BUILD's
-        if error.status_code != 409 or hint is None or hint > MAX_RETRY_AFTER_S:  # "exists")
+        # a transient write-write conflict carries Retry-After; a name conflict (BUILD
+        # without overwrite, also 409) does not, and is not retried
+        hint = error.retry_after
+        if error.status_code != 409 or hint is None or hint > MAX_RETRY_AFTER_S:
             return None
-        base = FIRST_BACKOFF_S * 2 ** attempt
-        pause = min(max(base, hint) * random.uniform(0.5, 1.0) + 0.01, MAX_RETRY_AFTER_S)
+        backoff = FIRST_BACKOFF_S * 2 ** attempt * random.uniform(0.5, 1.0)  # jittered
+        pause = min(max(hint, backoff), MAX_RETRY_AFTER_S)
         return pause if waited + pause <= self.retry_budget_s else None
 
     def _result(self, table: pa.Table) -> Result:
