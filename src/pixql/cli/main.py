@@ -15,9 +15,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def _workspace(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from pixql.workspace import Workspace
+    """The workspace (or server URL) of -w: through its server when one serves it."""
+    from pixql.connection import connect
 
-    return Workspace(args.workspace)
+    return connect(args.workspace, api_key=getattr(args, "api_key", None))
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pixql", description="Search images with SQL.")
     p.add_argument("--version", action="version", version=f"pixql {__version__}")
     p.add_argument("-w", "--workspace", default=os.environ.get("PIXQL_WORKSPACE"),
-                   help="workspace folder (default: $PIXQL_WORKSPACE or ./pixql-workspace)")
+                   help="workspace folder, or a server URL http://host:port (default: "
+                        "$PIXQL_WORKSPACE or ./pixql-workspace)")
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("sql", help="run SQL and print the result")
     q.add_argument("query", nargs="?", help="one or more ;-separated statements")
@@ -82,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--all", action="store_true", help="print every statement's result")
     q.add_argument("--show", metavar="PNG", help="write a contact sheet of the result's images")
     q.add_argument("--max-rows", type=int, default=20, help="rows to print (default 20)")
-    sub.add_parser("shell", help="interactive SQL shell (multi-line, history)")
+    sh = sub.add_parser("shell", help="interactive SQL shell (multi-line, history)")
+    for cmd in (q, sh):
+        cmd.add_argument("--api-key", default=None,
+                         help="API key of the server serving the workspace (default: "
+                              "$PIXQL_API_KEY)")
     d = sub.add_parser("demo", help="build, convert and search a small digits table")
     d.add_argument("--dir", help="demo workspace folder (default ./demo-workspace)")
     d.add_argument("--epochs", type=int, default=None, help="SimCLR epochs (default 60)")

@@ -6,7 +6,7 @@ app or settings): state lives on ``app.state`` (``settings``, ``models``, ``imag
 lifespan preloads ``preload_models`` in a background thread, so ``/readiness`` can say 503
 while they load.
 
-Middleware, outermost first: CORS (when ``cors_origins``) → internal-error catch-all →
+Middleware, outermost first: metrics → CORS (when ``cors_origins``) → internal-error catch-all →
 body size cap → API keys (when ``api_keys``) → routes.
 
 Examples:
@@ -35,6 +35,7 @@ from pixql.server.auth import ApiKeyMiddleware, install_log_redaction
 from pixql.server.errors import InternalErrorMiddleware, install_error_handlers
 from pixql.server.inputs import ImageLoader
 from pixql.server.manager import ClipModels
+from pixql.server.metrics import install_metrics
 from pixql.server.middleware import BodyLimitMiddleware
 from pixql.server.settings import ServerSettings
 from pixql.version import __version__
@@ -122,6 +123,7 @@ def create_app(
         if getattr(settings, flag):
             app.include_router(_router(module))
     _add_middleware(app, settings)
+    install_metrics(app)  # GET /metrics; its middleware is the outermost (sees every answer)
     return app
 
 
@@ -155,25 +157,29 @@ def serve(
 
     Args:
         settings: host, port, keys, limits (default: from the environment).
-        workspace_dir: a workspace folder to open (``Workspace(..., confined=True)``:
-            SQL over HTTP reads and writes files inside it, and inside
-            ``settings.allowed_dirs``, only), or None.
+        workspace_dir: a workspace folder to open (confined: SQL over HTTP reads and
+            writes files inside it, and inside ``settings.allowed_dirs``, only), or None.
+            While serving, ``DIR/.pixql/server.json`` tells clients to come here.
     """
-    import uvicorn
+    from pixql.server.served import bind, run
 
     settings = settings if settings is not None else ServerSettings.from_env()
     workspace = None
     if workspace_dir is not None:
-        from pixql.workspace import Workspace
+        from pixql.connection import ensure_not_served, open_workspace, workspace_root
 
+        root = workspace_root(workspace_dir)
+        ensure_not_served(root)  # a second server on the same workspace: say who serves it
         # confined: SQL over HTTP may touch files inside the workspace (and allowed_dirs) only
-        workspace = Workspace(workspace_dir, progress=False, confined=True,
-                                  allowed_dirs=settings.allowed_dirs)
+        workspace = open_workspace(root, progress=False, confined=True,
+                                   allowed_dirs=settings.allowed_dirs)
         report_repairs(workspace)
     install_log_redaction()
     app = create_app(settings, workspace=workspace)
+    sock = bind(settings.host, settings.port)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        run(app, workspace, sock)  # with DIR/.pixql/server.json while serving
     finally:
+        sock.close()
         if workspace is not None:
             workspace.close()

@@ -89,6 +89,8 @@ class EmbeddingService:
         self._model_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._closed = False
+        #: the app's metrics (``pixql.server.metrics.Metrics``), when it has them
+        self.metrics: Any = None
 
     def embed(self, embedder: Embedder, digests: Sequence[str | None], modality: str,
               load: Callable[[list[int]], list[Any]]) -> np.ndarray:
@@ -102,6 +104,8 @@ class EmbeddingService:
                 with the items that are neither cached nor repeats, in the request thread.
         """
         key = model_key(embedder)
+        if self.metrics is not None:
+            self.metrics.embedded(key, modality, len(digests))
         keys: list[CacheKey | None] = [
             (key, modality, d) if d is not None and self.cache.enabled else None
             for d in digests
@@ -153,9 +157,19 @@ class EmbeddingService:
                 lock=self._model_locks.setdefault(key, threading.Lock()),
                 on_start=lambda: _set_torch_threads(self.torch_threads),
                 name=f"pixql-batch-{key.split('@', 1)[0]}-{modality}",
+                on_batch=lambda size: self._observe_batch(key, modality, size),
             )
             self._batchers[(key, modality)] = (embedder, batcher)
             return batcher
+
+    def _observe_batch(self, key: str, modality: str, size: int) -> None:
+        if self.metrics is not None:
+            self.metrics.batch(key, modality, size)
+
+    def batchers(self) -> list[tuple[str, str, MicroBatcher]]:
+        """``(model key, modality, batcher)`` of every running batcher."""
+        with self._lock:
+            return [(k, m, b) for (k, m), (_, b) in self._batchers.items()]
 
     # ------------------------------------------------------------------ lifecycle
     def drop_model(self, model_id: str) -> None:
