@@ -49,8 +49,13 @@ ROUTERS = (
     "pixql.server.routes.clip",
     "pixql.server.routes.ui",
 )
-#: settings property → router module mounted when it is true
-OPTIONAL_ROUTERS = {"sql_enabled": "pixql.server.routes.sql"}
+#: (settings property, router module) pairs: the router is mounted when the property is true
+OPTIONAL_ROUTERS = (
+    ("sql_enabled", "pixql.server.routes.sql"),
+    ("sql_enabled", "pixql.server.routes.thanosql_files"),
+    ("sql_enabled", "pixql.server.routes.thanosql_ws"),
+    ("sql_enabled", "pixql.server.routes.thanosql"),  # last: its /api/v1/* catch-all
+)
 
 DESCRIPTION = """pixql's HTTP API, wire-compatible with Roboflow Inference Server's CLIP
 routes (`inference_sdk.InferenceHTTPClient` works unchanged). Embeddings are raw CLIP
@@ -114,7 +119,7 @@ def create_app(settings: ServerSettings | None = None, *, workspace: Any = None)
     install_error_handlers(app)
     for module in ROUTERS:
         app.include_router(_router(module))
-    for flag, module in OPTIONAL_ROUTERS.items():
+    for flag, module in OPTIONAL_ROUTERS:
         if getattr(settings, flag):
             app.include_router(_router(module))
     _add_middleware(app, settings)
