@@ -87,7 +87,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     else:
         models.mark_preloaded()
     log.info("pixql server settings: %s", app.state.settings.public_dict())
+    from pixql.server.pg.endpoint import start_endpoint
+
+    app.state.pg = start_endpoint(app) if app.state.settings.pg_port is not None else None
     yield
+    if app.state.pg is not None:
+        app.state.pg.stop()
     models.close()
 
 
@@ -113,6 +118,7 @@ def create_app(settings: ServerSettings | None = None, *, workspace: Any = None)
     )
     app.state.settings = settings
     app.state.workspace = workspace
+    app.state.pg = None  # the PostgreSQL endpoint (--pg-port), started by the lifespan
     app.state.server_id = str(uuid.uuid4())
     app.state.models = ClipModels(settings)
     app.state.images = ImageLoader(settings, _workspace_root(workspace))
