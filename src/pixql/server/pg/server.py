@@ -15,6 +15,7 @@ simple and extended query, portals); this module changes what pixql needs differ
 from __future__ import annotations
 
 import hashlib
+import io
 import hmac
 import logging
 import socket
@@ -30,6 +31,7 @@ from buenavista.postgres import (
     ServerResponse,
 )
 
+from pixql.errors import ProgrammingError
 from pixql.server.pg.session import PgResult, PgSession
 
 log = logging.getLogger("pixql.server.pg")
@@ -115,12 +117,26 @@ class PixqlHandler(BuenaVistaHandler):
         self.send_ready_for_query(ctx)
 
     def handle_bind(self, ctx: BVContext, payload: bytes) -> None:
-        super().handle_bind(ctx, payload)
-        portal = bytearray(payload)[: bytearray(payload).index(0)].decode("utf-8")
-        stmt, params, formats = ctx.portals[portal]
+        """Bind: parameters in text format become the Python values their type OIDs say
+        (untyped ones stay text); binary parameters are refused."""
+        buf = BVBuffer(io.BytesIO(payload))
+        portal, stmt = _cstring(buf), _cstring(buf)
+        formats = [buf.read_int16() for _ in range(buf.read_int16())]
+        count = buf.read_int16()
         oids = ctx.stmts[stmt][1]
-        ctx.portals[portal] = (stmt, [_param(v, o) for v, o in zip(params, oids,
-                                                                   strict=False)], formats)
+        params: list[Any] = []
+        for i in range(count):
+            size = buf.read_int32()
+            raw = None if size < 0 else buf.read_bytes(size)
+            fmt = formats[i] if len(formats) > 1 else (formats[0] if formats else 0)
+            if fmt != 0 and raw is not None:
+                raise ProgrammingError(f"parameter ${i + 1} was sent in binary format; pixql "
+                                       f"takes parameters in text format")
+            oid = oids[i] if i < len(oids) else 0
+            params.append(None if raw is None else _param(raw.decode("utf-8"), oid))
+        results = [buf.read_int16() for _ in range(buf.read_int16())]
+        ctx.add_portal(portal, stmt, params, results)
+        self.send_bind_complete()
 
     def handle_describe(self, ctx: BVContext, payload: bytes) -> None:
         if payload[:1] == b"S":  # never run a statement just to describe it
@@ -221,6 +237,13 @@ def _param(value: Any, oid: int) -> Any:
     convert = {16: lambda v: v.lower() in ("t", "true", "1", "on", "yes"),
                20: int, 21: int, 23: int, 26: int, 700: float, 701: float}.get(oid)
     return convert(value) if convert else value
+
+
+def _cstring(buf: BVBuffer) -> str:
+    out = bytearray()
+    while (b := buf.read_byte()) not in (b"\x00", b""):
+        out += b
+    return out.decode("utf-8")
 
 
 def split_statements(text: str) -> list[str]:

@@ -45,7 +45,8 @@ SHOW = {**{k.lower(): v for k, v in PARAMETERS.items()},
         "transaction isolation level": "read committed", "search_path": '"$user", public',
         "transaction_isolation": "read committed", "max_identifier_length": "63"}
 #: temporary macros each connection gets (functions psql's catalog queries call)
-MACROS = ("CREATE OR REPLACE TEMP MACRO pg_get_userbyid(x) AS 'pixql'",)
+MACROS = ("CREATE OR REPLACE TEMP MACRO pg_get_userbyid(x) AS 'pixql'",
+          "CREATE OR REPLACE TEMP MACRO to_regtype(x) AS CAST(NULL AS INTEGER)")
 #: (pattern, replacement) applied to every statement DuckDB runs
 REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"OPERATOR\(pg_catalog\.([~!<>=*]+)\)"), r"\1"),
@@ -165,6 +166,9 @@ INTERCEPTS: tuple[tuple[re.Pattern[str], Callable[[PgSession, re.Match[str]], Pg
     (r"(?:BEGIN|START\s+TRANSACTION)\b.*", _txn("BEGIN", True)),
     (r"(?:COMMIT|END)(?:\s+(?:WORK|TRANSACTION))?", _txn("COMMIT", False)),
     (r"(?:ROLLBACK|ABORT)(?:\s+(?:WORK|TRANSACTION))?", _txn("ROLLBACK", False)),
+    (r"SAVEPOINT\s+.*", lambda s, m: PgResult(tag="SAVEPOINT")),
+    (r"RELEASE\s+.*", lambda s, m: PgResult(tag="RELEASE")),
+    (r"ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\s+.*", lambda s, m: PgResult(tag="ROLLBACK")),
     (r"SET\s+.*", lambda s, m: PgResult(tag="SET")),
     (r"RESET\s+.*", lambda s, m: PgResult(tag="RESET")),
     (r"DISCARD\s+ALL", lambda s, m: PgResult(tag="DISCARD ALL")),

@@ -125,6 +125,7 @@ def _is_duckdb(exc: BaseException) -> bool:
 def _run_statement(ws: Any, query: str) -> tuple[Result, str | None]:
     """Run one statement; rows are saved to ``qm.<name>`` in the same locked step."""
     from pixql.server.routes.sql import _run_closed
+    from pixql.server.pg.session import is_count_only
     from pixql.server.routes.thanosql import save_table
     from pixql.sql import parse_script
 
@@ -134,7 +135,7 @@ def _run_statement(ws: Any, query: str) -> tuple[Result, str | None]:
         raise ProgrammingError("a %%thanosql cell holds exactly one statement")
     with ws.write_lock:
         result = _run_closed(ws, query)
-        if not result.table.num_columns:
+        if not result.table.num_columns or is_count_only(query.strip(), result.table):
             return result, None
         name = f"r_{uuid.uuid4().hex[:16]}"
         save_table(ws, result.table, RESULT_SCHEMA, name, False)
