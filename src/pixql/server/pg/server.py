@@ -15,8 +15,8 @@ simple and extended query, portals); this module changes what pixql needs differ
 from __future__ import annotations
 
 import hashlib
-import io
 import hmac
+import io
 import logging
 import socket
 import socketserver
@@ -84,8 +84,8 @@ class PixqlHandler(BuenaVistaHandler):
         user = ctx.params.get("user", "").encode()
         ok = False
         for key in self.server.keys:
-            inner = hashlib.md5(key + user).hexdigest().encode()  # noqa: S324 - the protocol's
-            expected = b"md5" + hashlib.md5(inner + ctx.salt).hexdigest().encode()  # noqa: S324
+            inner = hashlib.md5(key + user).hexdigest().encode()
+            expected = b"md5" + hashlib.md5(inner + ctx.salt).hexdigest().encode()
             ok |= hmac.compare_digest(given, expected)
         if not ok:
             raise PgFatal(f'password authentication failed for user "{user.decode()}": the '

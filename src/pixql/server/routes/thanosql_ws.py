@@ -124,8 +124,8 @@ def _is_duckdb(exc: BaseException) -> bool:
 
 def _run_statement(ws: Any, query: str) -> tuple[Result, str | None]:
     """Run one statement; rows are saved to ``qm.<name>`` in the same locked step."""
-    from pixql.server.routes.sql import _run_closed
     from pixql.server.pg.session import is_count_only
+    from pixql.server.routes.sql import _run_closed
     from pixql.server.routes.thanosql import save_table
     from pixql.sql import parse_script
 
