@@ -111,7 +111,7 @@ class PixqlHandler(BuenaVistaHandler):
                     self.send_command_complete(f"{tag}\x00")
                 else:
                     self.send_command_complete(f"{result.status()}\x00")
-        except Exception as e:  # the client's statement failed: tell it, stay connected
+        except Exception as e:  # noqa: BLE001 - any failure is the statement's answer
             self.send_error(e, ctx)
         ctx.has_error = False
         self.send_ready_for_query(ctx)
