@@ -117,8 +117,14 @@ class PixqlHandler(BuenaVistaHandler):
         self.send_ready_for_query(ctx)
 
     def handle_bind(self, ctx: BVContext, payload: bytes) -> None:
-        """Bind: parameters in text format become the Python values their type OIDs say
-        (untyped ones stay text); binary parameters are refused."""
+        """Bind: parameters become the Python values their type OIDs say (text format, or
+        binary for numbers, booleans, text and bytea; untyped ones stay text)."""
+        try:
+            self._bind(ctx, payload)
+        except Exception as e:  # noqa: BLE001 - reported; the client resyncs with Sync
+            self.send_error(e, ctx)
+
+    def _bind(self, ctx: BVContext, payload: bytes) -> None:
         buf = BVBuffer(io.BytesIO(payload))
         portal, stmt = _cstring(buf), _cstring(buf)
         formats = [buf.read_int16() for _ in range(buf.read_int16())]
@@ -129,11 +135,13 @@ class PixqlHandler(BuenaVistaHandler):
             size = buf.read_int32()
             raw = None if size < 0 else buf.read_bytes(size)
             fmt = formats[i] if len(formats) > 1 else (formats[0] if formats else 0)
-            if fmt != 0 and raw is not None:
-                raise ProgrammingError(f"parameter ${i + 1} was sent in binary format; pixql "
-                                       f"takes parameters in text format")
             oid = oids[i] if i < len(oids) else 0
-            params.append(None if raw is None else _param(raw.decode("utf-8"), oid))
+            if raw is None:
+                params.append(None)
+            elif fmt == 0:
+                params.append(_param(raw.decode("utf-8"), oid))
+            else:
+                params.append(_binary_param(raw, oid, i + 1))
         results = [buf.read_int16() for _ in range(buf.read_int16())]
         ctx.add_portal(portal, stmt, params, results)
         self.send_bind_complete()
@@ -237,6 +245,25 @@ def _param(value: Any, oid: int) -> Any:
     convert = {16: lambda v: v.lower() in ("t", "true", "1", "on", "yes"),
                20: int, 21: int, 23: int, 26: int, 700: float, 701: float}.get(oid)
     return convert(value) if convert else value
+
+
+#: binary parameter formats pixql reads: type OID → decoder
+_BINARY: dict[int, Any] = {
+    16: lambda b: b != b"\x00", 17: bytes, 20: lambda b: struct.unpack("!q", b)[0],
+    21: lambda b: struct.unpack("!h", b)[0], 23: lambda b: struct.unpack("!i", b)[0],
+    26: lambda b: struct.unpack("!I", b)[0], 700: lambda b: struct.unpack("!f", b)[0],
+    701: lambda b: struct.unpack("!d", b)[0], 25: lambda b: b.decode("utf-8"),
+    1043: lambda b: b.decode("utf-8"), 0: lambda b: b.decode("utf-8"),
+}
+
+
+def _binary_param(raw: bytes, oid: int, number: int) -> Any:
+    decode = _BINARY.get(oid)
+    if decode is None:
+        raise ProgrammingError(f"parameter ${number} (type OID {oid}) was sent in binary "
+                               f"format, which pixql reads for numbers, booleans, text and "
+                               f"bytea only; send it in text format")
+    return decode(raw)
 
 
 def _cstring(buf: BVBuffer) -> str:
