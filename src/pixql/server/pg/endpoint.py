@@ -50,9 +50,9 @@ class PgEndpoint:
         path = self.socket_dir / SOCKET_NAME
         path.unlink(missing_ok=True)  # a dead server's socket
         self.unix = PgUnixServer(str(path), conn, secrets)
-        self._threads = [threading.Thread(target=s.serve_forever, name=f"pixql-pg-{i}",
-                                          daemon=True)
-                         for i, s in enumerate((self.tcp, self.unix))]
+        self._threads = [
+            threading.Thread(target=self.tcp.serve_forever, name="pixql-pg-tcp", daemon=True),
+            threading.Thread(target=self.unix.serve_forever, name="pixql-pg-unix", daemon=True)]
         for t in self._threads:
             t.start()
         log.warning("PostgreSQL endpoint: psql -h %s -p %d -U pixql -d pixql (Unix socket "

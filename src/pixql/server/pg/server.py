@@ -21,6 +21,7 @@ import logging
 import socket
 import socketserver
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from buenavista.postgres import (
@@ -238,12 +239,17 @@ def _response(kind: bytes, severity: str, code: str, message: str) -> bytes:
     return kind + struct.pack("!i", len(body) + 4) + body
 
 
+#: text parameter formats pixql converts: type OID → parser (others stay text)
+_TEXT: dict[int, Callable[[str], Any]] = {
+    16: lambda v: v.lower() in ("t", "true", "1", "on", "yes"),
+    20: int, 21: int, 23: int, 26: int, 700: float, 701: float}
+
+
 def _param(value: Any, oid: int) -> Any:
     """A text-format parameter as the Python value its type OID says."""
     if not isinstance(value, str):
         return value
-    convert = {16: lambda v: v.lower() in ("t", "true", "1", "on", "yes"),
-               20: int, 21: int, 23: int, 26: int, 700: float, 701: float}.get(oid)
+    convert = _TEXT.get(oid)
     return convert(value) if convert else value
 
 
@@ -292,7 +298,9 @@ class PgServer(BuenaVistaServer):
 
     def __init__(self, address: tuple[str, int], conn: Any, keys: list[bytes]) -> None:
         socketserver.ThreadingTCPServer.__init__(self, address, PixqlHandler)
-        self.conn, self.rewriter, self.extensions, self.ctxts = conn, None, {}, {}
+        self.conn, self.rewriter = conn, None
+        self.extensions: dict[str, Any] = {}
+        self.ctxts: dict[int, Any] = {}
         self.keys = keys
         self.auth = None
 
@@ -311,7 +319,9 @@ class PgUnixServer(socketserver.ThreadingUnixStreamServer):
 
     def __init__(self, path: str, conn: Any, keys: list[bytes]) -> None:
         super().__init__(path, PixqlHandler)
-        self.conn, self.rewriter, self.extensions, self.ctxts = conn, None, {}, {}
+        self.conn, self.rewriter = conn, None
+        self.extensions: dict[str, Any] = {}
+        self.ctxts: dict[int, Any] = {}
         self.keys = keys
         self.auth = None
 

@@ -260,7 +260,7 @@ def _table(ws: Workspace, name: str, schema: str | None, verbose: bool = True) -
     if not table_exists(ws, db, _ident(name, "table")):
         raise NotFoundError(f"table {api_schema(db)}.{name} does not exist")
     cols = _columns(ws, db, name) if verbose else None
-    return Table(name=name, table_schema=api_schema(db), columns=cols)
+    return Table(name=name, schema=api_schema(db), columns=cols)
 
 
 @router.get("/api/v1/table/", response_model=TableList, response_model_by_alias=True)
@@ -273,7 +273,7 @@ async def list_tables(request: Request, schema: str | None = None, verbose: bool
     def work() -> TableList:
         names = _list_tables(ws, schema)
         page = names[offset:offset + limit]
-        tables = [Table(name=n, table_schema=api_schema(s),
+        tables = [Table(name=n, schema=api_schema(s),
                         columns=_columns(ws, s, n) if verbose else None) for s, n in page]
         return TableList(tables=tables, total=len(names))
 
