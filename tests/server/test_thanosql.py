@@ -110,25 +110,6 @@ def test_query_logs(client, converted):
     assert logs["query_logs"][0].state == "SUCCESS"
 
 
-def test_uploaded_file_can_be_searched(client, served, converted, tmp_path):
-    local = tmp_path / "query.png"
-    local.write_bytes((served.ws.root / "photos" / "p4.png").read_bytes())
-    content = client.file.create(path="uploads", file=str(local))
-    assert content.content_info.path == "uploads/query.png"
-    log = client.query.execute(SEARCH.replace("photos/p2.png", "uploads/query.png"))
-    assert log.records.data[0]["image_path"] == "photos/p4.png"
-    listed = client.file.get("uploads").content_info.content
-    assert [c["name"] for c in listed] == ["query.png"]
-    client.file.delete("uploads/query.png")
-    assert not (served.ws.root / "uploads" / "query.png").exists()
-
-
-@pytest.mark.parametrize("path", ["pixql.duckdb", "models", "../outside"])
-def test_file_api_protects_pixql_and_the_outside(client, path):
-    with pytest.raises((sdk_errors.ThanoSQLPermissionError, sdk_errors.ThanoSQLNotFoundError)):
-        client.file.delete(path)
-
-
 def test_docs_page_runs(served, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "query.png").write_bytes((served.ws.root / "photos" / "p1.png").read_bytes())

@@ -58,6 +58,7 @@ def test_psql_lists_tables_and_reports_errors(served):
     out = psql(served, "-c", r"\dt")
     assert out.returncode == 0, out.stderr
     assert "|photos|table|" in out.stdout
+    assert "pixql_catalog" not in out.stdout  # pixql's bookkeeping is not listed
     bad = psql(served, "-c", "SELEC 1")
     assert bad.returncode != 0
     assert "SELEC" in bad.stderr

@@ -78,4 +78,8 @@ def start_endpoint(app: Any) -> PgEndpoint | None:
                   "not started")
         return None
     keys = [k.get_secret_value() for k in settings.api_keys]
+    if not keys and settings.pg_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("the PostgreSQL endpoint listens on %s without API keys: anyone who "
+                    "reaches it can run SQL (start the server with --api-key)",
+                    settings.pg_host)
     return PgEndpoint(ws, settings.pg_host, settings.pg_port, keys)

@@ -53,6 +53,9 @@ REWRITES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\s+COLLATE\s+pg_catalog\.default", re.I), ""),
     (re.compile(r"pg_catalog\.pg_get_userbyid", re.I), "pg_get_userbyid"),
     (re.compile(r"::\s*(?:pg_catalog\.)?(?:regclass|regtype|regproc|oid)\b", re.I), ""),
+    # psql's \dt: pixql's bookkeeping schema is not the user's
+    (re.compile(r"n\.nspname <> 'information_schema'"),
+     "n.nspname NOT IN ('information_schema', 'pixql_catalog')"),
 )
 
 
