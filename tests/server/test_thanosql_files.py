@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from tests.server.served import Served
 
 pytest.importorskip("thanosql")
-from thanosql import ThanoSQL  # noqa: E402
-from thanosql import _error as sdk_errors  # noqa: E402
+from thanosql import ThanoSQL
+from thanosql import _error as sdk_errors
 
 
 @pytest.fixture(scope="module")
