@@ -105,6 +105,13 @@ def test_result_frame_names_the_unix_socket(served):
     served.ws.sql(data["extra_query_string"])
 
 
+def test_one_statement_per_cell(served):
+    url = served.base.replace("http", "ws") + f"/ws/v1/query?api_token={KEY}"
+    frames = _frames(url, "SELECT 1; SELECT 2")  # the magic refuses this itself, too
+    assert frames[-1]["output_type"] == "ERROR"
+    assert "exactly one statement" in frames[-1]["output_message"]
+
+
 def test_wrong_token_is_an_error_frame(served):
     url = served.base.replace("http", "ws") + "/ws/v1/query?api_token=wrong"
     frames = _frames(url, "SELECT 1")

@@ -75,3 +75,9 @@ def test_catalog_queries_psql_sends(session):
         "SELECT c.relname, pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c "
         "WHERE c.relname OPERATOR(pg_catalog.~) '^(t)$' COLLATE pg_catalog.default")
     assert rows(result) == [["t", "pixql"]]
+
+
+def test_describe_is_the_way_to_see_columns(session):
+    result = session.execute_sql("DESCRIBE t")
+    assert result.has_results()
+    assert rows(result)[0][:2] == ["i", "BIGINT"]

@@ -216,10 +216,10 @@ class PixqlHandler(BuenaVistaHandler):
         return count
 
     def send_notices(self, session: PgSession) -> None:
-        for message in getattr(session, "notices", [])[:]:
+        for message in session.notices:
             self.wfile.write(_response(ServerResponse.NOTICE_RESPONSE, "NOTICE", "00000",
                                        message))
-        getattr(session, "notices", []).clear()
+        session.notices.clear()
 
     def send_error(self, exception: Any, ctx: BVContext | None = None) -> None:
         fatal = isinstance(exception, PgFatal)

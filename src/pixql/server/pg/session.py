@@ -18,7 +18,6 @@ rewrites in :data:`REWRITES` (psql's ``\\dt`` and ``\\d``).
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +66,6 @@ class PgResult(QueryResult):
         self.table = table if table is not None and table.num_columns else None
         self.tag = tag
         self._rows: Iterator[list[str | None]] | None = None
-        self.sent = 0
 
     def has_results(self) -> bool:
         return self.table is not None
@@ -235,6 +233,7 @@ class PgSession(Session):
         self.ws = ws
         self.in_txn = False
         self.cursors: dict[str, PgResult] = {}
+        self.notices: list[str] = []  # pixql's messages, sent as NoticeResponse
         self._ready = False
 
     def cursor(self) -> Any:
@@ -271,11 +270,8 @@ class PgSession(Session):
         rows = None if is_count_only(sql, result.table) else result.table
         return PgResult(rows, _tag(sql, result))
 
-    notices: list[str]
-
     def _prepare(self) -> None:
         if not self._ready:
-            self.notices = []
             cur = self.ws.cursor()
             for macro in MACROS:
                 cur.execute(macro)
@@ -313,7 +309,3 @@ class PgConnection(Connection):
 
     def parameters(self) -> dict[str, str]:
         return dict(PARAMETERS)
-
-
-def new_cursor_name() -> str:
-    return f"pixql_{uuid.uuid4().hex[:12]}"
