@@ -6,6 +6,7 @@ import base64
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.server.served import BUILD, CONVERT, COPY, KEY, SEARCH, doc_blocks, served_workspace
@@ -83,8 +84,13 @@ def test_errors_carry_pixql_messages(client, served):
     lambda c: c.schema.list(),
     lambda c: c.view.list(),
     lambda c: c.table.create("t", table=TableObject()),
+    lambda c: c.table.update("photos", table=TableObject()),
+    lambda c: c.table.upload("t", df=pd.DataFrame({"a": [1]})),
+    lambda c: c.table.get("photos").insert([{"filename": "x"}]),
+    lambda c: c.table.get("photos").get_records_as_csv(),
+    lambda c: c.table.template.list(),
 ])
-def test_features_pixql_does_not_offer_are_named(client, call):
+def test_features_pixql_does_not_offer_are_named(client, converted, call):
     with pytest.raises(sdk_errors.ThanoSQLNotFoundError, match="not offer"):
         call(client)
 
