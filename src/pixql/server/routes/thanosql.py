@@ -20,9 +20,8 @@ from __future__ import annotations
 import collections
 import re
 import threading
-import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Query, Request
@@ -199,20 +198,18 @@ async def execute_query(
     ws = workspace_of(request)
     query = _refuse_templates(body)
     dest = (db_schema(schema), _ident(table_name, "table")) if table_name else None
-    started = datetime.now(UTC)
+    started = datetime.now(timezone.utc)
     log = QueryLog(query_id=uuid.uuid4().hex, statement_type=statement_type(query),
                    start_time=started, query=query, state="RUNNING", created_at=started)
-    t0 = time.perf_counter()
     try:
         result = await run_in_threadpool(run_to_table, ws, query, dest, overwrite)
     except Exception as exc:
         query_logs(request.app).add(log.model_copy(update={
-            "state": "FAILED", "error_result": str(exc), "end_time": datetime.now(UTC)}))
+            "state": "FAILED", "error_result": str(exc), "end_time": datetime.now(timezone.utc)}))
         raise
     table = result.table
     done = log.model_copy(update={
-        "state": "SUCCESS", "end_time": started.fromtimestamp(
-            started.timestamp() + time.perf_counter() - t0, UTC),
+        "state": "SUCCESS", "end_time": datetime.now(timezone.utc),
         "records": Records(data=records(table, max_results), total=table.num_rows),
         "total_records": table.num_rows,
         "destination_table_name": dest[1] if dest else None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -59,13 +59,13 @@ def info(root: Path, path: Path, *, listing: bool = False) -> ContentInfo:
     if listing and is_dir:
         content = [info(root, p).model_dump(mode="json")
                    for p in sorted(path.iterdir()) if not p.name.startswith(".")]
-    stamp = datetime.fromtimestamp(st.st_mtime, UTC)
+    stamp = datetime.fromtimestamp(st.st_mtime, timezone.utc)
     rel = path.relative_to(root).as_posix()
     return ContentInfo(
         name=path.name if path != root else "", path="" if rel == "." else rel,
         type="directory" if is_dir else "file", format="json" if listing and is_dir else None,
         size=None if is_dir else st.st_size, writable=os.access(path, os.W_OK),
-        content=content, created_at=datetime.fromtimestamp(st.st_ctime, UTC),
+        content=content, created_at=datetime.fromtimestamp(st.st_ctime, timezone.utc),
         updated_at=stamp)
 
 
