@@ -140,3 +140,19 @@ def test_docs_page_runs(served, tmp_path):
                                  cwd=tmp_path)
             assert out.returncode == 0, out.stderr
             assert "photos/p2.png|1" in out.stdout.replace(" ", "")
+
+
+def test_concurrent_connections_share_the_workspace(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with psycopg.connect(dsn(served), autocommit=True) as conn:
+        conn.execute("CREATE OR REPLACE TABLE hits (n INTEGER)")
+
+    def work(n: int) -> tuple[int, ...]:
+        with psycopg.connect(dsn(served), autocommit=True) as conn:
+            conn.execute("INSERT INTO hits VALUES (%s)", [n])
+            return conn.execute("SELECT count(*) FROM photos").fetchone()
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(work, range(8))) == [(6,)] * 8
+    assert served.ws.sql("SELECT sum(n) FROM hits").fetchone() == (28,)
