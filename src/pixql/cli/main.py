@@ -56,7 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pixql.server.app import serve
     from pixql.server.settings import ServerSettings
 
-    overrides = {"host": args.host, "port": args.port}
+    overrides = {"host": args.host, "port": args.port, "pg_port": args.pg_port,
+                 "pg_host": args.pg_host}
     if args.api_key:
         overrides["api_keys"] = args.api_key
     if args.enable_sql:
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=None, help="default: $PIXQL_PORT or 9001")
     s.add_argument("--api-key", action="append", help="require this API key (repeatable)")
     s.add_argument("--enable-sql", action="store_true", help="enable POST /sql")
+    s.add_argument("--pg-port", type=int, default=None,
+                   help="also serve the workspace over the PostgreSQL protocol on this port")
+    s.add_argument("--pg-host", default=None, help="PostgreSQL interface (default 127.0.0.1)")
     return p
 
 

@@ -50,8 +50,13 @@ ROUTERS = (
     "pixql.server.routes.clip",
     "pixql.server.routes.ui",
 )
-#: settings property → router module mounted when it is true
-OPTIONAL_ROUTERS = {"sql_enabled": "pixql.server.routes.sql"}
+#: (settings property, router module) pairs: the router is mounted when the property is true
+OPTIONAL_ROUTERS = (
+    ("sql_enabled", "pixql.server.routes.sql"),
+    ("sql_enabled", "pixql.server.routes.thanosql_files"),
+    ("sql_enabled", "pixql.server.routes.thanosql_ws"),
+    ("sql_enabled", "pixql.server.routes.thanosql"),  # last: its /api/v1/* catch-all
+)
 
 DESCRIPTION = """pixql's HTTP API, wire-compatible with Roboflow Inference Server's CLIP
 routes (`inference_sdk.InferenceHTTPClient` works unchanged). Embeddings are raw CLIP
@@ -83,7 +88,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     else:
         models.mark_preloaded()
     log.info("pixql server settings: %s", app.state.settings.public_dict())
+    from pixql.server.pg.endpoint import start_endpoint
+
+    app.state.pg = start_endpoint(app) if app.state.settings.pg_port is not None else None
     yield
+    if app.state.pg is not None:
+        app.state.pg.stop()
     models.close()
 
 
@@ -113,13 +123,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.workspace = workspace
+    app.state.pg = None  # the PostgreSQL endpoint (--pg-port), started by the lifespan
     app.state.server_id = str(uuid.uuid4())
     app.state.models = ClipModels(settings)
     app.state.images = ImageLoader(settings, _workspace_root(workspace))
     install_error_handlers(app)
     for module in ROUTERS:
         app.include_router(_router(module))
-    for flag, module in OPTIONAL_ROUTERS.items():
+    for flag, module in OPTIONAL_ROUTERS:
         if getattr(settings, flag):
             app.include_router(_router(module))
     _add_middleware(app, settings)

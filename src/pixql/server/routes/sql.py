@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +26,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pixql.errors import InputError, NotFoundError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pixql.execution.result import Result
-    from pixql.workspace import Workspace
+from pixql.server.statements import run_closed
 
 router = APIRouter(tags=["sql"])
 
@@ -87,7 +84,7 @@ async def run_sql(body: SqlRequest, request: Request) -> StreamingResponse:
         raise InputError(f"results='all' needs 'Accept: {ARROW_STREAM}' (JSON carries the "
                          f"last result only)", field="results", status=406)
     started = time.perf_counter()
-    results = await run_in_threadpool(_run_closed, ws, body.query)
+    results = await run_in_threadpool(run_closed, ws, body.query)
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.count_statements(r.statement for r in results)
@@ -126,29 +123,6 @@ class _Sink(io.RawIOBase):
     def take(self) -> bytes:
         out, self.parts = b"".join(self.parts), []
         return out
-
-
-def _run_closed(ws: Workspace, query: str) -> list[Result]:
-    """Run the script on this thread's cursor (one Result per statement, at least one); a
-    transaction it leaves open (BEGIN without COMMIT) is rolled back, since the next request
-    on this thread is someone else's."""
-    from pixql.execution.context import in_open_transaction
-    from pixql.execution.result import Result
-
-    cur = ws.cursor()
-    try:
-        results = ws.execute(query) or [Result(message="no statement")]
-    finally:
-        if in_open_transaction(cur):
-            cur.rollback()
-            left_open = True
-        else:
-            left_open = False
-    if left_open:
-        note = "the script left a transaction open; it was rolled back (end it with COMMIT)"
-        last = results[-1]
-        last.message = f"{last.message}; {note}" if last.message else note
-    return results
 
 
 def _arrow_results(results: list[Any], max_rows: int | None) -> Iterator[bytes]:
