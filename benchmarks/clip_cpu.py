@@ -47,7 +47,8 @@ from common import machine, write_section
 
 from pixql.models.clip.backends import attach_backend
 from pixql.models.clip.calibration import CAPTIONS, photo_like_images
-from pixql.models.clip.embedder import ClipEmbedder, _encode_text_trimmed
+from pixql.models.clip.embedder import ClipEmbedder
+from pixql.models.clip.text import encode_text_trimmed
 
 Fn = Callable[[Any], Any]
 BACKENDS = ("onnx", "onnx-int8", "openvino")
@@ -116,7 +117,7 @@ def compiled(base: ClipEmbedder) -> tuple[Fn, Fn]:
     """torch.compile of both towers (dynamic shapes: any batch, any text length)."""
     model = base.model
     image = torch.compile(model.encode_image, dynamic=True)
-    text = torch.compile(lambda tokens: _encode_text_trimmed(model, tokens), dynamic=True)
+    text = torch.compile(lambda tokens: encode_text_trimmed(model, tokens), dynamic=True)
 
     def run_image(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

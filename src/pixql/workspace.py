@@ -12,8 +12,11 @@ import duckdb
 from pixql.catalog.artifacts import ArtifactStore, read_config, repair
 from pixql.catalog.store import Catalog, ModelRecord, ensure_schema
 from pixql.errors import AccessError, ModelError, ProgrammingError
+from pixql.execution.engine import execute_statement
 from pixql.execution.result import Result
+from pixql.execution.vectors import VectorCache
 from pixql.models.registry import get_kind
+from pixql.sql import parse_script
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -58,8 +61,7 @@ class Workspace:
         self._embedders: dict[str, tuple[int, Embedder]] = {}
         self._embedder_lock = threading.Lock()
         self.artifacts = ArtifactStore(self.root / "models")
-        from pixql.execution.vectors import VectorCache  # SEARCH's cache of embedding columns
-
+        # SEARCH's cache of embedding columns
         self._vector_cache = VectorCache(self.root / DB_FILE, index_root=self.root / "indexes")
         if not read_only:
             ensure_schema(self._con)
@@ -105,9 +107,6 @@ class Workspace:
     def execute(self, script: str) -> list[Result]:
         """Parse the whole script (a syntax error anywhere runs nothing), then run each
         statement in order; returns one Result per statement."""
-        from pixql.execution.engine import execute_statement
-        from pixql.sql import parse_script
-
         return [execute_statement(self, node) for node in parse_script(script)]
 
     def sql(self, script: str) -> Result:

@@ -14,16 +14,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pixql import __version__
 from pixql.errors import DiskFullError, Error
+from pixql.version import __version__
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _workspace(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from pixql.workspace import Workspace
+    """The workspace (or server URL) of -w: through its server when one serves it."""
+    from pixql.connection import connect
 
-    return Workspace(args.workspace)
+    return connect(args.workspace, api_key=getattr(args, "api_key", None))
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -61,7 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pixql.server.app import serve
     from pixql.server.settings import ServerSettings
 
-    overrides = {"host": args.host, "port": args.port}
+    overrides = {"host": args.host, "port": args.port, "pg_port": args.pg_port,
+                 "pg_host": args.pg_host}
     if args.api_key:
         overrides["api_keys"] = args.api_key
     if args.enable_sql:
@@ -78,7 +80,8 @@ COMMANDS: dict[str, Handler] = {
 }
 
 
-WORKSPACE_HELP = "workspace folder (default: $PIXQL_WORKSPACE or ./pixql-workspace)"
+WORKSPACE_HELP = ("workspace folder, or a server URL http://host:port (default: "
+                  "$PIXQL_WORKSPACE or ./pixql-workspace)")
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -105,7 +108,12 @@ def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     q.add_argument("--all", action="store_true", help="print every statement's result")
     q.add_argument("--show", metavar="PNG", help="write a contact sheet of the result's images")
     q.add_argument("--max-rows", type=int, default=20, help="rows to print (default 20)")
-    sub.add_parser("shell", parents=parents, help="interactive SQL shell (multi-line, history)")
+    sh = sub.add_parser("shell", parents=parents,
+                        help="interactive SQL shell (multi-line, history)")
+    for cmd in (q, sh):
+        cmd.add_argument("--api-key", default=None,
+                         help="API key of the server serving the workspace (default: "
+                              "$PIXQL_API_KEY)")
     d = sub.add_parser("demo", parents=parents,
                        help="build, convert and search a small digits table")
     d.add_argument("--dir", help="demo workspace folder (default ./demo-workspace)")
@@ -121,6 +129,9 @@ def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     s.add_argument("--allow-dir", action="append", metavar="DIR",
                    help="a folder outside the workspace that SQL over HTTP and file images may "
                         "use too (repeatable; replaces $PIXQL_ALLOWED_DIRS)")
+    s.add_argument("--pg-port", type=int, default=None,
+                   help="also serve the workspace over the PostgreSQL protocol on this port")
+    s.add_argument("--pg-host", default=None, help="PostgreSQL interface (default 127.0.0.1)")
 
 
 def _target(args: argparse.Namespace) -> Path:

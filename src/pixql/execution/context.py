@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from pixql.execution.result import Result
+    from pixql.execution.workspace_api import WorkspaceAPI
     from pixql.sql.nodes import Query, Statement
-    from pixql.workspace import Workspace
 
 _names = itertools.count()
 
@@ -61,7 +61,7 @@ class ExecContext:
     """Per-statement state. Nested AI subqueries are materialised as Arrow tables registered
     on this cursor under unique names, and unregistered when the statement ends."""
 
-    ws: Workspace
+    ws: WorkspaceAPI
     cur: duckdb.DuckDBPyConnection
     run: Callable[[ExecContext, Statement], Result]
     registered: list[str] = field(default_factory=list)

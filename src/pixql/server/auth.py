@@ -27,7 +27,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pixql.server.errors import json_error
+from pixql.server.errors import json_error, thanosql_shaped
 
 #: routes open without a key (health checks, docs and the docs pages' own files)
 PUBLIC_PATHS = frozenset(
@@ -108,7 +108,9 @@ class ApiKeyMiddleware:
             receive = _replay(body, receive)
             candidate = _body_key(body)
         if not key_matches(candidate, self.digests):
-            response = json_error(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+            response = thanosql_shaped(
+                json_error(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}),
+                scope["path"])
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

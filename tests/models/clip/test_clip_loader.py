@@ -238,3 +238,13 @@ def test_a_reachable_host_goes_on_to_open_clips_download(online, monkeypatch):
         with pytest.raises(WeightsNotFoundError, match="the download failed"):
             load_clip("ViT-B-32")
     assert len(online) == 1  # the probe passed: open_clip was asked (and failed here)
+
+
+def test_evict_forgets_one_version_only(tiny_clip_dir):
+    from pixql.models.clip.loader import evict
+
+    a = load_clip("ViT-B-32", path=tiny_clip_dir)
+    b = load_clip("RN50", path=tiny_clip_dir)  # with path, the version is only a label
+    evict("ViT-B-32")
+    assert load_clip("ViT-B-32", path=tiny_clip_dir) is not a
+    assert load_clip("RN50", path=tiny_clip_dir) is b

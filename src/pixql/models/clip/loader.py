@@ -132,6 +132,14 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
+def evict(version_id: str) -> None:
+    """Forget the loaded models of ``version_id`` (every weights folder, device, backend);
+    whoever still holds one keeps it."""
+    with _CACHE_LOCK:
+        for key in [k for k in _CACHE if k[0] == version_id]:
+            del _CACHE[key]
+
+
 def offline() -> bool:
     """Whether downloads are forbidden (``PIXQL_OFFLINE`` / ``HF_HUB_OFFLINE``)."""
     return any(
@@ -239,7 +247,7 @@ def _build(
     dim = int(config.get("embed_dim") or variant.dim)
     log.info("loaded CLIP %s from %s", variant.version_id, where)
     return ClipEmbedder(model, preprocess, tokenizer, version_id=variant.version_id, dim=dim,
-                        source=where, video_frames=video_frames)
+                        source=where, video_frames=video_frames, weights_folder=source.folder)
 
 
 def download_host_unreachable(timeout_s: float | None = None) -> str | None:
