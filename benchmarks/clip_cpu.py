@@ -47,11 +47,22 @@ from common import machine, write_section
 
 from pixql.models.clip.backends import attach_backend
 from pixql.models.clip.calibration import CAPTIONS, photo_like_images
-from pixql.models.clip.embedder import ClipEmbedder, _encode_text_trimmed
+from pixql.models.clip.embedder import ClipEmbedder
+from pixql.models.clip.text import encode_text_trimmed
 
 Fn = Callable[[Any], Any]
 BACKENDS = ("onnx", "onnx-int8", "openvino")
-TEXTS = [*list(CAPTIONS[:-1]), "a dog", "sunset over the mountains with a lake in the foreground", "a screenshot of a spreadsheet", "portrait of a smiling woman wearing glasses", "a red car parked in front of a brick house", "people", "aerial view of a city at night", "a bowl of ramen with an egg, chopsticks and green onions on a dark table"]
+TEXTS = [
+    *list(CAPTIONS[:-1]),
+    "a dog",
+    "sunset over the mountains with a lake in the foreground",
+    "a screenshot of a spreadsheet",
+    "portrait of a smiling woman wearing glasses",
+    "a red car parked in front of a brick house",
+    "people",
+    "aerial view of a city at night",
+    "a bowl of ramen with an egg, chopsticks and green onions on a dark table",
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -106,7 +117,7 @@ def compiled(base: ClipEmbedder) -> tuple[Fn, Fn]:
     """torch.compile of both towers (dynamic shapes: any batch, any text length)."""
     model = base.model
     image = torch.compile(model.encode_image, dynamic=True)
-    text = torch.compile(lambda tokens: _encode_text_trimmed(model, tokens), dynamic=True)
+    text = torch.compile(lambda tokens: encode_text_trimmed(model, tokens), dynamic=True)
 
     def run_image(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

@@ -103,7 +103,11 @@ def ensure_model(kind: str, root: Path) -> Path:
 
 def make_texts(n: int, seed: int = 0) -> list[str]:
     """Distinct captions of 4-20 words."""
-    words = ["a", "photo", "of", "the", "small", "large", "red", "blue", "green", "dog", "cat", "car", "tree", "house", "on", "in", "with", "under", "near", "sunny", "rainy", "street", "beach", "mountain", "river", "old", "new", "happy"]
+    words = [
+        "a", "photo", "of", "the", "small", "large", "red", "blue", "green", "dog", "cat", "car",
+        "tree", "house", "on", "in", "with", "under", "near", "sunny", "rainy", "street", "beach",
+        "mountain", "river", "old", "new", "happy",
+    ]
     rng = np.random.default_rng(seed)
     return [" ".join(rng.choice(words, rng.integers(4, 21))) + f" #{i}" for i in range(n)]
 

@@ -309,9 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         bases = (args.url.rstrip("/"), (args.secured_url or args.url).rstrip("/"))
         tally = run_all(bases, **counts)
     else:
-        with tempfile.TemporaryDirectory(prefix="pixql-fuzz-server-") as tmp:
-            with local_servers(Path(tmp)) as bases:
-                tally = run_all(bases, **counts)
+        with (tempfile.TemporaryDirectory(prefix="pixql-fuzz-server-") as tmp,
+              local_servers(Path(tmp)) as bases):
+            tally = run_all(bases, **counts)
     seconds = tally.sent.pop("seconds")
     for line in tally.server_errors[:10] + tally.broken_bodies[:5]:
         print(line, file=sys.stderr)

@@ -366,9 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.url:
         result = run(args.url.rstrip("/"), args.pid, **counts)
     else:
-        with tempfile.TemporaryDirectory(prefix="pixql-load-") as tmp:
-            with local_server(Path(tmp)) as (base, pid):
-                result = run(base, pid, **counts)
+        with (tempfile.TemporaryDirectory(prefix="pixql-load-") as tmp,
+              local_server(Path(tmp)) as (base, pid)):
+            result = run(base, pid, **counts)
     print(summary(result))
     Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"  figures written to {args.out}")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
+from pathlib import Path as _Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,6 +21,33 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PIXQL_CLIP_BACKEND", "torch")
 
 SHAPES = ("circle", "square", "cross", "triangle")
+REPO = _Path(__file__).resolve().parent.parent
+
+
+def _untracked_files() -> set[str] | None:
+    """Files in the checkout that git does not track nor ignore (None: not a git checkout),
+    but for hidden top-level folders (tool caches: ``.mypy_cache``, ... written by whatever
+    else runs meanwhile)."""
+    git = shutil.which("git")
+    if git is None or not (REPO / ".git").exists():
+        return None
+    done = subprocess.run([git, "-C", str(REPO), "ls-files", "--others", "--exclude-standard"],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return None
+    return {p for p in done.stdout.splitlines() if not p.startswith(".")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tests_write_only_under_tmp() -> Iterator[None]:
+    """Tests write under tmp paths only: a file a test session leaves in the checkout (like
+    the ``src.parquet`` that a relative path once leaked) fails the run, named."""
+    before = _untracked_files()
+    yield
+    after = _untracked_files()
+    if before is not None and after is not None:
+        leaked = sorted(after - before)
+        assert not leaked, f"the tests left files in the checkout {REPO}: {leaked}"
 
 
 def draw_shape(shape: str, *, size: int = 28, seed: int = 0) -> object:

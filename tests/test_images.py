@@ -20,10 +20,12 @@ def test_results_come_in_order_chunk_by_chunk(workers: int, n: int, chunk: int) 
 
 def test_work_is_shared_by_the_threads_in_slices() -> None:
     seen: set[str] = set()
+    both_slices_running = threading.Barrier(2, timeout=30)  # no timing luck: a rendezvous
 
     def slow(x: int) -> int:
         seen.add(threading.current_thread().name)
-        threading.Event().wait(0.001)
+        if x in (0, 10):  # the first item of each slice of the first chunk
+            both_slices_running.wait()
         return x
 
     out = [y for c in map_ordered(slow, list(range(40)), workers=2, chunk=20) for y in c]

@@ -4,9 +4,10 @@
 
 Examples:
     >>> import pixql
-    >>> db = pixql.connect("my-workspace")          # doctest: +SKIP
-    >>> db.sql("SELECT 42 AS answer").fetchall()    # doctest: +SKIP
+    >>> db = pixql.connect("my-workspace")
+    >>> db.sql("SELECT 42 AS answer").fetchall()
     [(42,)]
+    >>> db.close()
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from pixql.errors import (
     ParseError,
     ProgrammingError,
 )
-
-__version__ = "0.1.0"
+from pixql.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
+    import os
+
     from pixql.client.http import Client
+    from pixql.client.remote import RemoteWorkspace
     from pixql.workspace import Workspace
 
 __all__ = [
@@ -44,14 +47,16 @@ __all__ = [
 ]
 
 
-def connect(path: str | None = None, **kwargs: Any) -> Workspace:
-    """Open (creating if missing) the workspace folder ``path``.
+def connect(path: str | os.PathLike[str] | None = None,
+            **kwargs: Any) -> Workspace | RemoteWorkspace:
+    """Open (creating if missing) the workspace folder ``path`` — through its server when
+    ``pixql serve`` serves it — or a server URL; see :func:`pixql.connection.connect`.
 
     ``path`` defaults to ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``.
     """
-    from pixql.workspace import Workspace
+    from pixql.connection import connect as _connect
 
-    return Workspace(path, **kwargs)
+    return _connect(path, **kwargs)
 
 
 def __getattr__(name: str) -> Any:

@@ -70,8 +70,10 @@ def make_contact_sheet(paths: Sequence[Path | str], captions: Sequence[str], out
             ``columns`` is below 1.
 
     Examples:
-        >>> make_contact_sheet(["q.png", "a.png"], ["query", "#1 0.97"],
-        ...                    "sheet.png")  # doctest: +SKIP
+        >>> from PIL import Image
+        >>> for name in ("q.png", "a.png"):
+        ...     Image.new("RGB", (32, 32), "teal").save(name)
+        >>> make_contact_sheet(["q.png", "a.png"], ["query", "#1 0.97"], "sheet.png")
         PosixPath('sheet.png')
     """
     from PIL import Image, ImageDraw

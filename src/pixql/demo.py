@@ -137,14 +137,14 @@ def run_demo(workdir: Path, *, max_epochs: int = 60, time_budget: float = 90.0,
         ``{"workdir", "images", "build", "query", "matches", "precision_at_10",
         "contact_sheet", "seconds"}``.
     """
-    import pixql
+    from pixql.workspace import Workspace
 
     started = time.perf_counter()
     workdir = Path(workdir).expanduser().resolve()
     images = write_digits(workdir / "digits", limit=limit)
     _say(show, f"wrote {images} digits (scikit-learn's 8x8, as {DIGIT_SIZE}x{DIGIT_SIZE} PNGs) "
                f"to {workdir / 'digits'}", f"training SimCLR for up to {time_budget:.0f} s ...")
-    with pixql.connect(workdir, progress=show) as db:
+    with Workspace(workdir, progress=show) as db:
         build = _build(db, max_epochs=max_epochs, time_budget=time_budget, seed=seed)
         query = db.sql(f"SELECT image_path FROM digits WHERE label = {int(query_label)} "
                        f"ORDER BY image_path LIMIT 1").fetchall()[0][0]

@@ -7,6 +7,7 @@ are not wrapped: they pass through unchanged (the server maps ``duckdb.Error`` t
 
 from __future__ import annotations
 
+import errno
 from typing import Any, ClassVar
 
 
@@ -151,3 +152,34 @@ class MissingDependencyError(Error, ImportError):
     """An optional dependency is not installed; the message names the extra."""
 
     http_status = 501
+
+
+#: errno values, and texts of DuckDB's messages, that mean the disk (or the quota) is full
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded")
+
+
+class DiskFullError(Error):
+    """Saving failed because the disk (or the user's quota) is full; nothing was changed.
+
+    Examples:
+        >>> import errno, os
+        >>> e = DiskFullError.from_exception(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+        ...                                  "ws")
+        >>> print(e)  # doctest: +ELLIPSIS
+        the disk holding ws is full (No space left on device); nothing was changed. Free ...
+    """
+
+    http_status = 507
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, where: object) -> DiskFullError | None:
+        """A DiskFullError for ``exc`` if it says the disk is full (an ``OSError`` with
+        ENOSPC/EDQUOT, or DuckDB's message), naming ``where`` it was writing; else None."""
+        errno_ = getattr(exc, "errno", None) if isinstance(exc, OSError) else None
+        text = getattr(exc, "strerror", None) or str(exc)
+        if errno_ not in DISK_FULL_ERRNOS and not any(t in str(exc) for t in DISK_FULL_TEXTS):
+            return None
+        return cls(f"the disk holding {where} is full ({text}); nothing was changed. Free "
+                   f"some space there (or raise the quota), or use a workspace on another "
+                   f"disk (-w DIR), then run the statement again", where=str(where))

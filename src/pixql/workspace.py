@@ -12,8 +12,11 @@ import duckdb
 from pixql.catalog.artifacts import ArtifactStore, read_config, repair
 from pixql.catalog.store import Catalog, ModelRecord, ensure_schema
 from pixql.errors import AccessError, ModelError, ProgrammingError
+from pixql.execution.engine import execute_statement
 from pixql.execution.result import Result
+from pixql.execution.vectors import VectorCache
 from pixql.models.registry import get_kind
+from pixql.sql import parse_script
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -30,8 +33,11 @@ class Workspace:
     """An open workspace. Thread-safe: each thread gets its own DuckDB cursor.
 
     Examples:
-        >>> db = Workspace("ws")                                    # doctest: +SKIP
-        >>> db.sql("COPY digits OPTIONS (if_exists='replace') FROM 'digits/'")  # doctest: +SKIP
+        >>> db = Workspace("ws", progress=False)
+        >>> _ = db.sql("CREATE TABLE t AS SELECT 7 AS n")
+        >>> db.sql("SELECT n * 6 FROM t").fetchone()
+        (42,)
+        >>> db.close()
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
@@ -46,7 +52,7 @@ class Workspace:
         self._con = duckdb.connect(str(self.root / DB_FILE), read_only=read_only)
         # DuckDB's readers (read_csv('x.csv'), ...) find relative paths in the workspace
         root_sql = str(self.root).replace("'", "''")
-        self._con.execute(f"SET file_search_path = '{root_sql}'")
+        self._con.execute(f"SET GLOBAL file_search_path = '{root_sql}'")
         self._con.execute("SET enable_progress_bar = false")  # pixql draws its own
         if confined:
             self._confine()
@@ -55,8 +61,7 @@ class Workspace:
         self._embedders: dict[str, tuple[int, Embedder]] = {}
         self._embedder_lock = threading.Lock()
         self.artifacts = ArtifactStore(self.root / "models")
-        from pixql.execution.vectors import VectorCache  # SEARCH's cache of embedding columns
-
+        # SEARCH's cache of embedding columns
         self._vector_cache = VectorCache(self.root / DB_FILE, index_root=self.root / "indexes")
         if not read_only:
             ensure_schema(self._con)
@@ -102,9 +107,6 @@ class Workspace:
     def execute(self, script: str) -> list[Result]:
         """Parse the whole script (a syntax error anywhere runs nothing), then run each
         statement in order; returns one Result per statement."""
-        from pixql.execution.engine import execute_statement
-        from pixql.sql import parse_script
-
         return [execute_statement(self, node) for node in parse_script(script)]
 
     def sql(self, script: str) -> Result:

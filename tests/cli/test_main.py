@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import httpx
+import pytest
+
+from pixql.cli.main import build_parser, main
 from tests.conftest import make_image_folder
+from tests.server.test_serve import free_port, wait_until_healthy
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -87,3 +94,82 @@ def test_demo_command_runs_end_to_end(tmp_path):
                 cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "demo" / "demo_results.png").is_file()
+
+
+# ---------------------------------------------------------------------- where options go
+@pytest.mark.parametrize("command", [["sql", "SELECT 1"], ["shell"], ["demo"], ["serve"]])
+def test_workspace_option_goes_before_or_after_the_command(command):
+    parser = build_parser()
+    before = parser.parse_args(["-w", "A", *command])
+    after = parser.parse_args([command[0], "-w", "B", *command[1:]])
+    both = parser.parse_args(["-w", "A", command[0], "--workspace", "B", *command[1:]])
+    neither = parser.parse_args(command)
+    assert (before.workspace, after.workspace, both.workspace) == ("A", "B", "B")
+    assert neither.workspace == os.environ.get("PIXQL_WORKSPACE")
+
+
+def test_sql_and_shell_take_the_workspace_after_the_command(tmp_path):
+    ws = tmp_path / "ws"
+    out = pixql("sql", "-w", str(ws), "CREATE TABLE t AS SELECT 42 AS answer", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = pixql("shell", "--workspace", str(ws), cwd=tmp_path, stdin="SELECT * FROM t;\n")
+    assert out.returncode == 0, out.stderr
+    assert "42" in out.stdout
+    assert not (tmp_path / "pixql-workspace").exists()
+
+
+def test_serve_takes_the_workspace_and_allowed_dirs_after_the_command(tmp_path):
+    """``pixql serve -w WS --allow-dir DIR``: SQL over HTTP runs in WS and may read DIR (and
+    only the folders named: $PIXQL_ALLOWED_DIRS is replaced, not extended)."""
+    ws, shared, other = tmp_path / "ws", tmp_path / "shared", tmp_path / "from-env"
+    for folder in (shared, other):
+        folder.mkdir()
+        (folder / "a.csv").write_text("x\n7\n", encoding="utf-8")
+    port = free_port()
+    env = {**os.environ, "PIXQL_PROGRESS": "0", "PIXQL_ALLOWED_DIRS": str(other)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pixql.cli.main", "serve", "-w", str(ws), "--port", str(port),
+         "--enable-sql", "--allow-dir", str(shared)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(proc, base)
+        r = httpx.post(f"{base}/sql", json={"query": f"SELECT x FROM read_csv('{shared}/a.csv')"})
+        assert r.status_code == 200, r.text
+        assert r.json()["rows"] == [[7]]
+        r = httpx.post(f"{base}/sql", json={"query": f"SELECT x FROM read_csv('{other}/a.csv')"})
+        assert r.status_code == 400, r.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output
+    assert (ws / "pixql.duckdb").is_file()
+
+
+# ---------------------------------------------------------------------- a full disk
+@pytest.mark.parametrize(("where", "error"), [
+    ("pixql.execution.build.write_config", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))),
+    ("pixql.catalog.artifacts.ArtifactStore.commit_dir",
+     OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))),
+])
+def test_a_full_disk_during_build_is_a_clear_message(tmp_path, monkeypatch, capsys, where,
+                                                     error):
+    ws = tmp_path / "ws"
+    make_image_folder(ws / "data", per_class=1)
+    assert main(["-w", str(ws), "sql", "COPY t OPTIONS (if_exists='replace') FROM 'data/'"]) == 0
+
+    def disk_full(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(where, disk_full)
+    capsys.readouterr()
+    code = main(["sql", "-w", str(ws), "BUILD MODEL px USING Pixels AS SELECT * FROM t"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"error: the disk holding {ws} is full ({error.strerror}); "
+                          "nothing was changed."), err
+    assert "Free some space there" in err
+    assert "Traceback" not in err
+    monkeypatch.undo()
+    assert main(["-w", str(ws), "sql", "SELECT count(*) AS n FROM (LIST MODEL)"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].strip() == "0"

@@ -8,7 +8,6 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 import pixql
@@ -114,16 +113,3 @@ def base(servers: dict[str, str]) -> str:
 def client(base: str) -> Iterator[pixql.Client]:
     with pixql.Client(base, timeout=30) as c:
         yield c
-
-
-@pytest.fixture(scope="package")
-def sql_available(base: str) -> bool:
-    """Whether the server has ``POST /sql`` (another engineer's route)."""
-    r = httpx.post(f"{base}/sql", json={"query": "SELECT 1"}, timeout=30)
-    return r.status_code != 404
-
-
-@pytest.fixture
-def needs_sql(sql_available: bool) -> None:
-    if not sql_available:
-        pytest.skip("the server has no POST /sql route yet (pixql.server.routes.sql)")

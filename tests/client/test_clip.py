@@ -158,5 +158,5 @@ def test_bad_inputs_and_server_errors_are_clear(client, tmp_path):
 
 
 def test_image_url_errors_name_the_url(client, image_host):
-    with pytest.raises(ClientError, match="cannot download image .*nope.png"):
+    with pytest.raises(ClientError, match=r"cannot download image .*nope\.png"):
         client.get_clip_image_embeddings(f"{image_host}/nope.png")

@@ -11,8 +11,6 @@ import pixql
 from pixql.client.http import ClientError, ServerUnreachableError
 from tests.client.conftest import KEY
 
-pytestmark = pytest.mark.usefixtures("needs_sql")
-
 SEARCH = ("SELECT image_path, label, search_result FROM (SEARCH IMAGE USING px OPTIONS "
           "(search_by='image', search_input='shapes/cross/001.png', emb_col='convert_result', "
           "result_col='search_result', top_k=4) AS SELECT * FROM images)")
@@ -138,13 +136,13 @@ def test_health_info_and_context_manager(base):
 
 
 def test_unreachable_server_is_a_clear_error():
-    with pixql.Client("http://127.0.0.1:9", timeout=2) as c:
-        with pytest.raises(ServerUnreachableError, match="cannot reach the pixql server"):
-            c.sql("SELECT 1")
+    with (pixql.Client("http://127.0.0.1:9", timeout=2) as c,
+          pytest.raises(ServerUnreachableError, match="cannot reach the pixql server")):
+        c.sql("SELECT 1")
 
 
 def test_server_without_sql_route_says_how_to_enable_it(servers):
-    with pixql.Client(servers["nosql"]) as c:
-        with pytest.raises(ClientError, match="--enable-sql") as info:
-            c.sql("SELECT 1")
+    with (pixql.Client(servers["nosql"]) as c,
+          pytest.raises(ClientError, match="--enable-sql") as info):
+        c.sql("SELECT 1")
     assert info.value.status_code == 404

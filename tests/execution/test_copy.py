@@ -54,7 +54,7 @@ def test_copy_parquet_and_duckdb_copy_passthrough(ws):
     target = ws.root / "src.parquet"
     ws.sql(f"COPY src TO '{target}' (FORMAT parquet)")  # DuckDB's own COPY
     ws.sql("COPY back OPTIONS (if_exists='replace') FROM 'src.parquet'")
-    # DuckDB's file readers look in the workspace for relative paths too
+    # DuckDB's file readers look in the workspace for relative paths too (not in the cwd)
     assert ws.sql("SELECT count(*) FROM read_parquet('src.parquet')").fetchone() == (5,)
     assert ws.sql("SELECT sum(i) FROM back").fetchone() == (10,)
 

@@ -94,7 +94,8 @@ def test_line_magic_out_variable_quiet_and_last_result(shell):
 def test_statement_without_rows_prints_its_message(shell):
     for ddl in ("CREATE TABLE empty_t (a INTEGER)", "SET threads = 2", "DROP TABLE empty_t"):
         out = shell.cell("%%pixql\n" + ddl)
-        assert out.value is None and out.stdout.strip() == "Success", ddl
+        assert out.value is None, ddl
+        assert out.stdout.strip() == "Success", ddl
     shell.cell("%pixql BUILD MODEL px USING Pixels AS SELECT 'x.png' AS image_path WHERE false")
     out = shell.cell("%pixql DELETE MODEL px")
     assert out.value is None

@@ -124,8 +124,3 @@ def bad_images(max_pixels: int) -> dict[str, tuple[bytes, str]]:
         "bomb-100mpx.png": (png_claiming(10_000, 10_000), "over the cap"),
         "bomb-10gpx.png": (png_claiming(100_000, 100_000), "decompression bomb|over the cap"),
     }
-
-
-def cosine(a: Any, b: Any) -> float:
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))

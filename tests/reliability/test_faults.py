@@ -131,7 +131,8 @@ def test_workspace_model_damaged_under_a_running_server(
     client, ws = sql_server
     damage(ws.root / "models" / "px" / "v1")  # not loaded yet in this server
     r = sql(client, SEARCH)
-    assert r.status_code == 400 and words in r.json()["message"], r.text
+    assert r.status_code == 400, r.text
+    assert words in r.json()["message"], r.text
     assert "px" in r.json()["message"]
     assert client.get("/healthz").status_code == 200
     assert sql(client, "SELECT count(*) FROM images").json()["rows"] == [[9]]
@@ -159,7 +160,7 @@ def test_disk_full_while_saving_a_model(sql_server: tuple[httpx.Client, Any], wh
     after = [sql(client, q).json()["rows"] for q in (SEARCH, "SELECT * FROM (LIST MODEL)")]
     assert after == before
     assert not list((ws.root / "models").glob(".tmp-*"))
-    with pytest.raises(OSError) as info:  # the SQL face: the OSError itself
+    with pytest.raises(OSError, match="No space left") as info:  # the SQL face: the OSError
         ws.sql(REBUILD)
     assert info.value.errno == errno.ENOSPC
     monkeypatch.undo()
@@ -194,7 +195,8 @@ def test_duckdb_disk_full_is_507_and_recoverable(
     try:
         with httpx.Client(base_url=base, timeout=60) as c:
             statuses = [sql(c, fill.format(i)).status_code for i in range(4)]
-            assert 507 in statuses and 500 not in statuses, statuses
+            assert 507 in statuses, statuses
+            assert 500 not in statuses, statuses
             assert sql(c, "SELECT count(*) FROM images").json()["rows"] == [[9]]
             assert sql(c, SEARCH).status_code == 200
             for i in range(4):

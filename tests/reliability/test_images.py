@@ -6,19 +6,20 @@ caps, and an EXIF-rotated JPEG embeds like the upright picture."""
 from __future__ import annotations
 
 import base64
+import io
 import re
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 import pytest
+from PIL import Image, ImageOps
 
 from pixql.errors import ImageError
 from pixql.images import decode_image
 from tests.reliability.images import (
     STORED_AS,
     bad_images,
-    cosine,
     encode,
     exif_rotated,
     good_images,
@@ -59,8 +60,9 @@ def test_every_mode_and_format_embeds_over_http(http: httpx.Client) -> None:
     vectors = embed(http, *GOOD.values())
     assert vectors.shape == (len(GOOD), 32)
     assert np.isfinite(vectors).all()
-    rgb, grey16 = vectors[list(GOOD).index("grey.png")], vectors[list(GOOD).index("grey16.png")]
-    assert cosine(rgb, grey16) > 0.999  # 16 bits scaled down, not clipped to white
+    grey, grey16 = vectors[list(GOOD).index("grey.png")], vectors[list(GOOD).index("grey16.png")]
+    # 16 bits scaled down (v * 257 -> v), not clipped to white: the very pixels of grey.png
+    np.testing.assert_allclose(grey16, grey, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -93,18 +95,27 @@ def test_huge_base64(http: httpx.Client) -> None:
 def test_exif_rotated_jpeg_embeds_like_the_upright_one_over_http(
     http: httpx.Client, orientation: int
 ) -> None:
+    """The server embeds the pixels as the EXIF tag says to show them: what it answers for
+    the tagged JPEG is what it answers for those pixels stored losslessly (PIL's
+    ``exif_transpose`` is the reference), and not what it answers ignoring the tag."""
     tagged, untagged = exif_rotated(upright(), orientation)
-    straight, rotated, ignored = embed(http, jpeg(upright()), tagged, untagged)
-    assert cosine(straight, rotated) > 0.995
-    assert cosine(straight, rotated) > cosine(straight, ignored)
+    shown = encode(ImageOps.exif_transpose(Image.open(io.BytesIO(tagged))), "PNG")
+    rotated, reference, ignored = embed(http, tagged, shown, untagged)
+    np.testing.assert_allclose(rotated, reference, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(rotated, ignored, rtol=1e-5, atol=1e-6)  # upright() is asymmetric
 
 
 def test_exif_orientation_is_applied_when_decoding() -> None:
-    expected = np.asarray(decode_image(jpeg(upright())), dtype=np.int16)
-    for orientation in STORED_AS:
-        got = np.asarray(decode_image(exif_rotated(upright(), orientation)[0]), dtype=np.int16)
-        assert got.shape == expected.shape
-        assert np.abs(got - expected).mean() < 3, orientation
+    """The tagged file decodes to its stored pixels turned back by the inverse transform
+    (the same JPEG data without the tag, turned here): exactly, not roughly."""
+    inverse = {Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270,
+               Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90}
+    for orientation, stored_as in STORED_AS.items():
+        tagged, untagged = exif_rotated(upright(), orientation)
+        got = np.asarray(decode_image(tagged))
+        turned = Image.open(io.BytesIO(untagged)).transpose(inverse.get(stored_as, stored_as))
+        assert got.shape == (48, 64, 3), orientation  # upright() is 64 x 48
+        np.testing.assert_array_equal(got, np.asarray(turned), err_msg=str(orientation))
 
 
 # ---------------------------------------------------------------------- SQL face
@@ -169,12 +180,22 @@ def test_search_by_a_bad_file_is_a_named_image_error(zoo_ws: Any, name: str) -> 
 
 @pytest.mark.parametrize("model", ["px", "c"])
 def test_exif_rotated_files_embed_like_the_upright_one(zoo_ws: Any, model: str) -> None:
-    zoo_ws.sql("COPY exif OPTIONS (if_exists='replace') FROM 'zoo/exif/';"
-               f"CONVERT USING {model} AS SELECT * FROM exif")
+    """Each tagged file embeds as its pixels shown upright do (stored losslessly, turned by
+    PIL's ``exif_transpose``): the orientation is applied on the SQL path too."""
+    shown = zoo_ws.root / "zoo" / "exif-shown"
+    shown.mkdir()
+    for path in sorted((zoo_ws.root / "zoo" / "exif").glob("*.jpg")):
+        with Image.open(path) as img:
+            ImageOps.exif_transpose(img).save(shown / f"{path.stem}.png")
+    for table, folder in (("exif", "exif"), ("shown", "exif-shown")):
+        zoo_ws.sql(f"COPY {table} OPTIONS (if_exists='replace') FROM 'zoo/{folder}/';"
+                   f"CONVERT USING {model} AS SELECT * FROM {table}")
     vectors = dict(zoo_ws.sql("SELECT filename, convert_result FROM exif").fetchall())
-    straight = vectors.pop("upright.jpg")
+    want = dict(zoo_ws.sql("SELECT filename, convert_result FROM shown").fetchall())
+    assert len(vectors) == len(STORED_AS) + 1
     for name, vector in vectors.items():
-        assert cosine(straight, vector) > 0.99, name
+        np.testing.assert_allclose(vector, want[name.replace(".jpg", ".png")], rtol=1e-5,
+                                   atol=1e-6, err_msg=name)
     top = zoo_ws.sql(f"SEARCH IMAGE USING {model} OPTIONS (search_by='image', search_input="
                      "'zoo/exif/o6.jpg', emb_col='convert_result', top_k=8) AS "
                      "SELECT * FROM exif").fetchall()

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from pixql.server.app import serve
@@ -152,15 +151,17 @@ def test_odd_file_image_paths_are_400(http: httpx.Client, value: str) -> None:
 # ---------------------------------------------------------------------- allowed_dirs
 def serve_and_check(ws_dir: Path, settings: ServerSettings,
                     check: Callable[[TestClient], None], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run :func:`serve` with ``uvicorn.run`` replaced by ``check`` on a test client."""
+    """Run :func:`serve` with its uvicorn runner replaced by ``check`` on a test client."""
+    from pixql.server import served
+
     ran: list[bool] = []
 
-    def fake_run(app: Any, **kwargs: Any) -> None:
+    def fake_run(app: Any, workspace: Any, sock: Any) -> None:
         with TestClient(app) as client:
             check(client)
         ran.append(True)
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(served, "run", fake_run)
     serve(settings, ws_dir)
     assert ran
 

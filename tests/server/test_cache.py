@@ -47,7 +47,7 @@ def test_rows_are_private_read_only_copies() -> None:
     stored = cache.get(key)
     assert stored is not None
     assert stored.tolist() == [1.0, 1.0, 1.0]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="read-only"):
         stored[0] = 5.0
 
 

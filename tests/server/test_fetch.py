@@ -244,7 +244,7 @@ def test_https_is_pinned_with_sni_and_certificate_checks(
     policy = UrlPolicy.from_entries(["127.0.0.1"], ca_bundle=ca)
     assert fetch_url(f"https://images.pixql.test:{port}/image.png", policy) == images["red"]
     # same IP, another name: the certificate does not match it, so the fetch fails
-    with pytest.raises(ImageError, match="CERTIFICATE_VERIFY_FAILED.*[Hh]ostname mismatch"):
+    with pytest.raises(ImageError, match=r"CERTIFICATE_VERIFY_FAILED.*[Hh]ostname mismatch"):
         fetch_url(f"https://other.pixql.test:{port}/image.png", policy)
     # an untrusted certificate fails too
     with pytest.raises(ImageError, match="CERTIFICATE_VERIFY_FAILED"):

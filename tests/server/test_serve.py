@@ -22,6 +22,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_healthy(proc: subprocess.Popen, base: str, timeout_s: float = 60) -> None:
+    """Until ``base/healthz`` answers 200; fails with the server's output if it exits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, proc.communicate()[0]
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.1)
+
+
 def test_serve_runs_uvicorn_and_redacts_keys(tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PIXQL_PORT": str(port), "PIXQL_API_KEYS": "very-secret-key"}
@@ -30,16 +44,7 @@ def test_serve_runs_uvicorn_and_redacts_keys(tmp_path: Path) -> None:
                             stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.1)
+        wait_until_healthy(proc, base)
         assert httpx.get(f"{base}/info").json()["name"] == "pixql"
         r = httpx.get(f"{base}/model/registry", params={"api_key": "very-secret-key"})
         assert r.status_code == 200

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pixql.connection import AnyWorkspace
     from pixql.execution.result import Result
-    from pixql.workspace import Workspace
 
 #: columns whose values make good captions, in order of preference
 CAPTION_COLS = ("search_result", "score", "label", "filename")
 
 
-def result_images(result: Result, ws: Workspace) -> tuple[list[Path], list[str]]:
+def result_images(result: Result, ws: AnyWorkspace) -> tuple[list[Path], list[str]]:
     """The image paths of a result (PRINT IMAGE, or any result with an ``image_path`` column)
     and one caption per image from the other selected columns."""
     col = result.image_col or ("image_path" if "image_path" in result.columns else None)
@@ -39,7 +39,7 @@ def _caption(row: dict[str, object], image_col: str) -> str:
     return " ".join(parts[:2])
 
 
-def emit_result(result: Result, ws: Workspace, *, show: str | None, max_rows: int) -> None:
+def emit_result(result: Result, ws: AnyWorkspace, *, show: str | None, max_rows: int) -> None:
     """Print the table; write a contact sheet for PRINT IMAGE or when ``show`` is given."""
     print(result.render(max_rows=max_rows))
     if result.images is None and not show:

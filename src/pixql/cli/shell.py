@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from pixql.errors import Error
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pixql.workspace import Workspace
+    from pixql.connection import AnyWorkspace
 
 PROMPT, CONTINUE = "pixql> ", "   ...> "
 QUIT = {"\\q", "exit", "quit", ".quit", ".exit"}
@@ -29,10 +29,8 @@ def _setup_history() -> None:
 
 
 def _save_history(readline: object) -> None:
-    try:
+    with contextlib.suppress(OSError):
         readline.write_history_file(HISTORY)  # type: ignore[attr-defined]
-    except OSError:  # pragma: no cover
-        pass
 
 
 def complete_statement(buffer: str) -> bool:
@@ -61,14 +59,15 @@ def _read(prompt: str, interactive: bool) -> str | None:
     return None if line == "" else line.rstrip("\n")
 
 
-def run_shell(ws: Workspace) -> int:
+def run_shell(ws: AnyWorkspace) -> int:
     """Read statements until EOF or ``\\q``; print each result or error."""
     from pixql.cli.render import emit_result
 
     interactive = sys.stdin.isatty()
     if interactive:
         _setup_history()
-        print(f"pixql shell on {ws.root} — end statements with ';', \\q to quit")
+        via = f" (served by {ws.server})" if hasattr(ws, "server") else ""
+        print(f"pixql shell on {ws.root}{via} — end statements with ';', \\q to quit")
     buffer = ""
     while True:
         line = _read(CONTINUE if buffer else PROMPT, interactive)
@@ -83,7 +82,7 @@ def run_shell(ws: Workspace) -> int:
     return 0
 
 
-def _run(ws: Workspace, text: str, emit: object) -> None:
+def _run(ws: AnyWorkspace, text: str, emit: object) -> None:
     try:
         for result in ws.execute(text):
             emit(result, ws, show=None, max_rows=20)  # type: ignore[operator]

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from pixql import __version__
 from pixql.client.images import MAX_URL_BYTES, encode_image, encode_images
 from pixql.client.tables import ARROW_STREAM, arrow_from_response, frame_from_json
+from pixql.version import __version__
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,11 +38,14 @@ class ClientError(Exception):
     ``error``: the pixql error class, ``line``/``col`` of a SQL syntax error)."""
 
     def __init__(self, status_code: int | None, message: str,
-                 details: dict[str, Any] | None = None) -> None:
+                 details: dict[str, Any] | None = None, *,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.details = dict(details or {})
+        #: seconds the server asked to wait before retrying (its Retry-After), if it said
+        self.retry_after = retry_after
 
     @property
     def error(self) -> str | None:
@@ -70,8 +73,21 @@ class ServerUnreachableError(ClientError):
     """No response: the server is down, the address is wrong, or the request timed out."""
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return max(0.0, float(response.headers["retry-after"]))
+    except (KeyError, ValueError):  # absent, or an HTTP date (pixql sends seconds)
+        return None
+
+
 def error_from_response(response: httpx.Response) -> ClientError:
     """A :class:`ClientError` from an error response (JSON ``{"message": ...}`` or text)."""
+    error = _error_from_body(response)
+    error.retry_after = _retry_after(response)
+    return error
+
+
+def _error_from_body(response: httpx.Response) -> ClientError:
     try:
         body = response.json()
     except ValueError:
@@ -131,11 +147,13 @@ class Client:
         self.close()
 
     def request(self, method: str, path: str, *, json: Any = None,
-                headers: dict[str, str] | None = None) -> httpx.Response:
+                headers: dict[str, str] | None = None,
+                timeout: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
         """Send one request; ClientError on an error status, ServerUnreachableError when no
-        response comes."""
+        response comes. ``timeout``: this request's (default the client's)."""
         try:
-            response = self._http.request(method, path, json=json, headers=headers)
+            response = self._http.request(method, path, json=json, headers=headers,
+                                          timeout=timeout)
         except httpx.TimeoutException as e:
             raise ServerUnreachableError(
                 None, f"{method} {self.url}{path} timed out after {self.timeout} s ({e})") from e
@@ -168,11 +186,11 @@ class Client:
     # -- server ---------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """``GET /healthz``: ``{"status": "healthy"}``."""
-        return self.request("GET", "/healthz").json()  # type: ignore[no-any-return]
+        return self.request("GET", "/healthz").json()
 
     def info(self) -> dict[str, Any]:
         """``GET /info``: ``{"name": "pixql", "version": ..., "uuid": ...}``."""
-        return self.request("GET", "/info").json()  # type: ignore[no-any-return]
+        return self.request("GET", "/info").json()
 
     # -- SQL ------------------------------------------------------------------------------
     def sql(self, query: str, *, arrow: bool = False, max_rows: int | None = None,
@@ -243,7 +261,7 @@ class Client:
                                  clip_version: str | None = None) -> dict[str, Any]:
         """CLIP embeddings of a text or a list of texts: the server's JSON, one
         ``embeddings`` row per text."""
-        return self._post("/clip/embed_text",  # type: ignore[no-any-return]
+        return self._post("/clip/embed_text",
                           {"text": text, **self._version(clip_version)})
 
     def clip_compare(self, subject: Any, prompt: Any, subject_type: str = "image",
@@ -261,7 +279,7 @@ class Client:
                               else subject)
         payload["prompt"] = (encode_images(prompt, self._fetch) if prompt_type == "image"
                              else prompt)
-        return self._post("/clip/compare", payload)  # type: ignore[no-any-return]
+        return self._post("/clip/compare", payload)
 
 
 __all__ = ["Client", "ClientError", "ServerUnreachableError"]

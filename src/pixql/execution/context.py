@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,8 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from pixql.execution.result import Result
+    from pixql.execution.workspace_api import WorkspaceAPI
     from pixql.sql.nodes import Query, Statement
-    from pixql.workspace import Workspace
 
 _names = itertools.count()
 
@@ -61,7 +61,7 @@ class ExecContext:
     """Per-statement state. Nested AI subqueries are materialised as Arrow tables registered
     on this cursor under unique names, and unregistered when the statement ends."""
 
-    ws: Workspace
+    ws: WorkspaceAPI
     cur: duckdb.DuckDBPyConnection
     run: Callable[[ExecContext, Statement], Result]
     registered: list[str] = field(default_factory=list)
@@ -99,10 +99,8 @@ class ExecContext:
 
     def release(self) -> None:
         for name in self.registered:
-            try:
+            with suppress(duckdb.Error):  # already gone
                 self.cur.unregister(name)
-            except duckdb.Error:  # pragma: no cover - already gone
-                pass
         self.registered.clear()
 
     def render(self, query: Query) -> str:

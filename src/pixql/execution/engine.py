@@ -12,7 +12,7 @@ from pixql.execution.result import Result
 from pixql.sql.nodes import Convert, Passthrough, Statement
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pixql.workspace import Workspace
+    from pixql.execution.workspace_api import WorkspaceAPI
 
 S = TypeVar("S", bound=Statement)
 Executor = Callable[[ExecContext, Statement], Result]
@@ -24,7 +24,7 @@ _EXECUTOR_MODULES = (
     "pixql.execution.build",
     "pixql.execution.convert",
     "pixql.execution.search",
-    "pixql.execution.models",
+    "pixql.execution.model_statements",
     "pixql.execution.copy",
     "pixql.execution.printing",
 )
@@ -70,7 +70,7 @@ def run_node(ctx: ExecContext, node: Statement) -> Result:
     return result
 
 
-def execute_statement(ws: Workspace, node: Statement) -> Result:
+def execute_statement(ws: WorkspaceAPI, node: Statement) -> Result:
     """Run one top-level statement on the calling thread's cursor."""
     ctx = ExecContext(ws=ws, cur=ws.cursor(), run=run_node)
     try:

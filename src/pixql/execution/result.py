@@ -111,7 +111,10 @@ class Result:
         cols = [c.to_pylist() for c in head.columns]
         rows = [[_cell(v) for v in row] for row in zip(*cols, strict=True)]
         widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
-        line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
+
+        def line(cells: list[str]) -> str:
+            return " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))
+
         out = [line(header), "-+-".join("-" * w for w in widths)]
         out += [line(r) for r in rows]
         if n > max_rows:
@@ -127,8 +130,8 @@ def _cell(value: Any) -> str:
         return "NULL"
     if isinstance(value, float):
         return f"{value:.6f}"
-    if isinstance(value, (list, tuple)) and len(value) > 4 and \
-            all(isinstance(v, (int, float)) or v is None for v in value):
+    if (isinstance(value, (list, tuple)) and len(value) > 4
+            and all(isinstance(v, (int, float)) or v is None for v in value)):
         first = ", ".join(_cell(v)[:7] for v in value[:3])
         return f"[{first}, … ({len(value)})]"
     text = str(value).replace("\n", " ")

@@ -33,7 +33,7 @@ from pixql.index import store
 from pixql.index.exact import dot_scores, rank
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pixql.execution.vectors import ColumnVectors, TableRef
+    from pixql.index.vectors_api import IndexedTable, IndexedVectors
 
 #: selections of at most this many rows are searched exactly (cheaper than any index)
 EXACT_BELOW = 4096
@@ -138,7 +138,7 @@ def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
                     rowids=np.zeros(0, np.int64), built_rows=len(ids))
 
 
-def get_index(ws: Any, table: TableRef, column: str, vecs: ColumnVectors,
+def get_index(ws: Any, table: IndexedTable, column: str, vecs: IndexedVectors,
               kind: str) -> AnnIndex:
     """The ``kind`` index of a cached column: in memory, else loaded from the workspace's
     ``indexes/`` folder when built from identical vectors, else built (and saved)."""
@@ -162,7 +162,7 @@ def get_index(ws: Any, table: TableRef, column: str, vecs: ColumnVectors,
         return ann
 
 
-def _load(folder: Any, kind: str, vecs: ColumnVectors,
+def _load(folder: Any, kind: str, vecs: IndexedVectors,
           meta: dict[str, Any]) -> AnnIndex | None:
     faiss = _faiss()
     try:
@@ -193,7 +193,7 @@ def _positions(rowids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
     return np.where((rowids[pos] == wanted) & (wanted >= 0), pos, -1).astype(np.int64)
 
 
-def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: ColumnVectors) -> None:
+def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: IndexedVectors) -> None:
     faiss = _faiss()
     labels = np.where(ann.ids >= 0, ann.rowids, -1).astype(np.int64)
 
@@ -210,7 +210,7 @@ def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: ColumnVectors) -> Non
 
 
 def approximate_search(
-    ws: Any, table: TableRef, column: str, vecs: ColumnVectors, q: np.ndarray,
+    ws: Any, table: IndexedTable, column: str, vecs: IndexedVectors, q: np.ndarray,
     cand: np.ndarray | None, top_k: int, kind: str, overrides: dict[str, int | None],
 ) -> tuple[np.ndarray, np.ndarray, str] | str:
     """(cache positions, exact scores, note) of the ``top_k`` best rows among ``cand``
@@ -249,7 +249,7 @@ def approximate_search(
             f"the {kind} index's answers through the filter did not settle as it widened")
 
 
-def _rerank(vecs: ColumnVectors, q: np.ndarray, found: np.ndarray,
+def _rerank(vecs: IndexedVectors, q: np.ndarray, found: np.ndarray,
             top_k: int) -> tuple[np.ndarray, np.ndarray]:
     """The best ``top_k`` of the candidate positions ``found`` by exact score (ties in
     row order) and their scores."""

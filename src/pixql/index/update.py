@@ -33,7 +33,7 @@ import numpy as np
 from pixql.index.ann import AnnIndex, _faiss, _positions
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pixql.execution.vectors import ColumnVectors
+    from pixql.index.vectors_api import IndexedVectors
 
 #: rebuild when more than this share of the labels would be dead
 MAX_DEAD_SHARE = 0.3
@@ -43,7 +43,7 @@ IVF_MAX_GROWTH = 4.0
 ADD_ROWS = 65536
 
 
-def follow(ann: AnnIndex, old: ColumnVectors, new: ColumnVectors) -> AnnIndex | None:
+def follow(ann: AnnIndex, old: IndexedVectors, new: IndexedVectors) -> AnnIndex | None:
     """``ann`` (built over ``old``) updated to the rows of ``new``; None when a rebuild
     pays (see the module docstring)."""
     if old.units.shape[1] != new.units.shape[1]:
@@ -78,7 +78,7 @@ def follow(ann: AnnIndex, old: ColumnVectors, new: ColumnVectors) -> AnnIndex | 
                    update_seconds=time.perf_counter() - started)
 
 
-def follow_all(old: ColumnVectors, new: ColumnVectors) -> None:
+def follow_all(old: IndexedVectors, new: IndexedVectors) -> None:
     """Carry every index of ``old`` over to ``new`` where an update beats a rebuild."""
     with old.lock:
         indexes = dict(old.indexes)

@@ -53,6 +53,9 @@ class Embedder(ABC):
     modalities: frozenset[str] = frozenset({"image"})
     #: a stable identifier, e.g. ``"pixels"`` or ``"clip/ViT-B-32"``
     model_id: str = ""
+    #: the folder the weights were read from when they live outside the model's artifacts
+    #: (CLIP's weights folder; None otherwise): the server's readiness checks it is there
+    weights_folder: Path | None = None
 
     @abstractmethod
     def preprocess(self, item: Any, modality: str) -> Any:
@@ -150,8 +153,30 @@ class ModelKind(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, artifact_dir: Path, config: dict[str, Any]) -> Embedder:
-        """Load a built model from its artifact folder and the config ``build`` returned."""
+    def load(cls, artifact_dir: Path | None, config: dict[str, Any]) -> Embedder:
+        """Load a built model from its artifact folder and the config ``build`` returned.
+
+        SQL loads a workspace's models so (:meth:`pixql.workspace.Workspace.load_embedder`),
+        and so does the server. ``artifact_dir`` is None for a model named by ``config``
+        alone, outside any workspace (the server's ``clip/<version>``); a kind whose models
+        live in their artifacts raises ModelError then (see :func:`require_artifacts`).
+        """
+
+    @classmethod
+    def unload(cls, config: dict[str, Any] | None = None) -> None:
+        """Forget what this kind keeps loaded for reuse between callers: the model
+        ``config`` names, or every one (None). The default keeps nothing."""
+        return None
+
+
+def require_artifacts(kind: str, artifact_dir: Path | None) -> Path:
+    """``artifact_dir``, or ModelError when a model of ``kind`` is loaded without one."""
+    if artifact_dir is None:
+        from pixql.errors import ModelError
+
+        raise ModelError(f"a {kind} model is loaded from its artifact folder in a workspace; "
+                         f"it cannot be named by its configuration alone")
+    return artifact_dir
 
 
 def l2_normalize(arr: np.ndarray, eps: float = 1e-12) -> np.ndarray:

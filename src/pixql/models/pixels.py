@@ -78,6 +78,6 @@ class Pixels(ModelKind):
                            summary={"epochs": 0, "images": rows, "final_loss": None})
 
     @classmethod
-    def load(cls, artifact_dir: Path, config: dict[str, Any]) -> Embedder:
+    def load(cls, artifact_dir: Path | None, config: dict[str, Any]) -> Embedder:
         return PixelsEmbedder(int(config["image_size"]), bool(config.get("grayscale", True)),
                               bool(config.get("center", True)))

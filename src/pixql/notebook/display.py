@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Sequence
     from pathlib import Path
 
+    from pixql.connection import AnyWorkspace
     from pixql.execution.result import Result
-    from pixql.workspace import Workspace
 
 #: side of a grid thumbnail in CSS pixels (ThanoSQL shows PRINT IMAGE at 240×240)
 GRID_SIZE = 240
@@ -92,7 +92,7 @@ def format_value(value: Any, *, limit: int = MAX_TEXT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def pictures(result: Result, ws: Workspace, *, limit: int = MAX_IMAGES,
+def pictures(result: Result, ws: AnyWorkspace, *, limit: int = MAX_IMAGES,
              caption_fields: int = MAX_CAPTION_FIELDS) -> tuple[list[Picture], int]:
     """The first ``limit`` pictures of ``result`` in row order, and how many there are in all.
 
@@ -197,7 +197,7 @@ def more_note(shown: int, total: int, what: str) -> str:
             f"{what}; narrow it with LIMIT or show more with --max-images N</p>")
 
 
-def image_grid(result: Result, ws: Workspace, *, size: int = GRID_SIZE,
+def image_grid(result: Result, ws: AnyWorkspace, *, size: int = GRID_SIZE,
                max_images: int = MAX_IMAGES) -> str:
     """One HTML block showing the result's pictures in a wrapping grid, in row order.
 
@@ -221,7 +221,7 @@ def image_grid(result: Result, ws: Workspace, *, size: int = GRID_SIZE,
             + more_note(len(pics), total, "images"))
 
 
-def thumbnail_table(result: Result, ws: Workspace, *, size: int = TABLE_SIZE,
+def thumbnail_table(result: Result, ws: AnyWorkspace, *, size: int = TABLE_SIZE,
                     max_rows: int = MAX_IMAGES) -> str:
     """An HTML table of the result's first ``max_rows`` rows with the image column drawn
     as thumbnails (path underneath) and embeddings abbreviated."""

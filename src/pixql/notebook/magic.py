@@ -1,6 +1,8 @@
 """The ``%pixql`` / ``%%pixql`` IPython magic (modelled on ThanoSQL's ``%%thanosql``).
 
-Load it with ``%load_ext pixql``. Then::
+Load it with ``%load_ext pixql``; ``%thanosql`` / ``%%thanosql`` are registered as aliases,
+so ThanoSQL notebooks run unchanged (if ThanoSQL's own extension is loaded after pixql, its
+``%thanosql`` replaces the alias: the later registration wins). Then::
 
     %pixql -w my-workspace                 # open (creating) a workspace; or %pixql connect DIR
     %pixql SELECT count(*) FROM images     # one statement; the result is a DataFrame
@@ -12,8 +14,11 @@ Load it with ``%load_ext pixql``. Then::
 Options (before the statement): ``-w/--workspace DIR``, ``-o/--out VAR`` (store the
 :class:`~pixql.execution.result.Result` in ``VAR``), ``-q/--quiet`` (show nothing),
 ``--thumbs`` (rows with an ``image_path`` column as a thumbnail table), ``--max-images N``
-(pictures shown, default 100), ``-h/--help``. Line commands: ``connect [DIR]``, ``close``,
-``workspace``.
+(pictures shown, default 100), ``-k/--api-key KEY``, ``-h/--help``. Line commands:
+``connect [DIR]``, ``close``, ``workspace``, and ThanoSQL's two set-up lines
+``API_TOKEN=KEY`` (the server's API key) and ``ws://host:port/...`` (connect to that server).
+
+A workspace served by ``pixql serve`` is used through the server (``pixql.connect`` decides).
 
 A result with rows is returned as a pandas DataFrame (so ``_`` holds it); PRINT IMAGE draws
 its pictures in a grid; a statement without rows prints its message (``Success``). Errors
@@ -26,7 +31,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -39,16 +44,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from IPython.core.interactiveshell import InteractiveShell
 
+    from pixql.connection import AnyWorkspace
     from pixql.execution.result import Result
-    from pixql.workspace import Workspace
 
 USAGE = """\
 %pixql [options] <statement>          run one statement
 %%pixql [options]                     run the cell's ;-separated statements, show the last
-%pixql connect [DIR] | close | workspace
+%pixql connect [DIR|URL] | close | workspace
+%pixql API_TOKEN=KEY | ws://host:port/...  (ThanoSQL's set-up lines: key, server)
 
 options:
-  -w, --workspace DIR   open the workspace DIR (default $PIXQL_WORKSPACE or ./pixql-workspace)
+  -w, --workspace DIR   open the workspace DIR, or a server URL http://host:port
+                        (default $PIXQL_WORKSPACE or ./pixql-workspace)
+  -k, --api-key KEY     API key of the server (default $PIXQL_API_KEY)
   -o, --out VAR         store the last Result in the variable VAR
   -q, --quiet           show nothing (errors still show)
   --thumbs              show rows with an image_path column as a thumbnail table
@@ -65,6 +73,7 @@ class MagicArgs:
     quiet: bool = False
     thumbs: bool = False
     max_images: int = MAX_IMAGES
+    api_key: str | None = None
     help: bool = False
 
 
@@ -88,11 +97,15 @@ FLAGS: dict[str, tuple[str, Callable[[str], Any] | None]] = {
     "-q": ("quiet", None), "--quiet": ("quiet", None),
     "--thumbs": ("thumbs", None),
     "--max-images": ("max_images", _positive_int),
+    "-k": ("api_key", str), "--api-key": ("api_key", str),
     "-h": ("help", None), "--help": ("help", None),
 }
 
 
 _OPTION_LIKE = re.compile(r"-[A-Za-z]|--[A-Za-z][\w-]*")
+#: ThanoSQL's set-up lines: ``%thanosql API_TOKEN=KEY``, ``%thanosql ws://host:port/ws/v1/query``
+_API_TOKEN = re.compile(r"^API_TOKEN=(\S+)$")
+_ENGINE_URL = re.compile(r"^(wss?)://([^/\s]+)(/\S*)?$", re.IGNORECASE)
 
 
 def next_token(text: str) -> tuple[str, str]:
@@ -162,11 +175,12 @@ class PixqlMagics(Magics):
 
     def __init__(self, shell: InteractiveShell | None = None) -> None:
         super().__init__(shell)
-        self._ws: Workspace | None = None
+        self._ws: AnyWorkspace | None = None
+        self.api_key: str | None = None
 
     # -- the workspace --------------------------------------------------------------------
     @property
-    def workspace(self) -> Workspace:
+    def workspace(self) -> AnyWorkspace:
         """The open workspace (the default one is opened on first use)."""
         if self._ws is None:
             self.connect(None)
@@ -174,20 +188,29 @@ class PixqlMagics(Magics):
             print(f"pixql: using workspace {self._ws.root} (change it with %pixql -w DIR)")
         return self._ws
 
-    def connect(self, path: str | None) -> Workspace:
-        """Open ``path`` (default ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``)."""
-        import pixql
+    def connect(self, path: str | None) -> AnyWorkspace:
+        """Open ``path`` (default ``$PIXQL_WORKSPACE`` or ``./pixql-workspace``), through
+        its server when ``pixql serve`` serves it; or a server URL."""
+        from pixql.connection import connect, is_url
 
-        target = os.path.abspath(os.path.expanduser(
+        target = path if is_url(path) else os.path.abspath(os.path.expanduser(
             path or os.environ.get("PIXQL_WORKSPACE", "pixql-workspace")))
-        if self._ws is not None and str(self._ws.root) == os.path.realpath(target):
+        assert target is not None
+        if self._ws is not None and self._same(target):
             return self._ws
         self.close()
         try:
-            self._ws = pixql.connect(target)
+            self._ws = connect(target, api_key=self.api_key)
         except _database_errors() as e:
             raise PixqlMagicError(e) from e
         return self._ws
+
+    def _same(self, target: str) -> bool:
+        """Whether the open workspace is ``target`` (a folder or a server URL)."""
+        url = getattr(self._ws, "url", None)
+        if url is not None and getattr(self._ws, "record", None) is None:
+            return bool(url == target.rstrip("/"))
+        return str(getattr(self._ws, "root", "")) == os.path.realpath(target)
 
     def close(self) -> None:
         """Close the workspace (releasing the database file for other processes)."""
@@ -197,7 +220,28 @@ class PixqlMagics(Magics):
 
     # -- line commands --------------------------------------------------------------------
     def _connect_and_say(self, path: str | None) -> None:
-        print(f"pixql: workspace {self.connect(path).root}")
+        self.connect(path)
+        self._cmd_workspace("")
+
+    def _setup_line(self, line: str) -> bool:
+        """ThanoSQL's set-up lines: ``API_TOKEN=KEY`` and ``ws://host:port/...``."""
+        token = _API_TOKEN.match(line)
+        if token is not None:
+            self.api_key = token.group(1)
+            ws = self._ws
+            if ws is not None and hasattr(ws, "server"):  # reconnect with the key
+                target = str(getattr(ws, "url", "") if getattr(ws, "record", None) is None
+                             else ws.root)
+                self.close()
+                self.connect(target)
+            print("pixql: API key set")
+            return True
+        engine = _ENGINE_URL.match(line)
+        if engine is not None:
+            scheme = "https" if engine.group(1).lower() == "wss" else "http"
+            self._connect_and_say(f"{scheme}://{engine.group(2)}")
+            return True
+        return False
 
     def _cmd_connect(self, rest: str) -> None:
         path, _ = next_token(rest)
@@ -208,9 +252,13 @@ class PixqlMagics(Magics):
         print("pixql: workspace closed")
 
     def _cmd_workspace(self, rest: str) -> None:
-        print(f"pixql: workspace {self._ws.root}" if self._ws else "pixql: no workspace open")
+        if self._ws is None:
+            print("pixql: no workspace open")
+            return
+        via = f" (served by {self._ws.server})" if hasattr(self._ws, "server") else ""
+        print(f"pixql: workspace {self._ws.root}{via}")
 
-    COMMANDS: dict[str, Callable[[PixqlMagics, str], None]] = {
+    COMMANDS: ClassVar[dict[str, Callable[[PixqlMagics, str], None]]] = {
         "connect": _cmd_connect, "close": _cmd_close, "workspace": _cmd_workspace,
     }
 
@@ -223,9 +271,13 @@ class PixqlMagics(Magics):
         if args.help:
             print(USAGE)
             return None
+        if args.api_key:
+            self.api_key = args.api_key
         if args.workspace:
             self._connect_and_say(args.workspace)
         if cell is None:
+            if self._setup_line(rest.strip()):
+                return None
             word, tail = next_token(rest)
             command = self.COMMANDS.get(word.lower())
             if command is not None:
@@ -268,7 +320,7 @@ def status_only(result: Result) -> bool:
     return result.table.num_rows == 0 and result.columns in STATUS_COLUMNS
 
 
-def show(result: Result, ws: Workspace, *, thumbs: bool = False,
+def show(result: Result, ws: AnyWorkspace, *, thumbs: bool = False,
          max_images: int = MAX_IMAGES) -> Any:
     """Display ``result`` in the notebook: a picture grid (PRINT IMAGE), a thumbnail table
     (``thumbs``), or the message of a statement without rows; else return its DataFrame."""
@@ -299,17 +351,25 @@ def get_magics(shell: InteractiveShell | None = None) -> PixqlMagics:
     magics = shell.magics_manager.registry.get("PixqlMagics")
     if magics is None:
         raise RuntimeError("the pixql extension is not loaded: run %load_ext pixql")
-    return magics  # type: ignore[no-any-return]
+    return magics
 
 
-def get_workspace(shell: InteractiveShell | None = None) -> Workspace:
+def get_workspace(shell: InteractiveShell | None = None) -> AnyWorkspace:
     """The workspace ``%pixql`` uses, e.g. ``db = get_workspace(); db.sql(...)``."""
     return get_magics(shell).workspace
 
 
+#: other names of ``%pixql`` / ``%%pixql`` (ThanoSQL notebooks run unchanged)
+ALIASES = ("thanosql",)
+
+
 def load_ipython_extension(ipython: InteractiveShell) -> None:
-    """``%load_ext pixql``: register the magics."""
-    ipython.register_magics(PixqlMagics(ipython))
+    """``%load_ext pixql``: register the magics, and ``%thanosql`` / ``%%thanosql`` as
+    aliases (a ThanoSQL extension loaded later takes those names back: the last one wins)."""
+    magics = PixqlMagics(ipython)
+    ipython.register_magics(magics)
+    for name in ALIASES:
+        ipython.register_magic_function(magics.pixql, "line_cell", name)  # type: ignore[misc,arg-type]
 
 
 def unload_ipython_extension(ipython: InteractiveShell) -> None:

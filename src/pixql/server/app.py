@@ -6,7 +6,7 @@ app or settings): state lives on ``app.state`` (``settings``, ``models``, ``imag
 lifespan preloads ``preload_models`` in a background thread, so ``/readiness`` can say 503
 while they load.
 
-Middleware, outermost first: CORS (when ``cors_origins``) → internal-error catch-all →
+Middleware, outermost first: metrics → CORS (when ``cors_origins``) → internal-error catch-all →
 body size cap → API keys (when ``api_keys``) → routes.
 
 Examples:
@@ -27,18 +27,19 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
-from pixql import __version__
 from pixql.errors import MissingDependencyError
 from pixql.server.auth import ApiKeyMiddleware, install_log_redaction
 from pixql.server.errors import InternalErrorMiddleware, install_error_handlers
 from pixql.server.inputs import ImageLoader
 from pixql.server.manager import ClipModels
+from pixql.server.metrics import install_metrics
 from pixql.server.middleware import BodyLimitMiddleware
 from pixql.server.settings import ServerSettings
+from pixql.version import __version__
+from pixql.workspace import Workspace
 
 log = logging.getLogger("pixql.server")
 
@@ -48,9 +49,15 @@ ROUTERS = (
     "pixql.server.routes.models",
     "pixql.server.routes.clip",
     "pixql.server.routes.ui",
+    "pixql.server.routes.docs",  # /docs and /redoc with local assets (no CDN)
 )
-#: settings property → router module mounted when it is true
-OPTIONAL_ROUTERS = {"sql_enabled": "pixql.server.routes.sql"}
+#: (settings property, router module) pairs: the router is mounted when the property is true
+OPTIONAL_ROUTERS = (
+    ("sql_enabled", "pixql.server.routes.sql"),
+    ("sql_enabled", "pixql.server.routes.thanosql_files"),
+    ("sql_enabled", "pixql.server.routes.thanosql_ws"),
+    ("sql_enabled", "pixql.server.routes.thanosql"),  # last: its /api/v1/* catch-all
+)
 
 DESCRIPTION = """pixql's HTTP API, wire-compatible with Roboflow Inference Server's CLIP
 routes (`inference_sdk.InferenceHTTPClient` works unchanged). Embeddings are raw CLIP
@@ -64,7 +71,7 @@ def _router(module: str) -> APIRouter:
         raise MissingDependencyError(f"server routes {module} are not available ({e})") from e
 
 
-def _workspace_root(workspace: Any) -> Path | None:
+def _workspace_root(workspace: Workspace | str | os.PathLike[str] | None) -> Path | None:
     if workspace is None:
         return None
     if isinstance(workspace, str | os.PathLike):  # a folder (note: Path has its own .root)
@@ -82,11 +89,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     else:
         models.mark_preloaded()
     log.info("pixql server settings: %s", app.state.settings.public_dict())
+    from pixql.server.pg.endpoint import start_endpoint
+
+    app.state.pg = start_endpoint(app) if app.state.settings.pg_port is not None else None
     yield
+    if app.state.pg is not None:
+        app.state.pg.stop()
     models.close()
 
 
-def create_app(settings: ServerSettings | None = None, *, workspace: Any = None) -> FastAPI:
+def create_app(
+    settings: ServerSettings | None = None,
+    *,
+    workspace: Workspace | str | os.PathLike[str] | None = None,
+) -> FastAPI:
     """Build the server app.
 
     Args:
@@ -104,20 +120,24 @@ def create_app(settings: ServerSettings | None = None, *, workspace: Any = None)
         description=DESCRIPTION,
         license_info={"name": "Apache-2.0", "identifier": "Apache-2.0"},
         lifespan=lifespan,
+        docs_url=None,  # served by pixql.server.routes.docs, assets included
+        redoc_url=None,
         strict_content_type=False,  # a body sent without Content-Type is parsed as JSON
     )
     app.state.settings = settings
     app.state.workspace = workspace
+    app.state.pg = None  # the PostgreSQL endpoint (--pg-port), started by the lifespan
     app.state.server_id = str(uuid.uuid4())
     app.state.models = ClipModels(settings)
     app.state.images = ImageLoader(settings, _workspace_root(workspace))
     install_error_handlers(app)
     for module in ROUTERS:
         app.include_router(_router(module))
-    for flag, module in OPTIONAL_ROUTERS.items():
+    for flag, module in OPTIONAL_ROUTERS:
         if getattr(settings, flag):
             app.include_router(_router(module))
     _add_middleware(app, settings)
+    install_metrics(app)  # GET /metrics; its middleware is the outermost (sees every answer)
     return app
 
 
@@ -137,7 +157,7 @@ def _add_middleware(app: FastAPI, settings: ServerSettings) -> None:
         )
 
 
-def report_repairs(workspace: Any) -> None:
+def report_repairs(workspace: Workspace) -> None:
     """Log (as warnings, so they show without logging set up) what the workspace's start-up
     check removed: unfinished builds and orphaned model versions left by a crash."""
     for item in getattr(workspace, "repaired", []):
@@ -151,25 +171,29 @@ def serve(
 
     Args:
         settings: host, port, keys, limits (default: from the environment).
-        workspace_dir: a workspace folder to open (``pixql.connect(..., confined=True)``:
-            SQL over HTTP reads and writes files inside it, and inside
-            ``settings.allowed_dirs``, only), or None.
+        workspace_dir: a workspace folder to open (confined: SQL over HTTP reads and
+            writes files inside it, and inside ``settings.allowed_dirs``, only), or None.
+            While serving, ``DIR/.pixql/server.json`` tells clients to come here.
     """
-    import uvicorn
+    from pixql.server.served import bind, run
 
     settings = settings if settings is not None else ServerSettings.from_env()
     workspace = None
     if workspace_dir is not None:
-        import pixql
+        from pixql.connection import ensure_not_served, open_workspace, workspace_root
 
+        root = workspace_root(workspace_dir)
+        ensure_not_served(root)  # a second server on the same workspace: say who serves it
         # confined: SQL over HTTP may touch files inside the workspace (and allowed_dirs) only
-        workspace = pixql.connect(str(workspace_dir), progress=False, confined=True,
-                                  allowed_dirs=settings.allowed_dirs)
+        workspace = open_workspace(root, progress=False, confined=True,
+                                   allowed_dirs=settings.allowed_dirs)
         report_repairs(workspace)
     install_log_redaction()
     app = create_app(settings, workspace=workspace)
+    sock = bind(settings.host, settings.port)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        run(app, workspace, sock)  # with DIR/.pixql/server.json while serving
     finally:
+        sock.close()
         if workspace is not None:
             workspace.close()

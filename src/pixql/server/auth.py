@@ -7,14 +7,17 @@ When the server has keys (``--api-key`` / ``PIXQL_API_KEYS``), every route excep
 * the header ``Authorization: Bearer KEY``,
 * the JSON body field ``"api_key": "KEY"`` (what ``inference_sdk`` sends).
 
-The first key found is the one checked; keys are compared with :func:`hmac.compare_digest`
-against every configured key. A request without a valid key gets 401 ``{"message": ...}``.
+The first key found is the one checked, against every configured key: the SHA-256 digests
+of both are compared with :func:`hmac.compare_digest`, so the time a check takes depends on
+neither the given key's length nor the configured one's (nothing to learn by timing it).
+A request without a valid key gets 401 ``{"message": ...}``.
 The check is an ASGI middleware so it runs before the body is validated (an unauthenticated
 client learns nothing about the schema); the body it reads is replayed to the app.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
@@ -24,12 +27,13 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pixql.server.errors import json_error
+from pixql.server.errors import json_error, thanosql_shaped
 
-#: routes open without a key (health checks, docs)
+#: routes open without a key (health checks, docs and the docs pages' own files)
 PUBLIC_PATHS = frozenset(
     {"/", "/info", "/healthz", "/readiness", "/docs", "/docs/oauth2-redirect", "/redoc",
-     "/openapi.json"}
+     "/openapi.json", "/docs/assets/swagger-ui-bundle.js", "/docs/assets/swagger-ui.css",
+     "/docs/assets/redoc.standalone.js", "/docs/assets/favicon.png"}
 )
 UNAUTHORIZED = (
     "Unauthorized: this server needs a valid API key, sent as ?api_key=KEY, as the header "
@@ -53,22 +57,37 @@ def _bearer_key(scope: Scope) -> str | None:
 
 
 def _body_key(body: bytes) -> str | None:
+    """The ``api_key`` field of a JSON object body; None for anything else, including a body
+    nested too deeply to parse (the client is told 401, not a parser's 400)."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     key = data.get("api_key") if isinstance(data, dict) else None
     return key if isinstance(key, str) else None
 
 
-def key_matches(candidate: str | None, keys: Sequence[bytes]) -> bool:
-    """Constant-time check of ``candidate`` against every configured key."""
+def key_digest(key: str) -> bytes:
+    """The fixed-length (32 bytes) form keys are compared in."""
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def key_matches(candidate: str | None, digests: Sequence[bytes]) -> bool:
+    """Constant-time check of ``candidate`` against every configured key's digest: every
+    comparison is of 32 bytes with 32 bytes, whatever the keys' lengths.
+
+    Examples:
+        >>> key_matches("s3cret", [key_digest("other"), key_digest("s3cret")])
+        True
+        >>> key_matches("s3cre", [key_digest("s3cret")]), key_matches(None, [])
+        (False, False)
+    """
     if candidate is None:
         return False
-    given = candidate.encode("utf-8")
+    given = key_digest(candidate)
     matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(given, key)
+    for digest in digests:
+        matched |= hmac.compare_digest(given, digest)
     return matched
 
 
@@ -77,7 +96,7 @@ class ApiKeyMiddleware:
 
     def __init__(self, app: ASGIApp, *, keys: Sequence[str]) -> None:
         self.app = app
-        self.keys = [k.encode("utf-8") for k in keys]
+        self.digests = [key_digest(k) for k in keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
@@ -88,8 +107,10 @@ class ApiKeyMiddleware:
             body = await _read_body(receive)
             receive = _replay(body, receive)
             candidate = _body_key(body)
-        if not key_matches(candidate, self.keys):
-            response = json_error(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        if not key_matches(candidate, self.digests):
+            response = thanosql_shaped(
+                json_error(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"}),
+                scope["path"])
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

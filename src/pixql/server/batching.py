@@ -82,17 +82,20 @@ class MicroBatcher:
         lock: held around every forward (share it to serialise several batchers).
         on_start: called first in the worker thread (e.g. to set torch's threads).
         name: the worker thread's name.
+        on_batch: called with the size of every successful forward (metrics).
     """
 
     def __init__(self, forward: Forward, *, max_batch: int = 32, wait_s: float = 0.003,
                  lock: threading.Lock | None = None,
                  on_start: Callable[[], None] | None = None,
-                 name: str = "pixql-batcher") -> None:
+                 name: str = "pixql-batcher",
+                 on_batch: Callable[[int], None] | None = None) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.forward, self.max_batch, self.wait_s = forward, int(max_batch), float(wait_s)
         self._forward_lock = lock or threading.Lock()
         self._on_start = on_start
+        self._on_batch = on_batch
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._incoming = 0
@@ -146,6 +149,11 @@ class MicroBatcher:
             self.requests += len(jobs)
             self._cond.notify_all()
         return [job.future for job in jobs]
+
+    def queued(self) -> int:
+        """Items waiting for a forward pass."""
+        with self._cond:
+            return sum(len(job.items) for job in self._queue)
 
     def run(self, items: Sequence[Any]) -> np.ndarray:
         """Submit ``items`` and wait for their rows."""
@@ -221,7 +229,9 @@ class MicroBatcher:
                 self.failed_forwards += 1
                 raise
             self.items += len(items)
-            return rows
+        if self._on_batch is not None:
+            self._on_batch(len(items))
+        return rows
 
 
 def gather(futures: Sequence[Future[np.ndarray]]) -> np.ndarray:

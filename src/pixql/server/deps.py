@@ -7,13 +7,14 @@ Routes declare ``settings: SettingsDep``, ``models: ModelsDep``, ``images: Image
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from pixql.server.inputs import ImageLoader
 from pixql.server.manager import ClipModels
 from pixql.server.settings import ServerSettings
+from pixql.workspace import Workspace
 
 
 async def get_settings(request: Request) -> ServerSettings:
@@ -31,12 +32,14 @@ async def get_images(request: Request) -> ImageLoader:
     return request.app.state.images
 
 
-async def get_workspace(request: Request) -> Any:
-    """The workspace the server was started with (``None`` without ``-w``)."""
-    return request.app.state.workspace
+async def get_workspace(request: Request) -> Workspace | None:
+    """The workspace the server was started with (``None`` without ``-w``, or when only
+    its folder was given, which serves file inputs but not SQL)."""
+    ws = request.app.state.workspace
+    return ws if isinstance(ws, Workspace) else None
 
 
 SettingsDep = Annotated[ServerSettings, Depends(get_settings)]
 ModelsDep = Annotated[ClipModels, Depends(get_models)]
 ImagesDep = Annotated[ImageLoader, Depends(get_images)]
-WorkspaceDep = Annotated[Any, Depends(get_workspace)]
+WorkspaceDep = Annotated[Workspace | None, Depends(get_workspace)]

@@ -17,13 +17,16 @@ disk full (``OSError`` ENOSPC or  507     ``message``, ``error`` (logged)
 EDQUOT, DuckDB's "No space left")
 anything else                     500     ``{"message": "Internal error."}`` (logged)
 ================================  ======  =================================================
+
+Under ThanoSQL's paths (``/api/v1/``, ``/fm/api/v1/``) bodies also carry
+``"error": {"code", "message", "type"}``, the shape its SDK reads.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,7 +52,7 @@ MAX_NAMED_PROBLEMS = 5
 
 
 def json_error(
-    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int, message: str, *, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     """A JSON error response ``{"message": message, **extra}``."""
     return JSONResponse({"message": message, **extra}, status_code=status, headers=headers)
@@ -105,13 +108,15 @@ _PRIMITIVE_TAGS = frozenset({"str", "int", "float", "bool", "bytes", "list", "di
 
 
 def _is_union_tag(part: str) -> bool:
+    from pydantic import BaseModel
+
     from pixql.server import schemas
 
     model = getattr(schemas, part, None)
     return (
         "[" in part
         or part in _PRIMITIVE_TAGS
-        or (isinstance(model, type) and issubclass(model, schemas.BaseModel))
+        or (isinstance(model, type) and issubclass(model, BaseModel))
     )
 
 
@@ -169,17 +174,45 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     return json_error(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
+#: path prefixes whose error bodies also carry ThanoSQL's ``{"error": {"code", "message"}}``
+#: (its SDK reads the message from there; ``type`` keeps pixql's class name)
+THANOSQL_PREFIXES = ("/api/v1/", "/fm/api/v1/")
+
+
+def thanosql_shaped(response: JSONResponse, path: str) -> JSONResponse:
+    """``response`` with ``error`` = ``{"code", "message", "type"}`` under
+    :data:`THANOSQL_PREFIXES`; unchanged elsewhere."""
+    if not path.startswith(THANOSQL_PREFIXES):
+        return response
+    import json
+
+    body = json.loads(bytes(response.body))
+    kind = body.get("error")
+    body["error"] = {"code": response.status_code, "message": body.get("message", ""),
+                     "type": kind if isinstance(kind, str) else None}
+    headers = {k: v for k, v in response.headers.items()
+               if k.lower() not in ("content-length", "content-type")}
+    return JSONResponse(body, status_code=response.status_code, headers=headers)
+
+
+def _shaping(handler: Callable[[Request, Exception], Any]) -> Callable[..., Any]:
+    async def shaped(request: Request, exc: Exception) -> JSONResponse:
+        return thanosql_shaped(await handler(request, exc), request.url.path)
+
+    return shaped
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register every handler above on ``app`` (app.py adds :class:`InternalErrorMiddleware`)."""
-    app.add_exception_handler(Error, pixql_error)
-    app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Error, _shaping(pixql_error))
+    app.add_exception_handler(RequestValidationError, _shaping(validation_error))
+    app.add_exception_handler(HTTPException, _shaping(http_error))
     try:
         import duckdb
     except ImportError:  # pragma: no cover - duckdb is a core dependency
         pass
     else:
-        app.add_exception_handler(duckdb.Error, duckdb_error)
+        app.add_exception_handler(duckdb.Error, _shaping(duckdb_error))
 
 
 def _too_deep(exc: BaseException) -> JSONResponse | None:

@@ -29,6 +29,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -86,7 +87,7 @@ class UrlPolicy:
         return httpx.create_ssl_context()  # certifi's bundle, as httpx by default
 
     @classmethod
-    def from_entries(cls, entries: list[str], **kwargs: object) -> UrlPolicy:
+    def from_entries(cls, entries: list[str], **kwargs: Any) -> UrlPolicy:
         """Split ``url_allow_hosts`` entries into host names and IP networks."""
         hosts: set[str] = set()
         networks: list[IPNetwork] = []

@@ -21,7 +21,7 @@ import binascii
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pixql.errors import ImageError, InputError
 from pixql.images import decode_image, load_image, map_ordered
@@ -169,8 +169,25 @@ def check_texts(
             )
 
 
-def check_token_counts(embedder: Any, texts: Sequence[str], names: Sequence[str]) -> None:
-    """With ``truncate=false``: refuse texts over the model's context length."""
+@runtime_checkable
+class TokenLimited(Protocol):
+    """A text model with a context length (CLIP's :class:`ClipEmbedder`)."""
+
+    model_id: str
+
+    @property
+    def max_text_tokens(self) -> int:
+        """Tokens a text may take, start and end tokens included."""
+
+    def text_token_count(self, text: str) -> int:
+        """Tokens ``text`` needs, start and end tokens included."""
+
+
+def check_token_counts(embedder: object, texts: Sequence[str], names: Sequence[str]) -> None:
+    """With ``truncate=false``: refuse texts over the model's context length (a model
+    without one takes any text)."""
+    if not isinstance(embedder, TokenLimited):
+        return
     limit = int(embedder.max_text_tokens)
     for text, name in zip(texts, names, strict=True):
         count = int(embedder.text_token_count(text))

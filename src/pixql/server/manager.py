@@ -1,7 +1,9 @@
 """The CLIP models a server has loaded: lazy loading, preloading, readiness, the registry.
 
-Models are loaded through :func:`pixql.models.clip.load_clip` (which caches per process),
-on first use or at start-up (``preload_models``), and listed by ``GET /model/registry``.
+Models are loaded the way SQL loads a workspace's models: through the model-kind registry
+(``get_kind("clip").load(...)``, whose CLIP loader caches per process, so SQL and HTTP share
+one embedder per weights), on first use or at start-up (``preload_models``), and listed by
+``GET /model/registry``.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from pixql.errors import InputError
+from pixql.models.base import Embedder
+from pixql.models.clip.names import get_variant, resolve_version_id
+from pixql.models.registry import get_kind
 from pixql.server.schemas import ModelDescription, ModelsDescriptions
 from pixql.server.service import EmbeddingService
 from pixql.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
-#: the one model family this server serves: ``clip/<version_id>``
+#: the one model family this server serves: ``clip/<version_id>`` (a model kind's name)
 FAMILY = "clip"
 
 
@@ -30,7 +35,8 @@ class LoadedModel:
     """A model in the registry."""
 
     version_id: str
-    embedder: Any  # pixql.models.clip.ClipEmbedder
+    embedder: Embedder
+    #: the folder its weights were read from (readiness checks it is still there)
     folder: Path | None
     load_seconds: float
 
@@ -48,7 +54,7 @@ class LoadedModel:
         )
 
 
-def _input_size(embedder: Any) -> int | None:
+def _input_size(embedder: Embedder) -> int | None:
     size = getattr(getattr(getattr(embedder, "model", None), "visual", None), "image_size", None)
     if isinstance(size, tuple | list):
         size = size[0]
@@ -87,8 +93,6 @@ class ClipModels:
     # ------------------------------------------------------------------ loading
     def default_version(self) -> str:
         """The server's default ``clip_version_id`` (validated)."""
-        from pixql.models.clip.names import resolve_version_id
-
         return resolve_version_id(self.settings.clip_version_id)
 
     def get(self, version_id: str | None = None) -> tuple[LoadedModel, bool]:
@@ -101,8 +105,6 @@ class ClipModels:
             ModelError: unknown version id (the message lists the valid ones).
             WeightsNotFoundError: no weights for it (HTTP 404).
         """
-        from pixql.models.clip.names import get_variant
-
         version = version_id or self.default_version()
         get_variant(version)
         with self._lock:
@@ -114,23 +116,19 @@ class ClipModels:
                 if version in self._loaded:
                     return self._loaded[version], False
             started = time.perf_counter()
-            folder = self._folder(version)
-            embedder = self._load(version)
-            model = LoadedModel(version, embedder, folder, time.perf_counter() - started)
+            embedder = get_kind(FAMILY).load(None, self.config(version))
+            model = LoadedModel(version, embedder, embedder.weights_folder,
+                                time.perf_counter() - started)
             with self._lock:
                 self._loaded[version] = model
             return model, True
 
-    def _load(self, version: str) -> Any:
-        from pixql.models.clip import load_clip
-
-        return load_clip(version, models_dir=self.settings.clip_models_dir,
-                         device=self.settings.device)
-
-    def _folder(self, version: str) -> Path | None:
-        from pixql.models.clip import resolve_weights
-
-        return resolve_weights(version, models_dir=self.settings.clip_models_dir).folder
+    def config(self, version: str) -> dict[str, Any]:
+        """The CLIP kind's config naming ``version`` with the server's weights folder and
+        device (what a workspace's catalog records for a built model)."""
+        models_dir = self.settings.clip_models_dir
+        return {"clip_version_id": version, "device": self.settings.device,
+                "models_dir": str(models_dir) if models_dir is not None else None}
 
     def add(self, model_id: str) -> None:
         """``POST /model/add``: load ``clip/<version>`` now."""
@@ -142,18 +140,14 @@ class ClipModels:
         with self._lock:
             self._loaded.pop(version, None)
         self.service.drop_model(f"{FAMILY}/{version}")
-        evict = _loader_attr("evict")
-        if evict is not None:
-            evict(version)
+        get_kind(FAMILY).unload(self.config(version))
 
     def clear(self) -> None:
         """``POST /model/clear``: forget every model (the loader's cache too)."""
         with self._lock:
             self._loaded.clear()
         self.service.clear()
-        clear_cache = _loader_attr("clear_cache")
-        if clear_cache is not None:
-            clear_cache()
+        get_kind(FAMILY).unload()
 
     def close(self) -> None:
         """Shutdown: finish queued batches and stop the batch workers."""
@@ -200,10 +194,4 @@ class ClipModels:
             if model.folder is not None and not model.folder.is_dir():
                 return f"the weights folder of clip/{version} ({model.folder}) is gone"
         return None
-
-
-def _loader_attr(name: str) -> Any:
-    from pixql.models.clip import loader
-
-    return getattr(loader, name, None)
 

@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 from pydantic import BaseModel, Field
 
+from pixql.models.base import Embedder
 from pixql.server.batching import BatcherClosed, BatcherStats, MicroBatcher, gather
 from pixql.server.cache import CacheKey, CacheStats, EmbeddingCache
 from pixql.server.settings import ServerSettings
@@ -60,13 +61,13 @@ def _set_torch_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def model_key(embedder: Any) -> str:
+def model_key(embedder: Embedder) -> str:
     """``<model_id>@<weights source>``: what cache and batchers are keyed by."""
     return f"{getattr(embedder, 'model_id', '') or type(embedder).__name__}@" \
            f"{getattr(embedder, 'source', '')}"
 
 
-def forward_rows(embedder: Any, modality: str, items: list[Any]) -> np.ndarray:
+def forward_rows(embedder: Embedder, modality: str, items: list[Any]) -> np.ndarray:
     """Raw (not normalised) float32 rows of preprocessed ``items``."""
     return embedder.postprocess(embedder.forward(items, modality), normalize=False)
 
@@ -84,12 +85,14 @@ class EmbeddingService:
         self.settings = settings
         self.cache = EmbeddingCache(settings.embedding_cache_size)
         self.torch_threads = resolve_torch_threads(settings.torch_threads)
-        self._batchers: dict[tuple[str, str], tuple[Any, MicroBatcher]] = {}
+        self._batchers: dict[tuple[str, str], tuple[Embedder, MicroBatcher]] = {}
         self._model_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._closed = False
+        #: the app's metrics (``pixql.server.metrics.Metrics``), when it has them
+        self.metrics: Any = None
 
-    def embed(self, embedder: Any, digests: Sequence[str | None], modality: str,
+    def embed(self, embedder: Embedder, digests: Sequence[str | None], modality: str,
               load: Callable[[list[int]], list[Any]]) -> np.ndarray:
         """Raw float32 rows of ``len(digests)`` items, in order.
 
@@ -101,6 +104,8 @@ class EmbeddingService:
                 with the items that are neither cached nor repeats, in the request thread.
         """
         key = model_key(embedder)
+        if self.metrics is not None:
+            self.metrics.embedded(key, modality, len(digests))
         keys: list[CacheKey | None] = [
             (key, modality, d) if d is not None and self.cache.enabled else None
             for d in digests
@@ -121,7 +126,7 @@ class EmbeddingService:
             self.cache.put_many((keys[f], computed[j]) for j, f in enumerate(firsts))
         return np.stack(cast("list[np.ndarray]", rows)).astype(np.float32, copy=False)
 
-    def _compute(self, embedder: Any, key: str, modality: str,
+    def _compute(self, embedder: Embedder, key: str, modality: str,
                  load: Callable[[], list[Any]]) -> np.ndarray:
         batcher = self._batcher(embedder, key, modality) \
             if self.settings.batching and _batches(embedder, modality) else None
@@ -135,7 +140,7 @@ class EmbeddingService:
                 return forward_rows(embedder, modality, prepared)
         return gather(futures)
 
-    def _batcher(self, embedder: Any, key: str, modality: str) -> MicroBatcher | None:
+    def _batcher(self, embedder: Embedder, key: str, modality: str) -> MicroBatcher | None:
         """The batcher of (model, modality), started on first use (None once closed)."""
         with self._lock:
             if self._closed:
@@ -152,9 +157,19 @@ class EmbeddingService:
                 lock=self._model_locks.setdefault(key, threading.Lock()),
                 on_start=lambda: _set_torch_threads(self.torch_threads),
                 name=f"pixql-batch-{key.split('@', 1)[0]}-{modality}",
+                on_batch=lambda size: self._observe_batch(key, modality, size),
             )
             self._batchers[(key, modality)] = (embedder, batcher)
             return batcher
+
+    def _observe_batch(self, key: str, modality: str, size: int) -> None:
+        if self.metrics is not None:
+            self.metrics.batch(key, modality, size)
+
+    def batchers(self) -> list[tuple[str, str, MicroBatcher]]:
+        """``(model key, modality, batcher)`` of every running batcher."""
+        with self._lock:
+            return [(k, m, b) for (k, m), (_, b) in self._batchers.items()]
 
     # ------------------------------------------------------------------ lifecycle
     def drop_model(self, model_id: str) -> None:
@@ -197,7 +212,7 @@ class EmbeddingService:
         )
 
 
-def _batches(embedder: Any, modality: str) -> bool:
+def _batches(embedder: Embedder, modality: str) -> bool:
     """Whether micro-batching helps ``embedder`` (a row-by-row forward gains nothing from
     it, and queueing behind one forward lock would only serialise the requests)."""
     batches = getattr(embedder, "batches", None)

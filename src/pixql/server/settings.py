@@ -135,6 +135,11 @@ class ServerSettings(BaseModel):
         default=4096, ge=0,
         description="embeddings kept in the LRU cache of texts and base64 images (0: off)",
     )
+    pg_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="serve the workspace over the PostgreSQL protocol on this TCP port too "
+        "(0: any free one; None: off); see docs/clients/postgresql.md")
+    pg_host: str = Field(default="127.0.0.1", description="interface of the PostgreSQL port")
     enable_sql: bool = Field(
         default=False,
         description="mount POST /sql (also on whenever api_keys are configured)")
@@ -148,8 +153,9 @@ class ServerSettings(BaseModel):
 
     @property
     def sql_enabled(self) -> bool:
-        """Whether ``POST /sql`` is served: asked for, or implied by configured keys."""
-        return self.enable_sql or bool(self.api_keys)
+        """Whether SQL is served (``POST /sql``, ThanoSQL's API): asked for, or implied by
+        configured keys or by a PostgreSQL port."""
+        return self.enable_sql or bool(self.api_keys) or self.pg_port is not None
 
     @property
     def auth_enabled(self) -> bool:

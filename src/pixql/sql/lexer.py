@@ -181,9 +181,9 @@ class Lexer:
             return self._dollar(start)
         m = IDENT_RE.match(self.text, start)
         if m:
-            if not options and m.end() == start + 1 and self.text.startswith("'", m.end()):
-                if char in "eE":
-                    return self._escape_string(start)
+            if (not options and m.end() == start + 1 and self.text.startswith("'", m.end())
+                    and char in "eE"):
+                return self._escape_string(start)
             return self._make(TokenKind.IDENT, start, m.end(), m.group())
         m = _NUMBER_RE.match(self.text, start)
         if m:

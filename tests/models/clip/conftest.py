@@ -14,7 +14,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+def isolated_hf_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
     """Point Hugging Face's cache at an empty folder: weights cached on this machine must
     not change what the tests see."""
     import huggingface_hub.constants
@@ -116,3 +116,51 @@ def _counting(real, precision: str, calls: list[tuple[str, str]]):
         calls.append((tower, precision))
         return real(model, folder, tower, trimmed)
     return exporter
+
+
+@pytest.fixture
+def measured(monkeypatch: pytest.MonkeyPatch):
+    """``measured({"onnx-int8": 0.5, ("onnx", "text"): 0.2})``: from now on the cosine check
+    of a backend (or of one backend's tower) reports these values instead of what it
+    measured, so a test decides whether ``auto`` accepts a candidate — how well int8 keeps
+    a *random tiny* CLIP is the runtime's business, what ``auto`` does with it is pixql's."""
+    from pixql.models.clip import backends
+
+    real = backends._runner_and_cosine
+
+    def control(cosines: dict) -> None:
+        def controlled(embedder, backend: str, tower: str):
+            runner, cosine = real(embedder, backend, tower)
+            return runner, cosines.get((backend, tower), cosines.get(backend, cosine))
+
+        monkeypatch.setattr(backends, "_runner_and_cosine", controlled)
+
+    return control
+
+
+def explicit_twin(embedder, backend: str):
+    """A new embedder of the same weights running ``backend`` for both towers."""
+    from pixql.models.clip.backends import attach_backend
+    from pixql.models.clip.embedder import ClipEmbedder
+
+    twin = ClipEmbedder(embedder.model, embedder.image_transform, embedder.tokenizer,
+                        version_id=embedder.version_id, dim=embedder.dim)
+    return attach_backend(twin, backend)
+
+
+def assert_runs_its_choice(e, tiny_clip, items: dict[str, list]) -> None:
+    """Each tower of ``e`` (an ``auto`` embedder) computes what the backend it reports
+    computes: equal to the explicit backend's output (same files, same runtime), and equal
+    to torch at fp32 precision where the choice is fp32 ONNX or torch. Never a quality bar
+    on int8 (that would test the runtime's luck with random weights)."""
+    import numpy as np
+
+    for modality, inputs in items.items():
+        chosen = e.towers.chosen[modality] if e.towers is not None else "torch"
+        got = e.embed(inputs, modality, normalize=False)
+        reference = tiny_clip if chosen == "torch" else explicit_twin(tiny_clip, chosen)
+        want = reference.embed(inputs, modality, normalize=False)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=chosen)
+        if chosen in ("torch", "onnx"):
+            np.testing.assert_allclose(
+                got, tiny_clip.embed(inputs, modality, normalize=False), rtol=1e-5, atol=1e-5)

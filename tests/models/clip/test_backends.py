@@ -1,6 +1,12 @@
-"""CLIP backends (ONNX Runtime fp32/int8, OpenVINO, auto): embeddings match torch's, texts
-stay padded to the batch's longest one, exports are cached on disk and repaired when
-corrupt, missing runtimes and bad names fail clearly — all with the tiny CLIP."""
+"""CLIP backends (ONNX Runtime fp32/int8, OpenVINO, auto): fp32 embeddings match torch's,
+int8 ones are well-formed and independent of their batch, ``auto`` takes a candidate exactly
+when its cosine check passes, texts stay padded to the batch's longest one, exports are
+cached on disk and repaired when corrupt, missing runtimes and bad names fail clearly — all
+with the tiny CLIP.
+
+How close int8 (or OpenVINO's bf16) stays to torch for a *random tiny* CLIP depends on the
+installed runtime and CPU, not on pixql: no test here sets a quality bar on it. Tests of
+``auto``'s decision control the measured cosine (the ``measured`` fixture)."""
 
 from __future__ import annotations
 
@@ -27,7 +33,11 @@ from pixql.models.clip.backends import (
 )
 from pixql.models.clip.calibration import photo_like_images
 from pixql.models.clip.embedder import ClipEmbedder
+from pixql.models.clip.onnx_backend import ROWWISE
+from tests.models.clip.conftest import assert_runs_its_choice
 
+#: a measured cosine that fails the check (forced through the ``measured`` fixture)
+BELOW = MIN_COSINE - 0.01
 TEXTS = ["a cat", "x", "a photo of a black dog sitting on a red chair in the garden",
          " ".join(["long"] * 90)]  # over 77 tokens: truncated, full context length
 
@@ -66,25 +76,44 @@ def images(random_image):
     return [random_image(1), random_image(2, size=(20, 90)), *photo_like_images(4, 64)]
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-
-
-@pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "openvino", "auto"])
-def test_embeddings_match_torch(cache_dir, tiny_clip, images, backend):
-    if backend == "openvino":
-        pytest.importorskip("openvino")
-    e = fresh(tiny_clip, backend)
-    assert e.towers is not None
-    assert e.backend.startswith(backend)
+def test_onnx_fp32_matches_torch_fp32(cache_dir, tiny_clip, images):
+    e = fresh(tiny_clip, "onnx")
+    assert e.backend == "onnx"
     for modality, items in (("image", images), ("text", TEXTS)):
         want = tiny_clip.embed(items, modality, normalize=False)
         got = e.embed(items, modality, normalize=False)
         assert got.dtype == np.float32
-        assert got.shape == want.shape
-        assert _cosines(got, want).min() >= MIN_COSINE
-        if backend == "onnx":
-            np.testing.assert_allclose(got, want, atol=1e-4)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["onnx-int8", "openvino"])
+def test_approximate_backends_give_well_formed_deterministic_embeddings(
+        cache_dir, tiny_clip, images, backend):
+    """int8 (and OpenVINO, bf16 where the CPU has it): the right shape and type, finite,
+    the same answer twice — but no quality threshold (see the module docstring)."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    e = fresh(tiny_clip, backend)
+    assert e.backend == backend
+    assert set(e.towers.chosen.values()) == {backend}
+    for modality, items in (("image", images), ("text", TEXTS)):
+        got = e.embed(items, modality, normalize=False)
+        assert got.dtype == np.float32
+        assert got.shape == (len(items), tiny_clip.dim)
+        assert np.isfinite(got).all()
+        np.testing.assert_array_equal(got, e.embed(items, modality, normalize=False))
+
+
+def test_an_explicit_backend_below_the_threshold_is_kept_with_a_warning(
+        cache_dir, tiny_clip, measured, caplog):
+    measured({"onnx-int8": BELOW})
+    with caplog.at_level("WARNING"):
+        e = fresh(tiny_clip, "onnx-int8")
+    assert e.backend == "onnx-int8"  # asked for by name: used, not replaced
+    assert e.towers.cosine == {"image": BELOW, "text": BELOW}
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2
+    assert all(f"reach only cosine {BELOW:.4f}" in m for m in warned)
 
 
 def test_onnx_text_batches_are_padded_to_their_longest_text(cache_dir, tiny_clip):
@@ -105,17 +134,60 @@ def test_video_frames_go_through_the_backend(cache_dir, tiny_clip, images):
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_auto_picks_per_tower_a_backend_that_keeps_the_cosine(cache_dir, tiny_clip):
+def test_auto_picks_per_tower_a_backend_that_keeps_the_cosine(cache_dir, tiny_clip, images):
+    """Whatever the real measurement says on this machine, ``auto`` only keeps a candidate
+    that passed it, records each measurement in the cache's manifest, and computes what the
+    backend it reports computes."""
+    from pixql.models.clip.backends import min_cosine
+    from pixql.models.clip.onnx_backend import RUNNERS
+
     e = fresh(tiny_clip, "auto")
-    assert e.backend.startswith("auto(image=")
-    assert set(e.towers.chosen) == {"image", "text"}
+    assert e.backend == f"auto(image={e.towers.chosen['image']}, text={e.towers.chosen['text']})"
+    manifest = export.read_manifest(e._export_folder)
     for tower, chosen in e.towers.chosen.items():
         assert chosen in AUTO_ORDER
         assert e.towers.cosine[tower] >= MIN_COSINE
-    manifest = export.read_manifest(e._export_folder)
-    recorded = [c for f in manifest["files"].values() for c in f.get("cosine", {}).values()]
-    assert recorded
-    assert min(recorded) > 0.9
+        name = f"{tower}.onnx" if RUNNERS[chosen][0] == "fp32" else f"{tower}.int8.onnx"
+        recorded = manifest["files"][name]["cosine"][chosen]
+        assert recorded == e.towers.cosine[tower]
+        runner = getattr(e.towers, tower).runner
+        assert min_cosine(e, tower, runner) == pytest.approx(recorded, abs=1e-6)
+    assert_runs_its_choice(e, tiny_clip, {"image": images, "text": TEXTS})
+
+
+@pytest.mark.parametrize(("cosines", "want"), [
+    ({}, "auto(image=onnx-int8, text=onnx-int8)"),
+    ({("onnx-int8", "text"): BELOW}, "auto(image=onnx-int8, text=onnx)"),
+    ({"onnx-int8": BELOW}, "auto(image=onnx, text=onnx)"),
+    ({("onnx-int8", "image"): BELOW, ("onnx", "image"): BELOW},
+     "auto(image=torch, text=onnx-int8)"),
+])
+def test_auto_takes_the_first_candidate_that_meets_the_threshold(
+        cache_dir, tiny_clip, images, measured, monkeypatch, cosines, want):
+    """int8 when its measured cosine meets :data:`MIN_COSINE`, the next candidate when it
+    does not, torch when none does — forced both ways."""
+    monkeypatch.setattr("pixql.models.clip.onnx_backend.runtime_available",
+                        lambda backend: backend != "openvino")  # the same order everywhere
+    measured({"onnx-int8": MIN_COSINE, "onnx": 1.0, **cosines})
+    e = fresh(tiny_clip, "auto")
+    assert e.backend == want
+    for tower, chosen in e.towers.chosen.items():
+        assert e.batches(tower) == (chosen not in ROWWISE)
+        if chosen != "torch":
+            assert e.towers.cosine[tower] >= MIN_COSINE
+    assert_runs_its_choice(e, tiny_clip, {"image": images, "text": TEXTS})
+
+
+def test_auto_falls_back_to_torch_when_no_candidate_keeps_the_cosine(cache_dir, tiny_clip,
+                                                                      measured, caplog):
+    measured({"onnx-int8": BELOW, "onnx": BELOW, "openvino": BELOW})
+    with caplog.at_level("INFO", logger="pixql.models.clip.backends"):
+        e = fresh(tiny_clip, "auto")
+    assert e.towers is None
+    assert e.backend == "torch"
+    said = [r.getMessage() for r in caplog.records]
+    assert any(f"onnx-int8 reaches only cosine {BELOW:.4f}" in m and "not used" in m
+               for m in said)
 
 
 def test_export_happens_once_and_is_reused(cache_dir, monkeypatch, tiny_clip):
@@ -132,8 +204,9 @@ def test_export_happens_once_and_is_reused(cache_dir, monkeypatch, tiny_clip):
     assert calls == []
     assert first._export_folder == second._export_folder == folder
     assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.onnx")} == files
-    np.testing.assert_array_equal(first.embed(TEXTS, "text"),
-                                  fresh(tiny_clip, "onnx-int8").embed(TEXTS, "text"))
+    np.testing.assert_allclose(first.embed(TEXTS, "text"),
+                               fresh(tiny_clip, "onnx-int8").embed(TEXTS, "text"),
+                               rtol=1e-6, atol=1e-6)
 
 
 def _copy_cache(cache_dir, tmp_path, monkeypatch) -> Path:
@@ -144,6 +217,7 @@ def _copy_cache(cache_dir, tmp_path, monkeypatch) -> Path:
 
 def test_corrupt_cache_files_are_exported_again(cache_dir, tmp_path, monkeypatch, tiny_clip,
                                                 images):
+    pristine = fresh(tiny_clip, "onnx-int8").embed(images, "image")  # the intact cache
     folder = _copy_cache(cache_dir, tmp_path, monkeypatch)
     int8 = folder / "image.int8.onnx"
     data = bytearray(int8.read_bytes())
@@ -156,7 +230,8 @@ def test_corrupt_cache_files_are_exported_again(cache_dir, tmp_path, monkeypatch
     assert e._export_folder == folder
     assert calls == []  # text.int8.onnx is intact: the fp32 text file is not needed
     assert export.sha256_file(int8) == export.read_manifest(folder)["files"][int8.name]["sha256"]
-    assert _cosines(e.embed(images, "image"), tiny_clip.embed(images, "image")).min() > 0.99
+    # the same export of the same weights: the repaired file computes what the intact one did
+    np.testing.assert_allclose(e.embed(images, "image"), pristine, rtol=1e-5, atol=1e-5)
 
     fresh(tiny_clip, "onnx")
     assert calls == ["TextTower"]  # only the damaged fp32 file
@@ -198,7 +273,7 @@ def test_unwritable_cache_is_a_clear_error_and_auto_falls_back(tmp_path, monkeyp
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv(export.CACHE_ENV, str(blocker))
-    with pytest.raises(ModelError, match="cannot write the CLIP ONNX cache.*PIXQL_CACHE_DIR"):
+    with pytest.raises(ModelError, match=r"cannot write the CLIP ONNX cache.*PIXQL_CACHE_DIR"):
         fresh(tiny_clip, "onnx")
     assert fresh(tiny_clip, "auto").towers is None
 
@@ -265,7 +340,8 @@ def test_a_rows_embedding_does_not_depend_on_its_batch(cache_dir, tiny_clip, ima
 
 
 def test_the_server_batches_only_towers_that_gain_from_it(cache_dir, tiny_clip):
-    """onnx-int8 towers run row by row: the server must not micro-batch them."""
+    """onnx-int8 towers run row by row: the server must not micro-batch them. For ``auto``
+    the answer follows what it chose (guarded runners report what they wrap)."""
     assert tiny_clip.batches("text")
     assert tiny_clip.batches("image")
     e = fresh(tiny_clip, "onnx-int8")
@@ -273,7 +349,7 @@ def test_the_server_batches_only_towers_that_gain_from_it(cache_dir, tiny_clip):
     assert not e.batches("image")
     assert not e.batches("video")
     assert fresh(tiny_clip, "onnx").batches("text")
-    auto = fresh(tiny_clip, "auto")  # guarded runners report what they wrap
-    assert auto.backend == "auto(image=onnx-int8, text=onnx-int8)"
-    assert not auto.batches("text")
-    assert not auto.batches("image")
+    auto = fresh(tiny_clip, "auto")
+    for tower, chosen in auto.towers.chosen.items():
+        assert auto.batches(tower) == (chosen not in ROWWISE), auto.backend
+    assert auto.batches("video") == auto.batches("image")

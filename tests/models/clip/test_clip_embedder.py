@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pixql.errors import ModelError
-from pixql.models.clip.embedder import trim_padding
+from pixql.models.clip.text import trim_padding
 
 TEXTS = [
     "a cat",
@@ -58,7 +58,7 @@ def test_padding_to_longest_equals_padding_to_77(tiny_clip, reference, texts):
     tokens = tiny_clip.tokenizer(texts)
     trimmed = trim_padding(tokens)
     assert trimmed.shape[1] < 77
-    assert tiny_clip._can_trim()
+    assert tiny_clip.can_trim()
     ours = tiny_clip.embed(texts, "text", normalize=False)
     np.testing.assert_allclose(ours, _ref_texts(reference, texts).numpy(), atol=1e-5)
     one_by_one = np.concatenate([tiny_clip.embed([t], "text", normalize=False) for t in texts])

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 from pixql.errors import ModelError, WeightsNotFoundError
-from pixql.models.clip import load_clip
+from pixql.models.clip import load_clip, loader
 from pixql.models.clip.loader import clear_cache, resolve_weights
 from pixql.testing import make_tiny_clip, make_tiny_clip_models_dir
 
@@ -78,9 +80,9 @@ def test_env_version_id_picks_the_folder(tmp_path, monkeypatch):
 
 
 def test_weights_in_hugging_face_cache_are_used_offline(tmp_path, tiny_clip_dir,
-                                                       _isolated_hf_cache):
+                                                       isolated_hf_cache):
     """A snapshot open_clip downloaded earlier is found without network."""
-    repo = _isolated_hf_cache / "models--timm--vit_base_patch32_clip_224.openai"
+    repo = isolated_hf_cache / "models--timm--vit_base_patch32_clip_224.openai"
     snapshot = repo / "snapshots" / ("a" * 40)
     shutil.copytree(tiny_clip_dir, snapshot)
     (repo / "refs").mkdir()
@@ -142,7 +144,7 @@ def test_weights_of_another_architecture_without_config(tmp_path, tiny_clip_dir)
     folder = tmp_path / "no-config"
     folder.mkdir()
     shutil.copy(tiny_clip_dir / "open_clip_model.safetensors", folder)
-    with pytest.raises(ModelError, match="open_clip_model.safetensors"):
+    with pytest.raises(ModelError, match=r"open_clip_model\.safetensors"):
         load_clip("ViT-B-32", path=folder)
 
 
@@ -163,3 +165,86 @@ def test_relative_path_is_made_absolute(tiny_clip_dir, monkeypatch):
     monkeypatch.chdir(Path(tiny_clip_dir).parent)
     src = resolve_weights("ViT-B-32", path=Path(tiny_clip_dir).name)
     assert src.folder == Path(tiny_clip_dir)
+
+
+# ---------------------------------------------------------------------- online, fast failure
+@pytest.fixture
+def online(monkeypatch):
+    """Downloads allowed (no offline variable), open_clip's loader replaced by a recorder
+    (nothing is ever fetched); returns the list of names it was asked for."""
+    import open_clip
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("PIXQL_OFFLINE", raising=False)
+    monkeypatch.delenv("PIXQL_CLIP_MODELS_DIR", raising=False)
+    asked: list[str] = []
+
+    def no_download(name, **kwargs):
+        asked.append(name)
+        raise RuntimeError("test: no downloads here")
+
+    monkeypatch.setattr(open_clip, "create_model_from_pretrained", no_download)
+    clear_cache()
+    return asked
+
+
+def _endpoint(monkeypatch, url: str) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", url)
+
+
+def test_an_unreachable_download_host_fails_at_once_with_the_local_options(online,
+                                                                           monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _endpoint(monkeypatch, f"http://127.0.0.1:{port}")
+    with pytest.raises(WeightsNotFoundError) as e:
+        load_clip("ViT-B-32")
+    message = str(e.value)
+    assert f"cannot reach the download host 127.0.0.1:{port}" in message
+    assert "PIXQL_CLIP_MODELS_DIR" in message
+    assert "snapshot_download(" in message
+    assert online == []  # open_clip's download (and its retries) never started
+
+
+def test_a_download_host_that_never_answers_is_given_up_after_the_timeout(online,
+                                                                           monkeypatch):
+    """A black hole (a resolver or a SYN that never returns): the probe's thread is left
+    behind, the load returns after CONNECT_TIMEOUT_S (made short here)."""
+    release = threading.Event()
+    monkeypatch.setattr(loader, "CONNECT_TIMEOUT_S", 0.2)
+
+    def black_hole(*args, **kwargs):
+        release.wait(60)
+        raise OSError("released at the end of the test")
+
+    monkeypatch.setattr(loader.socket, "create_connection", black_hole)
+    try:
+        with pytest.raises(WeightsNotFoundError, match=r"did not answer within 0\.2 s"):
+            load_clip("ViT-B-32")
+    finally:
+        release.set()
+    assert online == []
+
+
+def test_a_reachable_host_goes_on_to_open_clips_download(online, monkeypatch):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        _endpoint(monkeypatch, f"http://127.0.0.1:{server.getsockname()[1]}")
+        assert loader.download_host_unreachable() is None
+        with pytest.raises(WeightsNotFoundError, match="the download failed"):
+            load_clip("ViT-B-32")
+    assert len(online) == 1  # the probe passed: open_clip was asked (and failed here)
+
+
+def test_evict_forgets_one_version_only(tiny_clip_dir):
+    from pixql.models.clip.loader import evict
+
+    a = load_clip("ViT-B-32", path=tiny_clip_dir)
+    b = load_clip("RN50", path=tiny_clip_dir)  # with path, the version is only a label
+    evict("ViT-B-32")
+    assert load_clip("ViT-B-32", path=tiny_clip_dir) is not a
+    assert load_clip("RN50", path=tiny_clip_dir) is b

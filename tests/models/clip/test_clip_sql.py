@@ -103,6 +103,6 @@ def test_build_options_are_validated(image_ws, tiny_clip_dir):
 
 def test_build_without_weights_fails_and_records_nothing(image_ws, tmp_path, monkeypatch):
     monkeypatch.setenv("PIXQL_CLIP_MODELS_DIR", str(tmp_path / "empty"))
-    with pytest.raises(WeightsNotFoundError, match="open_clip_model.safetensors"):
+    with pytest.raises(WeightsNotFoundError, match=r"open_clip_model\.safetensors"):
         image_ws.sql("BUILD MODEL c USING CLIP OPTIONS (clip_version_id='ViT-B-32')")
     assert image_ws.catalog.find_model("c") is None

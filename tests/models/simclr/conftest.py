@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture(autouse=True)
-def _no_weight_downloads(tmp_path_factory: pytest.TempPathFactory,
+def torch_home(tmp_path_factory: pytest.TempPathFactory,
                          monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty TORCH_HOME of the test's own, and torch hub downloads that always fail: weights
     cached on this machine, or the network, must not change what the tests see."""

@@ -40,7 +40,7 @@ def test_auto_picks_by_size_and_weights(size: int, pretrained: bool, expected: s
 
 
 def test_unknown_backbone_names_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="known: .*resnet18.*small_resnet"):
+    with pytest.raises(ValueError, match=r"known: .*resnet18.*small_resnet"):
         build_backbone({"name": "vgg"})
     with pytest.raises(ValueError, match="unknown backbone"):
         backbone_spec("vgg", image_size=28, in_channels=1, pretrained=False)

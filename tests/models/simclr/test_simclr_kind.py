@@ -176,7 +176,14 @@ def test_missing_column_and_bad_images_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="image_col="):
         SimCLR.build(_ctx(tmp_path, files, column="path"), SimCLROptions())
     missing = tmp_path / "nope.png"
-    with pytest.raises(ImageError, match="nope.png"):
+    with pytest.raises(ImageError, match=r"nope\.png"):
         SimCLR.build(_ctx(tmp_path, [*files, missing]), SimCLROptions(max_epochs=1))
     with pytest.raises(ModelError, match="at least 2 training images"):
         SimCLR.build(_ctx(tmp_path, files[:1]), SimCLROptions(max_epochs=1))
+
+
+def test_loading_without_an_artifact_folder_says_why() -> None:
+    """SimCLR's weights live in its artifacts: it cannot be named by a config alone (as the
+    server names clip/<version>)."""
+    with pytest.raises(ModelError, match="SimCLR model is loaded from its artifact folder"):
+        get_kind("simclr").load(None, {"backbone": {"name": "small_resnet"}})

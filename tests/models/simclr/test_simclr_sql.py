@@ -70,7 +70,7 @@ def test_overwrite_rules(image_ws: Any) -> None:
     image_ws.sql("CREATE TABLE broken AS SELECT image_path, filename, label FROM images "
                  "UNION ALL "
                  "SELECT 'shapes/missing.png', 'missing.png', 'circle'")
-    with pytest.raises(ImageError, match="missing.png"):
+    with pytest.raises(ImageError, match=r"missing\.png"):
         image_ws.sql(BUILD.format(extra=", overwrite=True").replace("FROM images", "FROM broken"))
     assert len(image_ws.sql(SEARCH.format(k=3)).df()) == 3
     version = image_ws.sql(BUILD.format(extra=", overwrite=True")).df()["version"][0]

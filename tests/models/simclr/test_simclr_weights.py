@@ -34,17 +34,17 @@ def _resnet18() -> torch.nn.Module:
     return build_backbone(backbone_spec("resnet18", image_size=224, in_channels=3, pretrained=True))
 
 
-def test_cache_location_follows_torch_home(_no_weight_downloads: Path) -> None:
-    assert cache_dir() == _no_weight_downloads / "hub" / "checkpoints"
+def test_cache_location_follows_torch_home(torch_home: Path) -> None:
+    assert cache_dir() == torch_home / "hub" / "checkpoints"
     info = pretrained_info("resnet18")
     assert info.filename == FILENAME
     assert info.enum_name == "ResNet18_Weights.IMAGENET1K_V1"
     assert info.mean == pytest.approx((0.485, 0.456, 0.406))
 
 
-def test_cached_file_is_loaded(_no_weight_downloads: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cached_file_is_loaded(torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIXQL_OFFLINE", "1")
-    state = _write_cached_weights(_no_weight_downloads)
+    state = _write_cached_weights(torch_home)
     net = _resnet18()
     record = load_pretrained("resnet18", net)
     assert record == {"weights": "ResNet18_Weights.IMAGENET1K_V1", "file": FILENAME}
@@ -56,20 +56,20 @@ def test_cached_file_is_loaded(_no_weight_downloads: Path, monkeypatch: pytest.M
 
 @pytest.mark.parametrize("offline", ["1", ""])
 def test_missing_file_offline_names_file_and_folder(
-        _no_weight_downloads: Path, monkeypatch: pytest.MonkeyPatch, offline: str) -> None:
+        torch_home: Path, monkeypatch: pytest.MonkeyPatch, offline: str) -> None:
     # offline="1": PIXQL_OFFLINE forbids the download; "": the download itself fails
     monkeypatch.setenv("PIXQL_OFFLINE", offline)
     with pytest.raises(WeightsNotFoundError) as err:
         load_pretrained("resnet18", _resnet18())
     message = str(err.value)
     assert FILENAME in message
-    assert str(_no_weight_downloads / "hub" / "checkpoints") in message
+    assert str(torch_home / "hub" / "checkpoints") in message
     assert isinstance(err.value, ModelError)
-    assert not (_no_weight_downloads / "hub" / "checkpoints" / FILENAME).exists()
+    assert not (torch_home / "hub" / "checkpoints" / FILENAME).exists()
 
 
-def test_corrupt_cached_file_says_delete_it(_no_weight_downloads: Path) -> None:
-    folder = _no_weight_downloads / "hub" / "checkpoints"
+def test_corrupt_cached_file_says_delete_it(torch_home: Path) -> None:
+    folder = torch_home / "hub" / "checkpoints"
     folder.mkdir(parents=True)
     (folder / FILENAME).write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="delete the file"):
@@ -89,9 +89,9 @@ def _rows(tmp_path: Path) -> pa.Table:
 
 
 def test_build_with_pretrained_uses_imagenet_setup(
-        _no_weight_downloads: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        torch_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PIXQL_OFFLINE", "1")
-    _write_cached_weights(_no_weight_downloads)
+    _write_cached_weights(torch_home)
     ctx = BuildContext(name="p", artifact_dir=tmp_path / "art", workspace=tmp_path,
                        rows=_rows(tmp_path), resolve=Path, progress=False)
     ctx.artifact_dir.mkdir()
@@ -111,7 +111,7 @@ def test_build_with_pretrained_uses_imagenet_setup(
 
 
 def test_build_with_pretrained_offline_fails_before_training(
-        _no_weight_downloads: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        torch_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PIXQL_OFFLINE", "1")
     ctx = BuildContext(name="p", artifact_dir=tmp_path, workspace=tmp_path, rows=_rows(tmp_path),
                        resolve=Path, progress=False)

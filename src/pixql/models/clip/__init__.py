@@ -4,7 +4,7 @@ Light to import: the names table is torch-free; :func:`load_clip` and :class:`Cl
 load torch and open_clip on first access.
 
 Examples:
-    >>> from pixql.models.clip import load_clip                  # doctest: +SKIP
+    >>> from pixql.models.clip import load_clip
     >>> clip = load_clip("ViT-B-32")                             # doctest: +SKIP
     >>> clip.embed(["a black cat"], "text").shape                # doctest: +SKIP
     (1, 512)

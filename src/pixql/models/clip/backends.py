@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pixql.errors import MissingDependencyError, ModelError, OptionError
+from pixql.models.clip.towers import TOWERS, Runner, Towers
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+    from pathlib import Path
+
     import torch
 
     from pixql.models.clip.embedder import ClipEmbedder
@@ -57,21 +59,6 @@ BACKENDS: dict[str, str] = {
 AUTO_ORDER = ("onnx-int8", "openvino", "onnx")
 #: the least per-row cosine similarity to torch fp32 a backend must keep
 MIN_COSINE = 0.99
-TOWERS = ("image", "text")
-
-Runner = Callable[["torch.Tensor"], "torch.Tensor"]
-
-
-@dataclass
-class Towers:
-    """The runners replacing ``encode_image`` / ``encode_text`` (``None``: torch's)."""
-
-    name: str
-    image: Runner | None = None
-    text: Runner | None = None
-    #: tower → backend actually used, and the validated min cosine vs torch
-    chosen: dict[str, str] = field(default_factory=dict)
-    cosine: dict[str, float] = field(default_factory=dict)
 
 
 def valid_backend(name: str) -> str:
@@ -226,7 +213,7 @@ class Guarded:
         return f"Guarded({self.runner!r})"
 
 
-_BUILDERS: dict[str, Callable[[Any, str], Towers | None]] = {
+_BUILDERS: dict[str, Callable[[ClipEmbedder, str], Towers | None]] = {
     "torch": _torch,
     "onnx": _explicit,
     "onnx-int8": _explicit,
@@ -245,10 +232,10 @@ def _runner_and_cosine(embedder: ClipEmbedder, backend: str, tower: str) -> tupl
     precision, factory = RUNNERS[backend]
     folder = _export_folder(embedder)
     path = export.ensure_files(embedder.model, folder, [(tower, precision)],
-                               trimmed=embedder._can_trim())[(tower, precision)]
+                               trimmed=embedder.can_trim())[(tower, precision)]
     runner = factory(path)
     if backend in ROWWISE:
-        runner = RowwiseRunner(runner, trim_text=tower == "text" and embedder._can_trim())
+        runner = RowwiseRunner(runner, trim_text=tower == "text" and embedder.can_trim())
     cosine = export.recorded_cosine(folder, path.name, backend)
     if cosine is None:
         cosine = min_cosine(embedder, tower, runner)
@@ -256,13 +243,13 @@ def _runner_and_cosine(embedder: ClipEmbedder, backend: str, tower: str) -> tupl
     return runner, cosine
 
 
-def _export_folder(embedder: ClipEmbedder) -> Any:
+def _export_folder(embedder: ClipEmbedder) -> Path:
     """The cache folder of ``embedder``'s weights (fingerprint computed once per embedder)."""
     from pixql.models.clip import export
 
-    folder = getattr(embedder, "_export_folder", None)
+    folder = embedder._export_folder
     if folder is None:
-        key = export.fingerprint(embedder.model, embedder._can_trim())
+        key = export.fingerprint(embedder.model, embedder.can_trim())
         folder = embedder._export_folder = export.cache_root() / key
     return folder
 
@@ -282,7 +269,7 @@ def min_cosine(embedder: ClipEmbedder, tower: str, runner: Runner) -> float:
     return float(F.cosine_similarity(got.float(), expected.float(), dim=-1).min())
 
 
-_TORCH_TOWERS: dict[str, Callable[[Any, Any], Any]] = {
-    "image": lambda e, x: e.model.encode_image(x.to(e.device)).float(),
-    "text": lambda e, x: e._encode_text_torch(x.to(e.device)),
+_TORCH_TOWERS: dict[str, Callable[[ClipEmbedder, torch.Tensor], torch.Tensor]] = {
+    "image": lambda e, x: e.encode_image_torch(x.to(e.device)),
+    "text": lambda e, x: e.encode_text_torch(x.to(e.device)),
 }

@@ -9,12 +9,14 @@ are both exercised.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from PIL import Image
 
     from pixql.models.clip.embedder import ClipEmbedder
@@ -68,4 +70,6 @@ def _text_batch(embedder: ClipEmbedder) -> torch.Tensor:
     return embedder.tokens_for(list(CAPTIONS))
 
 
-_BATCHES: dict[str, Any] = {"image": _image_batch, "text": _text_batch}
+_BATCHES: dict[str, Callable[[ClipEmbedder], torch.Tensor]] = {
+    "image": _image_batch, "text": _text_batch,
+}

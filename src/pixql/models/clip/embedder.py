@@ -26,14 +26,12 @@ import torch.nn.functional as F
 
 from pixql.errors import ModelError
 from pixql.models.base import Embedder
+from pixql.models.clip.text import can_trim, encode_text_trimmed, trim_padding
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Sequence
 
-    from pixql.models.clip.backends import Towers
-
-#: open_clip text pooling types for which trailing padding can be dropped (see _can_trim)
-_TRIMMABLE_POOLS = frozenset({"argmax", "eos", "first"})
+    from pixql.models.clip.towers import ClipModule, Tokenizer, Towers
 
 
 class ClipEmbedder(Embedder):
@@ -49,6 +47,8 @@ class ClipEmbedder(Embedder):
         video_frames: frames sampled per video.
         towers: runners replacing the torch towers (``None``: torch; see
             :func:`pixql.models.clip.backends.attach_backend`).
+        weights_folder: the folder the weights were read from (None: downloaded, or built
+            in memory).
 
     Thread safety: ``preprocess`` and ``forward`` may be called from several threads at once;
     inference on the (read-only, eval-mode) torch module is re-entrant and the tokenizer's
@@ -59,15 +59,16 @@ class ClipEmbedder(Embedder):
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: ClipModule,
         preprocess: Callable[[Any], torch.Tensor],
-        tokenizer: Callable[..., torch.Tensor],
+        tokenizer: Tokenizer,
         *,
         version_id: str,
         dim: int,
         source: str = "",
         video_frames: int = 8,
         towers: Towers | None = None,
+        weights_folder: Path | None = None,
     ) -> None:
         if video_frames < 1:
             raise ValueError(f"video_frames must be >= 1, got {video_frames}")
@@ -80,6 +81,9 @@ class ClipEmbedder(Embedder):
         self.source = source
         self.video_frames = video_frames
         self.towers = towers
+        self.weights_folder = weights_folder
+        #: the export cache folder of these weights (set by the backends on first use)
+        self._export_folder: Path | None = None
         self.device = next(model.parameters()).device
         self._tokenizer_lock = threading.Lock()
         self._preprocessors: dict[str, Callable[[Any], Any]] = {
@@ -153,7 +157,11 @@ class ClipEmbedder(Embedder):
 
     def _encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         run = self.towers.image if self.towers is not None else None
-        return run(pixels) if run is not None else self.model.encode_image(pixels).float()
+        return run(pixels) if run is not None else self.encode_image_torch(pixels)
+
+    def encode_image_torch(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The torch image tower, whatever the backend (pixels on the model's device)."""
+        return self.model.encode_image(pixels).float()
 
     # ------------------------------------------------------------------ text
     def _preprocess_text(self, item: Any) -> str:
@@ -168,7 +176,7 @@ class ClipEmbedder(Embedder):
     def tokens_for(self, texts: Sequence[str]) -> torch.Tensor:
         """Tokenize to the context length and drop the all-padding tail (when allowed)."""
         tokens = self._tokenize(texts)
-        return trim_padding(tokens) if self._can_trim() else tokens
+        return trim_padding(tokens) if self.can_trim() else tokens
 
     def _forward_text(self, batch: Sequence[str]) -> torch.Tensor:
         """Tokenize to the context length, drop the all-padding tail, encode.
@@ -179,25 +187,18 @@ class ClipEmbedder(Embedder):
         run = self.towers.text if self.towers is not None else None
         if run is not None:
             return run(tokens)
-        return self._encode_text_torch(tokens.to(self.device))
+        return self.encode_text_torch(tokens.to(self.device))
 
-    def _encode_text_torch(self, tokens: torch.Tensor) -> torch.Tensor:
+    def encode_text_torch(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The torch text tower, whatever the backend (tokens on the model's device, full
+        length or trimmed)."""
         if tokens.shape[1] == self.max_text_tokens:
             return self.model.encode_text(tokens).float()
-        return _encode_text_trimmed(self.model, tokens).float()
+        return encode_text_trimmed(self.model, tokens).float()
 
-    def _can_trim(self) -> bool:
-        """Padding can be dropped when it cannot influence the pooled token.
-
-        That holds for open_clip's own text tower (``CLIP``) with a causal mask (earlier
-        tokens never attend to later padding) and a pooling that picks a real token.
-        """
-        m = self.model
-        return (
-            hasattr(m, "token_embedding")
-            and getattr(m, "attn_mask", None) is not None
-            and getattr(m, "text_pool_type", "") in _TRIMMABLE_POOLS
-        )
+    def can_trim(self) -> bool:
+        """Whether text batches drop their all-padding tail (see :mod:`.text`)."""
+        return can_trim(self.model)
 
     # ------------------------------------------------------------------ video
     def _preprocess_video(self, item: Any) -> torch.Tensor:
@@ -214,38 +215,3 @@ class ClipEmbedder(Embedder):
         means = torch.stack([part.mean(dim=0) for part in emb.split(sizes)])
         return F.normalize(means, dim=-1)
 
-
-def trim_padding(tokens: torch.Tensor) -> torch.Tensor:
-    """Drop trailing columns that are padding (0) in every row.
-
-    Token id 0 is also a real token (``!``), so only the columns after each row's last
-    non-zero token (its end token) are padding.
-    """
-    nonzero = (tokens != 0).any(dim=0).nonzero()
-    length = int(nonzero.max()) + 1 if nonzero.numel() else 1
-    return tokens[:, :length]
-
-
-def _encode_text_trimmed(model: Any, tokens: torch.Tensor) -> torch.Tensor:
-    """open_clip's ``CLIP.encode_text`` for a sequence shorter than the context length.
-
-    Identical to the library's method except that the positional embedding and the causal
-    mask are cut to the batch's length ``L`` (the library adds all 77 positions).
-    """
-    from open_clip.transformer import text_global_pool
-
-    length = tokens.shape[1]
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = model.token_embedding(tokens).to(cast_dtype)
-    x = x + model.positional_embedding[:length].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)
-    x = text_global_pool(
-        x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None)
-    )
-    if model.text_projection is not None:
-        if isinstance(model.text_projection, torch.nn.Linear):
-            x = model.text_projection(x)
-        else:
-            x = x @ model.text_projection
-    return x

@@ -33,9 +33,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pixql.errors import MissingDependencyError, ModelError
+from pixql.models.clip.text import encode_text_trimmed
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+
+    from pixql.models.clip.towers import ClipModule
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ class ExportError(ModelError):
 class ImageTower(torch.nn.Module):
     """``model.encode_image`` as a module (what is exported)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: ClipModule) -> None:
         super().__init__()
         self.model = model
 
@@ -92,7 +95,7 @@ class ImageTower(torch.nn.Module):
 class TextTower(torch.nn.Module):
     """``encode_text`` for token batches of any length up to the context length."""
 
-    def __init__(self, model: torch.nn.Module, trimmed: bool) -> None:
+    def __init__(self, model: ClipModule, trimmed: bool) -> None:
         super().__init__()
         self.model = model
         self.trimmed = trimmed
@@ -101,9 +104,7 @@ class TextTower(torch.nn.Module):
         """``(n, L)`` int64 tokens → ``(n, dim)`` unnormalised embeddings."""
         if not self.trimmed:
             return self.model.encode_text(tokens).float()
-        from pixql.models.clip.embedder import _encode_text_trimmed
-
-        return _encode_text_trimmed(self.model, tokens).float()
+        return encode_text_trimmed(self.model, tokens).float()
 
 
 def cache_root() -> Path:
@@ -113,7 +114,7 @@ def cache_root() -> Path:
     return (root / "onnx").absolute()
 
 
-def fingerprint(model: torch.nn.Module, trimmed: bool) -> str:
+def fingerprint(model: ClipModule, trimmed: bool) -> str:
     """sha256 over the weights (names, dtypes, shapes, bytes), the architecture (module
     types, e.g. QuickGELU vs GELU; text pooling; sizes) and the export format.
 
@@ -136,7 +137,7 @@ def fingerprint(model: torch.nn.Module, trimmed: bool) -> str:
 
 
 def ensure_files(
-    model: torch.nn.Module,
+    model: ClipModule,
     folder: Path,
     wanted: list[tuple[str, str]],
     *,
@@ -176,7 +177,7 @@ def ensure_files(
     return paths
 
 
-def _ensure(model: torch.nn.Module, folder: Path, key: tuple[str, str],
+def _ensure(model: ClipModule, folder: Path, key: tuple[str, str],
             manifest: dict[str, Any], trimmed: bool) -> None:
     """Export ``key`` unless intact; an int8 file first needs its (intact) fp32 source."""
     tower, precision = key
@@ -262,7 +263,7 @@ def sha256_file(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------- exporters
-def _export_fp32(model: torch.nn.Module, folder: Path, tower: str, trimmed: bool) -> None:
+def _export_fp32(model: ClipModule, folder: Path, tower: str, trimmed: bool) -> None:
     """torch.onnx.export (dynamo) of one tower with a dynamic batch (and text length)."""
     _require("onnx", "onnxscript")
     from torch.export import Dim
@@ -290,7 +291,7 @@ def _export_fp32(model: torch.nn.Module, folder: Path, tower: str, trimmed: bool
     _atomic_write(folder / FILES[(tower, "fp32")], write)
 
 
-def _export_int8(model: torch.nn.Module, folder: Path, tower: str, trimmed: bool) -> None:
+def _export_int8(model: ClipModule, folder: Path, tower: str, trimmed: bool) -> None:
     """onnxruntime dynamic quantization of the fp32 file: int8 weights (per output channel),
     activations quantized to uint8 on the fly."""
     _require("onnxruntime")
@@ -306,13 +307,13 @@ def _export_int8(model: torch.nn.Module, folder: Path, tower: str, trimmed: bool
     _atomic_write(folder / FILES[(tower, "int8")], write)
 
 
-_EXPORTERS: dict[str, Callable[[torch.nn.Module, Path, str, bool], None]] = {
+_EXPORTERS: dict[str, Callable[[ClipModule, Path, str, bool], None]] = {
     "fp32": _export_fp32,
     "int8": _export_int8,
 }
 
 
-def _image_size(model: torch.nn.Module) -> tuple[int, int]:
+def _image_size(model: ClipModule) -> tuple[int, int]:
     size = getattr(getattr(model, "visual", None), "image_size", 224)
     if isinstance(size, int):
         return size, size
@@ -337,8 +338,9 @@ def _describe(path: Path) -> dict[str, Any]:
     return {"size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary path next to ``target``, then rename it over it."""
+def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp)`` on a temporary path next to ``target``, then rename it over it
+    (what ``write`` returns is ignored)."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)

@@ -16,7 +16,7 @@ HTTP server shares. Nothing is written next to the config: the weights stay wher
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 
@@ -24,6 +24,9 @@ from pixql.errors import ProgrammingError
 from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
 from pixql.models.clip.names import CLIP_VERSIONS, resolve_version_id
 from pixql.models.registry import register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pixql.models.clip.embedder import ClipEmbedder
 
 
 class ClipOptions(BuildOptions):
@@ -100,17 +103,33 @@ class Clip(ModelKind):
                            modalities=tuple(sorted(embedder.modalities)))
 
     @classmethod
-    def load(cls, artifact_dir: Path, config: dict[str, Any]) -> Embedder:
-        """The shared :class:`ClipEmbedder` for the recorded version and path."""
+    def load(cls, artifact_dir: Path | None, config: dict[str, Any]) -> Embedder:
+        """The shared :class:`ClipEmbedder` for the recorded version and path.
+
+        CLIP keeps nothing in ``artifact_dir``: ``config`` alone names the weights, so the
+        server loads ``clip/<version>`` with ``artifact_dir=None`` and a config that may
+        also name ``models_dir`` (the folder of ``<version>/`` weight folders).
+        """
         return _load(str(config["clip_version_id"]), config.get("path"),
                      int(config.get("video_frames", 8)), str(config.get("device", "cpu")),
-                     config.get("backend"))
+                     config.get("backend"), models_dir=config.get("models_dir"))
+
+    @classmethod
+    def unload(cls, config: dict[str, Any] | None = None) -> None:
+        """Drop the loader's cached models of ``config``'s version (all of them: None)."""
+        from pixql.models.clip import loader
+
+        if config is None:
+            loader.clear_cache()
+        else:
+            loader.evict(str(config["clip_version_id"]))
 
 
 def _load(
-    version: str, path: str | None, video_frames: int, device: str, backend: str | None = None
-) -> Any:
+    version: str, path: str | None, video_frames: int, device: str, backend: str | None = None,
+    *, models_dir: str | None = None,
+) -> ClipEmbedder:
     from pixql.models.clip.loader import load_clip
 
-    return load_clip(version, path=path, device=device, video_frames=video_frames,
-                     backend=backend)
+    return load_clip(version, path=path, models_dir=models_dir, device=device,
+                     video_frames=video_frames, backend=backend)

@@ -9,7 +9,10 @@ Resolution order for ``load_clip(version_id, path=..., models_dir=...)``:
 3. Hugging Face's cache, without network (weights downloaded earlier by open_clip).
 4. Online: open_clip's own download (``pretrained='openai'``) into the Hugging Face cache —
    only when no local folder was named or found, and never when ``PIXQL_OFFLINE`` or
-   ``HF_HUB_OFFLINE`` is set.
+   ``HF_HUB_OFFLINE`` is set. The download host (``$HF_ENDPOINT``, huggingface.co by
+   default) must first accept a connection within :data:`CONNECT_TIMEOUT_S` seconds: a
+   machine without network fails at once with the message naming the local options, rather
+   than after the hub client's own timeouts and retries (about 47 s).
 
 A folder holding the weights but no ``open_clip_config.json`` is loaded with open_clip's
 built-in config for ``version_id``. Loading always goes through open_clip's
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 MODELS_DIR_ENV = "PIXQL_CLIP_MODELS_DIR"
 #: any of these set to a true value forbids downloads
 OFFLINE_ENVS = ("PIXQL_OFFLINE", "HF_HUB_OFFLINE")
+#: seconds the download host may take to accept a connection before the load gives up
+CONNECT_TIMEOUT_S = 3.0
 CONFIG_NAME = "open_clip_config.json"
 #: weight file names of the hub layout, in order of preference
 WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -126,6 +132,14 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
+def evict(version_id: str) -> None:
+    """Forget the loaded models of ``version_id`` (every weights folder, device, backend);
+    whoever still holds one keeps it."""
+    with _CACHE_LOCK:
+        for key in [k for k in _CACHE if k[0] == version_id]:
+            del _CACHE[key]
+
+
 def offline() -> bool:
     """Whether downloads are forbidden (``PIXQL_OFFLINE`` / ``HF_HUB_OFFLINE``)."""
     return any(
@@ -167,6 +181,10 @@ def resolve_weights(
 def _load(version: str, source: WeightsSource, *, device: str, video_frames: int) -> ClipEmbedder:
     variant = get_variant(version)
     if source.folder is None:
+        unreachable = download_host_unreachable()
+        if unreachable:
+            raise WeightsNotFoundError(
+                _not_found_message(variant, None, models_dir_from_env(), unreachable))
         name, kwargs, where = _online_args(variant)
     else:
         name, kwargs, where = _folder_args(variant, source)
@@ -229,7 +247,40 @@ def _build(
     dim = int(config.get("embed_dim") or variant.dim)
     log.info("loaded CLIP %s from %s", variant.version_id, where)
     return ClipEmbedder(model, preprocess, tokenizer, version_id=variant.version_id, dim=dim,
-                        source=where, video_frames=video_frames)
+                        source=where, video_frames=video_frames, weights_folder=source.folder)
+
+
+def download_host_unreachable(timeout_s: float | None = None) -> str | None:
+    """Why the weights' download host cannot be reached, or None when it accepts a TCP
+    connection within ``timeout_s`` (default :data:`CONNECT_TIMEOUT_S`). Name resolution
+    and connecting run in a daemon thread, so a resolver that hangs cannot hold the caller
+    longer than the timeout either."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http"
+                                                                 else 80)
+    timeout = CONNECT_TIMEOUT_S if timeout_s is None else timeout_s
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(e)
+
+    probe = threading.Thread(target=connect, name="pixql-download-probe", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    if not outcome:
+        return f"the download host {host}:{port} did not answer within {timeout:g} s (offline?)"
+    error = outcome[0]
+    if error is not None:
+        return f"cannot reach the download host {host}:{port} ({type(error).__name__}: {error})"
+    return None
 
 
 def _hf_cache_folder(variant: ClipVariant) -> Path | None:

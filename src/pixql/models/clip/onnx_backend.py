@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pixql.errors import MissingDependencyError, ModelError
+from pixql.models.clip.text import trim_padding
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -134,8 +135,6 @@ class RowwiseRunner:
         self.trim_text = trim_text
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        from pixql.models.clip.embedder import trim_padding
-
         if len(x) <= 1 and (x.is_floating_point() or not self.trim_text):
             return self.inner(x)
         rows = []

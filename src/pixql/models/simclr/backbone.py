@@ -101,11 +101,11 @@ def _resnet18(spec: dict[str, Any]) -> nn.Module:
     in_ch = int(spec["in_channels"])
     if spec.get("small_stem", False):
         net.conv1 = nn.Conv2d(in_ch, 64, 3, 1, 1, bias=False)
-        net.maxpool = nn.Identity()  # type: ignore[assignment]
+        net.maxpool = nn.Identity()
     elif in_ch != 3:
         net.conv1 = nn.Conv2d(in_ch, 64, 7, 2, 3, bias=False)
-    net.fc = nn.Identity()  # type: ignore[assignment]
-    net.feature_dim = 512  # type: ignore[assignment]
+    net.fc = nn.Identity()
+    net.feature_dim = 512
     return net
 
 
@@ -125,6 +125,15 @@ def build_backbone(spec: dict[str, Any]) -> nn.Module:
             f"unknown backbone {spec.get('name')!r}; known: {', '.join(sorted(BACKBONES))}"
         ) from None
     return builder(spec)
+
+
+def feature_dim(net: nn.Module) -> int:
+    """The width of the features a network from :func:`build_backbone` outputs (every
+    builder records it as ``net.feature_dim``)."""
+    dim = getattr(net, "feature_dim", None)
+    if not isinstance(dim, int):
+        raise TypeError(f"{type(net).__name__} is not a pixql backbone: no integer feature_dim")
+    return dim
 
 
 def backbone_spec(name: str, *, image_size: int, in_channels: int,

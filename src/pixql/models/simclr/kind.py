@@ -1,8 +1,8 @@
 """The ``SimCLR`` model kind: ``BUILD MODEL m USING SimCLR OPTIONS (...) AS SELECT ...``.
 
 Example:
-    >>> import pixql                                                   # doctest: +SKIP
-    >>> db = pixql.connect("ws")                                       # doctest: +SKIP
+    >>> import pixql
+    >>> db = pixql.connect("ws")
     >>> db.sql("BUILD MODEL digits USING SimCLR OPTIONS (max_epochs=1) "
     ...        "AS SELECT * FROM mnist_train")                          # doctest: +SKIP
 
@@ -21,9 +21,16 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from pixql.errors import ModelError
 from pixql.images import default_workers
-from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
+from pixql.models.base import (
+    BuildContext,
+    BuildOptions,
+    BuildResult,
+    Embedder,
+    ModelKind,
+    require_artifacts,
+)
 from pixql.models.registry import register
-from pixql.models.simclr.backbone import backbone_spec, build_backbone
+from pixql.models.simclr.backbone import backbone_spec, build_backbone, feature_dim
 from pixql.models.simclr.data import (
     channel_stats,
     decode_all,
@@ -188,8 +195,8 @@ class SimCLR(ModelKind):
                             grayscale=plan["grayscale"], workers=options.workers or _usable_cores(),
                             progress=ctx.progress)
         mean, std = plan["norm"] or channel_stats(images)
-        head = ProjectionHead(backbone.feature_dim, max(512, backbone.feature_dim),
-                              options.projection_dim)
+        dim = feature_dim(backbone)
+        head = ProjectionHead(dim, max(512, dim), options.projection_dim)
         net = SimCLRNet(backbone, head)
         aug = AugmentConfig.from_strength(options.augmentation, flips=options.flips,
                                           image_size=plan["image_size"])
@@ -200,19 +207,20 @@ class SimCLR(ModelKind):
         config = {"format": CONFIG_FORMAT, "backbone": plan["spec"], "weights_file": WEIGHTS_FILE,
                   "image_size": plan["image_size"], "grayscale": plan["grayscale"],
                   "channels": 1 if plan["grayscale"] else 3, "mean": list(mean), "std": list(std),
-                  "feature_dim": int(backbone.feature_dim), "pretrained": pretrained,
+                  "feature_dim": dim, "pretrained": pretrained,
                   "projection_dim": options.projection_dim}
         summary = {**stats.summary(), "backbone": plan["spec"]["name"],
                    "image_size": plan["image_size"], "device": plan["device"],
                    "mixed_precision": plan["mixed_precision"]}
-        return BuildResult(config=config, dim=int(backbone.feature_dim), summary=summary)
+        return BuildResult(config=config, dim=dim, summary=summary)
 
     @classmethod
-    def load(cls, artifact_dir: Path, config: dict[str, Any]) -> Embedder:
+    def load(cls, artifact_dir: Path | None, config: dict[str, Any]) -> Embedder:
         """Rebuild the backbone from ``config`` and load ``weights.safetensors``."""
         from safetensors.torch import load_file
 
-        path = Path(artifact_dir) / str(config.get("weights_file", WEIGHTS_FILE))
+        folder = require_artifacts(cls.display_name, artifact_dir)
+        path = Path(folder) / str(config.get("weights_file", WEIGHTS_FILE))
         if not path.is_file():
             raise ModelError(f"SimCLR weights file is missing: {path}")
         backbone = build_backbone(config["backbone"])

@@ -9,9 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from pixql import __version__
 from pixql.server.deps import ModelsDep
 from pixql.server.schemas import HealthResponse, InfoResponse
+from pixql.version import __version__
 
 router = APIRouter(tags=["health"])
 

@@ -25,7 +25,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from pixql.errors import NotFoundError
+from pixql.errors import InputError, NotFoundError
+from pixql.server.statements import run_closed
 
 router = APIRouter(tags=["sql"])
 
@@ -44,6 +45,12 @@ class SqlRequest(BaseModel):
         description="how FLOAT[d] columns are sent in JSON: lists of floats, or base64 of "
                     "little-endian float32 bytes (np.frombuffer(b64decode(x), 'float32'))")
     max_rows: int | None = Field(default=None, ge=0, description="cap on rows returned")
+    results: Literal["last", "all"] = Field(
+        default="last",
+        description="'all': every statement's result, as consecutive Arrow IPC streams (needs "
+                    "Accept: application/vnd.apache.arrow.stream); each schema's metadata "
+                    "holds pixql.message, pixql.statement and, for PRINT IMAGE, "
+                    "pixql.image_col")
     api_key: str | None = Field(default=None, description="API key (also: query or Bearer)",
                                 exclude=True)
 
@@ -72,19 +79,28 @@ async def run_sql(body: SqlRequest, request: Request) -> StreamingResponse:
     ws = request.app.state.workspace
     if ws is None or isinstance(ws, str):
         raise NotFoundError("SQL over HTTP needs a workspace: start the server with -w DIR")
+    arrow = ARROW_STREAM in request.headers.get("accept", "")
+    if body.results == "all" and not arrow:
+        raise InputError(f"results='all' needs 'Accept: {ARROW_STREAM}' (JSON carries the "
+                         f"last result only)", field="results", status=406)
     started = time.perf_counter()
-    result = await run_in_threadpool(_run_closed, ws, body.query)
+    results = await run_in_threadpool(run_closed, ws, body.query)
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.count_statements(r.statement for r in results)
+    result = results[-1]
     table: pa.Table = result.table
     truncated = body.max_rows is not None and table.num_rows > body.max_rows
     if truncated:
         table = table.slice(0, body.max_rows)
     elapsed = time.perf_counter() - started
-    if ARROW_STREAM in request.headers.get("accept", ""):
+    if arrow:
         headers = {"X-Row-Count": str(table.num_rows), "X-Truncated": str(truncated).lower()}
         if result.message:
             headers["X-Message"] = result.message.encode("ascii", "replace").decode()[:500]
-        return StreamingResponse(_arrow_stream(table), media_type=ARROW_STREAM,
-                                 headers=headers)
+        shown = results if body.results == "all" else [result]
+        return StreamingResponse(_arrow_results(shown, body.max_rows),
+                                 media_type=ARROW_STREAM, headers=headers)
     return StreamingResponse(
         _json_stream(table, result.message or None, truncated, elapsed, body.embeddings),
         media_type="application/json")
@@ -109,24 +125,16 @@ class _Sink(io.RawIOBase):
         return out
 
 
-def _run_closed(ws: Any, query: str) -> Any:
-    """Run the script on this thread's cursor; a transaction it leaves open (BEGIN without
-    COMMIT) is rolled back, since the next request on this thread is someone else's."""
-    from pixql.execution.context import in_open_transaction
-
-    cur = ws.cursor()
-    try:
-        result = ws.sql(query)
-    finally:
-        if in_open_transaction(cur):
-            cur.rollback()
-            left_open = True
-        else:
-            left_open = False
-    if left_open:
-        note = "the script left a transaction open; it was rolled back (end it with COMMIT)"
-        result.message = f"{result.message}; {note}" if result.message else note
-    return result
+def _arrow_results(results: list[Any], max_rows: int | None) -> Iterator[bytes]:
+    """One Arrow IPC stream per result, back to back; each schema carries the result's
+    message, statement and (PRINT IMAGE) image column as metadata."""
+    for result in results:
+        meta = {"pixql.message": result.message or "", "pixql.statement": result.statement}
+        if result.images is not None and result.image_col:
+            meta["pixql.image_col"] = result.image_col
+        table = result.table if max_rows is None else result.table.slice(0, max_rows)
+        yield from _arrow_stream(table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), **meta}))
 
 
 def _arrow_stream(table: pa.Table) -> Iterator[bytes]:

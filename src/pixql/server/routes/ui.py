@@ -35,7 +35,6 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
-from pixql import __version__
 from pixql.errors import (
     AccessError,
     CatalogError,
@@ -45,6 +44,8 @@ from pixql.errors import (
     NotFoundError,
 )
 from pixql.server.deps import SettingsDep, WorkspaceDep
+from pixql.version import __version__
+from pixql.workspace import Workspace
 
 router = APIRouter(tags=["search page"])
 
@@ -125,8 +126,8 @@ class UiTables(BaseModel):
     limits: UiLimits
 
 
-def _workspace(ws: Any) -> Any:
-    if ws is None or isinstance(ws, str | os.PathLike):
+def _workspace(ws: Workspace | None) -> Workspace:
+    if ws is None:
         raise NotFoundError(NO_WORKSPACE)
     return ws
 
@@ -158,7 +159,7 @@ def _problem(model: str, made_by: int, current: int | None) -> str | None:
     return None
 
 
-def list_tables(ws: Any) -> list[UiTable]:
+def list_tables(ws: Workspace) -> list[UiTable]:
     """Every table with an embedding column that still exists, and its searchable columns."""
     cur = ws.cursor()
     existing = _existing_columns(cur)
@@ -211,7 +212,7 @@ def _qualified(table: str) -> str:
     return ".".join(quote_ident(part) for part in table.split("."))
 
 
-def _column(ws: Any, table: str, emb_col: str) -> tuple[str, UiColumn]:
+def _column(ws: Workspace, table: str, emb_col: str) -> tuple[str, UiColumn]:
     """(table, column) as the catalog spells them (refusing stale columns, as SEARCH does)."""
     tables = list_tables(ws)
     for t in tables:
@@ -253,7 +254,7 @@ def _text(value: Any) -> str | None:
     return out if len(out) <= MAX_VALUE_CHARS else out[: MAX_VALUE_CHARS - 1] + "…"
 
 
-def image_url(ws: Any, value: Any) -> str | None:
+def image_url(ws: Workspace, value: Any) -> str | None:
     """``/ui/image?path=...`` for a stored path inside the workspace, else None."""
     if not isinstance(value, str) or not value:
         return None
@@ -266,7 +267,7 @@ def image_url(ws: Any, value: Any) -> str | None:
     return "/ui/image?path=" + quote(rel, safe="/")
 
 
-def _display(ws: Any, table: str, col: UiColumn, search_by: str, rows: pa.Table,
+def _display(ws: Workspace, table: str, col: UiColumn, search_by: str, rows: pa.Table,
              started: float) -> UiSearchResponse:
     """The page's view of SEARCH's result rows (best first, ``SCORE_COL`` last)."""
     scores = rows.column(SCORE_COL).to_pylist()
@@ -283,7 +284,7 @@ def _display(ws: Any, table: str, col: UiColumn, search_by: str, rows: pa.Table,
                             results=results, time=round(time.perf_counter() - started, 6))
 
 
-def search(ws: Any, table: str, emb_col: str, search_by: str, search_input: str,
+def search(ws: Workspace, table: str, emb_col: str, search_by: str, search_input: str,
            top_k: int) -> UiSearchResponse:
     """Run ``SEARCH IMAGE USING <model> OPTIONS (...) AS SELECT * FROM <table>`` through the
     workspace's engine: a statement node built directly (identifiers quoted, values passed
@@ -304,7 +305,7 @@ def search(ws: Any, table: str, emb_col: str, search_by: str, search_input: str,
 
 
 @contextmanager
-def uploaded_image(ws: Any, data: bytes, filename: str, max_pixels: int) -> Iterator[str]:
+def uploaded_image(ws: Workspace, data: bytes, filename: str, max_pixels: int) -> Iterator[str]:
     """Check an uploaded image (decodable, under the pixel cap), keep it in the workspace's
     ``UPLOAD_DIR`` for the duration of the search; yield its workspace-relative path."""
     from PIL import Image
@@ -371,7 +372,7 @@ def ui_search(
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
-def confined_image_path(ws: Any, path: str) -> Path:
+def confined_image_path(ws: Workspace, path: str) -> Path:
     """The real file behind a workspace-relative image path, or AccessError/NotFoundError.
 
     Refused: absolute paths, ``..`` parts, anything whose real path (symlinks followed) is

@@ -58,12 +58,12 @@ def test_delete_and_drop_model(image_ws):
 
 
 def test_unknown_kind_and_options_are_named(image_ws):
-    with pytest.raises(NotFoundError, match="available kinds: .*Pixels"):
+    with pytest.raises(NotFoundError, match=r"available kinds: .*Pixels"):
         image_ws.sql("BUILD MODEL m USING Nope AS SELECT * FROM images")
-    with pytest.raises(OptionError, match="unknown option 'imagesize'.*image_size") as e:
+    with pytest.raises(OptionError, match=r"unknown option 'imagesize'.*image_size") as e:
         image_ws.sql("BUILD MODEL m USING Pixels OPTIONS (imagesize=8) AS SELECT * FROM images")
     assert (e.value.line, e.value.col) == (1, 37)
-    with pytest.raises(OptionError, match="image_size='big' is invalid.*integer"):
+    with pytest.raises(OptionError, match=r"image_size='big' is invalid.*integer"):
         image_ws.sql("BUILD MODEL m USING Pixels OPTIONS (image_size='big')")
     with pytest.raises(OptionError, match="greater than or equal to 1"):
         image_ws.sql("BUILD MODEL m USING Pixels OPTIONS (image_size=0)")
