@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from pixql.catalog.provenance import is_companion
 from pixql.errors import ConflictError, NotFoundError, ProgrammingError
 from pixql.server.routes.sql import _encode_column
 from pixql.server.statements import run_last
@@ -250,7 +251,7 @@ def _columns(ws: Workspace, schema: str, name: str) -> list[Column]:
         "FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
         "ORDER BY ordinal_position", [schema, name]).fetchall()
     return [Column(id=r[0], name=r[1], type=r[2], default=r[3], is_nullable=r[4] == "YES")
-            for r in rows]
+            for r in rows if not is_companion(r[1])]  # pixql's provenance columns: internal
 
 
 def _table(ws: Workspace, name: str, schema: str | None, verbose: bool = True) -> Table:
@@ -300,6 +301,7 @@ async def table_records(name: str, request: Request, schema: str | None = None,
         cur = ws.cursor()
         total = cur.execute(f"SELECT count(*) FROM {ref}").fetchall()[0][0]
         page = to_arrow(cur.sql(f"SELECT * FROM {ref} LIMIT {limit} OFFSET {offset}"))
+        page = page.drop_columns([c for c in page.column_names if is_companion(c)])
         return RecordsOut(records=records(page, None), total=total)
 
     return await run_in_threadpool(work)
