@@ -15,7 +15,8 @@ from PIL import Image
 
 import pixql
 from pixql.errors import CatalogError
-from pixql.server.routes.ui import UPLOAD_DIR, list_tables, search
+from pixql.server.routes.ui import list_tables, search
+from pixql.server.ui_files import UPLOAD_DIR
 from tests.conftest import make_image_folder
 from tests.server.conftest import VERSION
 

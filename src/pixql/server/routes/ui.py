@@ -18,17 +18,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
-import os
-import re
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import pyarrow as pa
 from fastapi import APIRouter, File, Form, Query, UploadFile
@@ -36,22 +29,18 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel
 
 from pixql.errors import (
-    AccessError,
     CatalogError,
-    ExecutionError,
-    ImageError,
     InputError,
     NotFoundError,
 )
 from pixql.server.deps import SettingsDep, WorkspaceDep
+from pixql.server.ui_files import confined_image_path, image_url, thumbnail, uploaded_image
 from pixql.version import __version__
 from pixql.workspace import Workspace
 
 router = APIRouter(tags=["search page"])
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-#: file suffixes ``/ui/image`` serves
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 MAX_TOP_K = 200
 DEFAULT_THUMB = 256
 MAX_THUMB = 1024
@@ -61,8 +50,6 @@ MAX_VALUE_CHARS = 200
 SEARCHABLE = ("image", "text")
 #: the similarity column of the SEARCH the page runs (dropped from a table that has one)
 SCORE_COL = "__pixql_score"
-#: workspace folder holding uploaded query images while they are searched with
-UPLOAD_DIR = ".pixql-uploads"
 NO_WORKSPACE = ("the search page needs a workspace: start the server with "
                 "`pixql -w DIR serve` (or set PIXQL_WORKSPACE)")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
@@ -254,19 +241,6 @@ def _text(value: Any) -> str | None:
     return out if len(out) <= MAX_VALUE_CHARS else out[: MAX_VALUE_CHARS - 1] + "…"
 
 
-def image_url(ws: Workspace, value: Any) -> str | None:
-    """``/ui/image?path=...`` for a stored path inside the workspace, else None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        rel = ws.relativize(value)
-    except (AccessError, OSError, ValueError):
-        return None
-    if Path(rel).is_absolute() or Path(rel).suffix.lower() not in IMAGE_SUFFIXES:
-        return None
-    return "/ui/image?path=" + quote(rel, safe="/")
-
-
 def _display(ws: Workspace, table: str, col: UiColumn, search_by: str, rows: pa.Table,
              started: float) -> UiSearchResponse:
     """The page's view of SEARCH's result rows (best first, ``SCORE_COL`` last)."""
@@ -304,33 +278,6 @@ def search(ws: Workspace, table: str, emb_col: str, search_by: str, search_input
     return _display(ws, table, col, search_by, result.table, started)
 
 
-@contextmanager
-def uploaded_image(ws: Workspace, data: bytes, filename: str, max_pixels: int) -> Iterator[str]:
-    """Check an uploaded image (decodable, under the pixel cap), keep it in the workspace's
-    ``UPLOAD_DIR`` for the duration of the search; yield its workspace-relative path."""
-    from PIL import Image
-
-    from pixql.images import decode_image
-
-    name = PurePosixPath(filename or "upload").name
-    decode_image(data, max_pixels=max_pixels, name=name)  # refuse bad uploads before disk
-    with Image.open(io.BytesIO(data)) as img:
-        fmt = img.format or "img"
-    folder = Path(ws.root) / UPLOAD_DIR
-    try:
-        folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="query-", suffix="." + fmt.lower())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise ExecutionError(f"cannot keep the uploaded image in the workspace folder "
-                             f"({e.strerror}); the server needs write access to it") from e
-    try:
-        yield f"{UPLOAD_DIR}/{Path(tmp).name}"
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _query(image: UploadFile | None, text: str | None, max_chars: int) -> tuple[str, Any]:
     """(search_by, text or upload bytes): exactly one of an image upload and a text."""
     text = (text or "").strip()
@@ -366,58 +313,6 @@ def ui_search(
     assert image is not None
     with uploaded_image(ws, value, image.filename or "", settings.max_image_pixels) as path:
         return search(ws, table, emb_col, by, path, top_k)
-
-
-# ------------------------------------------------------------------------------ images
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def confined_image_path(ws: Workspace, path: str) -> Path:
-    """The real file behind a workspace-relative image path, or AccessError/NotFoundError.
-
-    Refused: absolute paths, ``..`` parts, anything whose real path (symlinks followed) is
-    outside the workspace folder, and files without an image suffix.
-    """
-    if (not path or "\0" in path or path.startswith(("/", "\\")) or _DRIVE.match(path)
-            or PurePosixPath(path).is_absolute() or PureWindowsPath(path).is_absolute()):
-        raise AccessError("only workspace-relative image paths are served", field="path")
-    if ".." in re.split(r"[\\/]", path):
-        raise AccessError("'..' is not allowed in image paths", field="path")
-    root = Path(os.path.realpath(ws.root))
-    real: Path | None
-    try:
-        real = Path(os.path.realpath(ws.resolve(path)))
-    except AccessError:  # re-worded: the message must not show server paths
-        real = None
-    if real is None or (real != root and root not in real.parents):
-        raise AccessError(f"{path!r} is outside the workspace", field="path")
-    if real.suffix.lower() not in IMAGE_SUFFIXES:
-        allowed = ", ".join(sorted(IMAGE_SUFFIXES))
-        raise AccessError(f"{path!r} is not an image file; served suffixes: {allowed}",
-                          field="path")
-    if not real.is_file():
-        raise NotFoundError(f"image not found in the workspace: {path}", field="path")
-    return real
-
-
-def thumbnail(real: Path, size: int, max_pixels: int, name: str) -> tuple[bytes, str]:
-    """(encoded bytes, media type): at most ``size`` pixels a side; JPEG for lossy sources
-    (JPEG, WebP) without alpha, else PNG (no compression noise on drawings and masks)."""
-    from pixql.images import load_image
-
-    try:
-        img = load_image(real, max_pixels=max_pixels)
-    except ImageError as e:  # re-worded: the message must not show server paths
-        raise ImageError(f"{name}: not a decodable image, or over the pixel cap",
-                         paths=[name]) from e
-    lossy = real.suffix.lower() in (".jpg", ".jpeg", ".webp")
-    img.thumbnail((size, size))
-    buf = io.BytesIO()
-    if lossy and img.mode in ("RGB", "L", "CMYK", "YCbCr"):
-        img.convert("RGB").save(buf, "JPEG", quality=85)
-        return buf.getvalue(), "image/jpeg"
-    img.convert("RGBA" if img.mode in ("RGBA", "LA", "P", "PA") else "RGB").save(buf, "PNG")
-    return buf.getvalue(), "image/png"
 
 
 @router.get("/ui/image", summary="A thumbnail of a workspace image (search page)",
