@@ -128,8 +128,6 @@ def _table_search(s: _Search, values: list[Any] | None, queries: np.ndarray | No
     with read_snapshot(s.ctx.cur) as ok:
         vecs = _vectors(s, plan, fr, ok)
         selected = _selected(s, plan, vecs)
-        if fr is not None and vecs.status is not None:
-            s.notes.insert(0, fr.note(vecs.status_counts(selected)))
         cand = selected[vecs.valid[selected]] if selected is not None else \
             (None if bool(vecs.valid.all()) else np.flatnonzero(vecs.valid))
         exclude = None
@@ -139,6 +137,8 @@ def _table_search(s: _Search, values: list[Any] | None, queries: np.ndarray | No
             exclude = rq.positions if s.exclude_self else None
         else:
             labels = si.labels_of(values or [])
+        if fr is not None and vecs.status is not None:
+            s.notes.insert(0, fr.note(vecs.status_counts(selected)))
         res = s.knn(vecs.units, queries, cand, exclude)
         rowids = vecs.rowids[res.row]
         uniq, inv = np.unique(rowids, return_inverse=True)
