@@ -12,7 +12,6 @@ Forms (see docs/sql.md#search-by-a-stored-row-and-in-batches):
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -40,7 +39,6 @@ Form = Literal["single", "row", "batch"]
 BATCH_TOP_K = 10
 #: inputs embedded per forward pass
 EMBED_BATCH = 64
-_names = itertools.count()
 _STATUS_WORDS = {prov.STALE: "is stale (made by another model version, or from a value "
                               "changed since)",
                  prov.MISSING: "is not embedded yet",
@@ -164,20 +162,16 @@ def _lookup(ctx: ExecContext, table: TableRef, key: str, values: list[Any]) -> n
     if key.lower() not in names:
         raise _no_key(table, key)
     col = quote_ident(names[key.lower()])
-    name = f"__pixql_keys_{next(_names)}"
-    keys = pa.table({"i": pa.array(range(len(values)), pa.int64()),
-                     "v": pa.array([None if v is None else str(v) for v in values],
-                                   pa.string())})
-    ctx.cur.register(name, keys)
-    try:
-        got = ctx.cur.execute(
-            f"SELECT k.i, t.rowid FROM {quote_ident(name)} k JOIN {table.sql} t "
-            f"ON CAST(t.{col} AS VARCHAR) = k.v ORDER BY k.i, t.rowid").fetchnumpy()
-    finally:
-        ctx.cur.unregister(name)
-    idx = np.asarray(got["i"], dtype=np.int64)
-    rowids = np.asarray(got["rowid"], dtype=np.int64)
-    counts = np.bincount(idx, minlength=len(values))
+    texts = [None if v is None else str(v) for v in values]
+    found = ctx.cur.execute(
+        f"SELECT CAST({col} AS VARCHAR), rowid FROM {table.sql} WHERE CAST({col} AS VARCHAR) "
+        f"IN (SELECT unnest($1::VARCHAR[])) ORDER BY rowid", [texts]).fetchall()
+    by_key: dict[str, list[int]] = {}
+    for k, rowid in found:
+        by_key.setdefault(k, []).append(int(rowid))
+    hits = [by_key.get(t, []) if t is not None else [] for t in texts]
+    counts = np.asarray([len(h) for h in hits], dtype=np.int64)
+    rowids = np.asarray([h[0] if h else -1 for h in hits], dtype=np.int64)
     if (counts == 0).any():
         v = values[int(np.flatnonzero(counts == 0)[0])]
         raise NotFoundError(f"no row of {table.name} has {names[key.lower()]} = {v!r} "
