@@ -92,15 +92,31 @@ def _query_block(units: np.ndarray, queries: np.ndarray, start: int, top_k: int 
     for r in range(0, n_rows, ROW_BLOCK):
         rows = units[r : r + ROW_BLOCK] if cand is None else units[cand[r : r + ROW_BLOCK]]
         tile = qb @ rows.T  # (queries, rows): BLAS, selection only
+        mask = tile >= thr[:, None]
         if need is not None and need < tile.shape[1]:
-            kth = np.partition(tile, tile.shape[1] - need, axis=1)[:, tile.shape[1] - need]
-            np.maximum(thr, kth - eps, out=thr)
-        qi, jj = np.nonzero(tile >= thr[:, None])
+            _tighten(tile, mask, thr, need, eps)
+        qi, jj = np.nonzero(mask)
         got_q.append(qi)
         got_j.append(jj + r)
         got_s.append(tile[qi, jj])
     return _exact_merge(units, qb, start, np.concatenate(got_q), np.concatenate(got_j),
                         np.concatenate(got_s), need, top_k, cand, ex, min_score, eps)
+
+
+def _tighten(tile: np.ndarray, mask: np.ndarray, thr: np.ndarray, need: int,
+             eps: float) -> None:
+    """Raise the thresholds of the queries with many candidates in ``tile`` to their
+    ``need``-th best score there, minus ``eps`` (a lower bound of the final threshold), and
+    update their ``mask`` rows. Once a query's threshold is good, later tiles give it few
+    candidates and cost no partition."""
+    many = np.flatnonzero(mask.sum(axis=1) > 4 * need + 16)
+    if not len(many):
+        return
+    width = tile.shape[1]
+    sub = tile[many]
+    kth = np.partition(sub, width - need, axis=1)[:, width - need]
+    thr[many] = np.maximum(thr[many], kth - eps)
+    mask[many] = sub >= thr[many, None]
 
 
 def _exact_merge(units: np.ndarray, qb: np.ndarray, start: int, qi: np.ndarray,
