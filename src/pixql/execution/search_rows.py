@@ -192,8 +192,7 @@ def _general_search(s: _Search, values: list[Any], queries: np.ndarray) -> Resul
     if fr is not None and status is not None:
         s.notes.insert(0, fr.note(status_counts(status)))
         keep &= status == prov.CURRENT
-    units = unit_rows(matrix, keep)
-    del matrix
+    units = unit_rows(matrix, keep, out=matrix)  # in place: one copy of the vectors
     res = s.knn(units, queries, np.flatnonzero(keep), None)
     return _output(s, rows.take(pa.array(res.row, pa.int64())), res, si.labels_of(values))
 
