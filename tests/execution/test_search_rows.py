@@ -237,6 +237,18 @@ def test_a_row_without_a_current_embedding_is_refused(converted: Any) -> None:
         converted.sql(search_sql("search_input='shapes/circle/001.png'"))
 
 
+def test_self_join_leaves_out_rows_without_a_current_embedding(converted: Any) -> None:
+    converted.sql("INSERT INTO images (image_path, filename, label) "
+                  "VALUES ('shapes/cross/001.png', 'new.png', 'cross')")
+    res = converted.sql("SEARCH IMAGE USING px OPTIONS (search_by='row', key_col='filename', "
+                        "emb_col='convert_result', top_k=None) AS SELECT * FROM images")
+    assert "left out 1 row(s) not embedded yet" in res.message
+    queries = res.table.column("search_query").to_pylist()
+    assert "new.png" not in queries
+    assert "new.png" not in res.table.column("filename").to_pylist()
+    assert len(queries) == 24 * 23  # every current row against every other one
+
+
 def test_option_errors_name_the_option_and_its_position(converted: Any) -> None:
     cases = [
         ("search_by='image', search_input='shapes/cross/001.png', exclude_self=True",
