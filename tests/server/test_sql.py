@@ -52,6 +52,24 @@ def test_search_over_http_as_json(sql_base):
     assert body["rows"][0][1] == pytest.approx(1.0, abs=1e-5)
 
 
+def test_batch_search_by_stored_rows_over_http(sql_base):
+    r = post(sql_base, "SELECT search_query, search_rank, image_path FROM (SEARCH IMAGE USING "
+             "px OPTIONS (search_by='row', search_input=['shapes/cross/001.png', "
+             "'shapes/circle/000.png'], emb_col='convert_result', top_k=2) "
+             "AS SELECT * FROM images)")
+    assert r.status_code == 200, r.text
+    rows = r.json()["rows"]
+    assert [(q, k) for q, k, _ in rows] == [("shapes/cross/001.png", 1),
+                                            ("shapes/cross/001.png", 2),
+                                            ("shapes/circle/000.png", 1),
+                                            ("shapes/circle/000.png", 2)]
+    assert all(q != path for q, _, path in rows)  # exclude_self by default
+    bad = post(sql_base, "SEARCH IMAGE USING px OPTIONS (search_by='row', search_input="
+               "'nope.png', emb_col='convert_result') AS SELECT * FROM images")
+    assert bad.status_code == 404
+    assert "no row of images has image_path = 'nope.png'" in bad.json()["message"]
+
+
 def test_embeddings_as_lists_or_base64(sql_base):
     q = "SELECT convert_result FROM images ORDER BY image_path LIMIT 2"
     as_list = post(sql_base, q).json()["rows"]

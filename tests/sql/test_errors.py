@@ -97,6 +97,13 @@ CASES = [
         "put the SEARCH statement in parentheses: AS (SEARCH ...)",
     ),
     (
+        "SEARCH IMAGE USING m OPTIONS (search_by='row', search_input=['a.png' 'b.png']) "
+        "AS SELECT * FROM t",
+        "'b.png'",
+        ["','", "']'"],
+        "expected ',' or ']' after the item, found \"'b.png'\"",
+    ),
+    (
         "DROP MODEL m extra",
         "extra",
         ["end of statement"],

@@ -191,6 +191,20 @@ def test_legacy_search_input_maps_to_options() -> None:
     assert node.option_pos["search_input"] == Position(1, 14)
 
 
+def test_row_and_batch_search_options_parse_with_positions() -> None:
+    text = ("SEARCH IMAGE USING m OPTIONS (search_by='row', search_input=[7, 'a.png'],\n"
+            "  key_col='rowid', input_query='SELECT k FROM q WHERE x = \\'y\\'', "
+            "min_score=0.95, exclude_self=False, emb_col='e') AS SELECT * FROM t")
+    node = one(text)
+    assert isinstance(node, Search)
+    assert node.options == {"search_by": "row", "search_input": [7, "a.png"], "key_col": "rowid",
+                            "input_query": "SELECT k FROM q WHERE x = 'y'", "min_score": 0.95,
+                            "exclude_self": False, "emb_col": "e"}
+    assert node.option_pos["search_input"] == Position(1, 48)
+    assert node.option_pos["min_score"] == Position(2, 67)
+    assert one(node.sql()) == node
+
+
 def test_nested_subqueries_in_passthrough() -> None:
     text = (
         "SELECT image_path, search_result FROM (SEARCH IMAGE USING m OPTIONS (search_by='image', "

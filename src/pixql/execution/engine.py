@@ -23,7 +23,7 @@ EXECUTORS: dict[type[Statement], Executor] = {}
 _EXECUTOR_MODULES = (
     "pixql.execution.build",
     "pixql.execution.convert",
-    "pixql.execution.search",
+    "pixql.execution.search_rows",  # SEARCH (imports pixql.execution.search)
     "pixql.execution.model_statements",
     "pixql.execution.copy",
     "pixql.execution.printing",

@@ -46,12 +46,29 @@ class ConvertOptions(Options):
 class SearchOptions(Options):
     """SEARCH IMAGE USING m OPTIONS (...)."""
 
-    search_by: Literal["image", "text", "video", "audio"] = Field(
-        description="what search_input is (audio: no model embeds it)")
-    search_input: str = Field(description="a file path (workspace-relative or absolute) or a text")
+    search_by: Literal["image", "text", "video", "audio", "row"] = Field(
+        description="what search_input is (audio: no model embeds it; 'row': the key of a "
+        "row of the searched table, whose stored embedding is the query)")
+    search_input: str | int | list[str | int] | None = Field(
+        default=None, description="a file path (workspace-relative or absolute), a text, or "
+        "with search_by='row' a key; a list: one query each (a batch). Required, except "
+        "search_by='row' without it: every row of the AS query is a query (a kNN self-join)")
+    input_query: str | None = Field(
+        default=None, description="instead of search_input: a SELECT whose first column "
+        "holds the inputs, one query per row (a batch)")
+    key_col: str | None = Field(
+        default=None, description="search_by='row': the column whose value names the row "
+        "(default: the column CONVERT embedded, e.g. image_path); 'rowid' for row ids")
     emb_col: str = Field(description="the embedding column made by CONVERT")
     result_col: str = Field(default="search_result", description="the similarity column")
-    top_k: int | None = Field(default=1000, ge=1, description="rows to return; None for all")
+    top_k: int | None = Field(default=1000, ge=1,
+                              description="rows to return (per query in a batch, where the "
+                              "default is 10); None for all")
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0,
+                                    description="only matches scoring at least this much")
+    exclude_self: bool | None = Field(
+        default=None, description="search_by='row': a query row never matches itself "
+        "(default True); only allowed with search_by='row'")
     column_name: str | None = Field(default=None,
                                     description="ThanoSQL's old spelling of result_col")
 

@@ -32,7 +32,6 @@ from pydantic import Field
 from pixql.catalog import provenance as prov
 from pixql.errors import CatalogError, ModelError, NotFoundError
 from pixql.execution.context import ExecContext, quote_ident, to_arrow
-from pixql.execution.engine import executes
 from pixql.execution.freshness import Freshness, freshness, result_status, status_counts
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
@@ -46,11 +45,11 @@ from pixql.execution.vectors import (
 from pixql.index.exact import BLOCK_ROWS, dot_scores, query_unit, unit_rows
 from pixql.index.exact import rank as rank_scores
 from pixql.models.inputs import InputSource, raw_input
-from pixql.sql.nodes import Query, Search
 
 if TYPE_CHECKING:
     from pixql.catalog.store import ColumnRecord, ModelRecord
     from pixql.models.base import Embedder
+    from pixql.sql.nodes import Query, Search
 
 _names = itertools.count()
 
@@ -76,8 +75,9 @@ class QueryPlan:
     rowid_sql: str | None  # SELECT rowid FROM table WHERE ... (None: no WHERE clause)
 
 
-@executes(Search)
 def run_search(ctx: ExecContext, node: Search) -> Result:
+    """One query embedded from ``search_input`` (the executor of SEARCH,
+    :func:`pixql.execution.search_rows.run_any_search`, sends the other forms elsewhere)."""
     if node.target == "audio":
         raise ModelError("SEARCH AUDIO is not supported: no pixql model embeds audio")
     opts = validate(SearchIndexOptions, node, what=f"SEARCH {node.target.upper()}")
@@ -90,7 +90,7 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
     if plan is None or opts.emb_col not in plan.table.columns:
         rows = _query_rows(ctx, node.query, opts.emb_col)
     _check_model(col, rec)
-    q = query_unit(query_vector(ctx, embedder, opts.search_by, opts.search_input))
+    q = query_unit(query_vector(ctx, embedder, opts.search_by, str(opts.search_input)))
     if rows is None:
         assert plan is not None
         found = fast_search(ctx, plan, opts, rec.dim, q,
