@@ -56,6 +56,7 @@ def connect(address: str | None, *, num_cpus: float, num_gpus: float = 0) -> Any
         if address:
             ray.init(address=address, **kwargs)
             return ray
+        _prefer_loopback()
         ray.init(num_cpus=max(1, int(num_cpus + 0.999)), num_gpus=int(num_gpus + 0.999),
                  **kwargs)
         try:
@@ -64,6 +65,16 @@ def connect(address: str | None, *, num_cpus: float, num_gpus: float = 0) -> Any
             ray.shutdown()
             raise
     return ray
+
+
+def _prefer_loopback() -> None:
+    """Make a Ray started from here pick 127.0.0.1 even when ``ray`` was imported before
+    :func:`require_ray` set the switch: Ray reads the switch's value from this module
+    attribute when it picks the node's address (and its processes inherit the
+    environment)."""
+    os.environ[LOOPBACK_SWITCH] = "0"
+    constants = importlib.import_module("ray._private.ray_constants")
+    constants.ENABLE_RAY_CLUSTER = False
 
 
 def node_addresses(ray: Any) -> list[str]:

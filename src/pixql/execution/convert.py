@@ -74,7 +74,10 @@ def _stored(ctx: ExecContext, table: str, query_sql: str, rec: ModelRecord,
     columns = prov.table_columns(ctx.cur, table)
     tally = convert_rows(ctx, query_sql, Target(table, record), engine, opts,
                          _legacy_version(ctx, table, opts.result_col, columns, rec), columns)
-    return Result(message=_summary(tally, table, opts.result_col),
+    message = _summary(tally, table, opts.result_col)
+    if engine.name != "local":
+        message += f" (computed by engine {engine.name!r})"
+    return Result(message=message,
                   lazy=TableRows(ctx.ws, table))
 
 

@@ -15,7 +15,9 @@ ships the artifact through Ray's object store when some node cannot read it.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +27,7 @@ from pixql.catalog.artifacts import read_config
 from pixql.distributed.cluster import alive_nodes, check_resources, connect
 from pixql.errors import ExecutionError, ImageError, ModelError
 from pixql.execution.embedding import Embedded, bad_values_error
-from pixql.execution.raydata.worker import EmbedActor, Shipment, probe
+from pixql.execution.raydata.worker import EmbedActor, Shipment, probe, verify
 from pixql.models.registry import get_kind
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class RayEngine:
         ctx_data = self.ray.data.DataContext.get_current()
         ctx_data.max_consecutive_actor_init_deaths = opts.max_retries
         ctx_data.enable_progress_bars = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # a line per pipeline else
         self.ctx, self.rec, self.opts, self.dim = ctx, rec, opts, embedder.dim
         self.root = ctx.ws.root
         self.ship: Shipment | None = None
@@ -89,6 +92,18 @@ class RayEngine:
                                  else f"{v}: {type(e).__name__}: {e}")
         return todo, failed
 
+    def sample(self, values: list[Any], todo: list[tuple[int, Any]]) -> list[str]:
+        """Up to :data:`PROBE_PATHS` worker paths whose file this process can read."""
+        if self.opts.convert_type not in FILE_MODALITIES:
+            return []
+        out = []
+        for i, v in todo:
+            if os.path.isfile(self.ctx.ws.resolve(str(values[i]))):
+                out.append(v)
+                if len(out) == PROBE_PATHS:
+                    break
+        return out
+
     # -- the model ----------------------------------------------------------------------
     def shipment(self, sample: list[str]) -> Shipment:
         """Probe every node, then decide how the model travels (see the module docstring)."""
@@ -100,6 +115,7 @@ class RayEngine:
                         folder=self.worker_path(folder))
         found = self.probe(ship, sample, check_artifact=mode != "ship")
         if mode == "ship" or (mode == "auto" and any(r["artifact"] for r in found)):
+            verify(folder, rec.checksum, rec.name)  # what is shipped is what the catalog says
             files = {p.relative_to(folder).as_posix(): p.read_bytes()
                      for p in sorted(folder.rglob("*")) if p.is_file()}
             return Shipment(**{**ship.__dict__, "files": self.ray.put(files)})
@@ -137,9 +153,7 @@ class RayEngine:
     def embed(self, values: list[Any]) -> Embedded:
         todo, failed = self.prepare(values)
         if self.ship is None:
-            sample = [v for _, v in todo if self.opts.convert_type in FILE_MODALITIES
-                      and os.path.isfile(v)][:PROBE_PATHS]
-            self.ship = self.shipment(sample)
+            self.ship = self.shipment(self.sample(values, todo))
         vectors = np.zeros((len(values), self.dim), dtype=np.float32)
         valid = np.zeros(len(values), dtype=bool)
         reasons = dict(failed)
@@ -154,15 +168,11 @@ class RayEngine:
             reasons: dict[int, str]) -> None:
         """Embed ``todo`` on the actor pool; fill the arrays by row index."""
         o, data = self.opts, self.ray.data
-        ds = data.from_items([{"i": i, "v": v} for i, v in todo],
-                             override_num_blocks=max(1, min(len(todo) // o.batch_size,
-                                                            4 * o.num_workers)))
-        out = ds.map_batches(
-            EmbedActor, fn_constructor_kwargs={"ship": self.ship, "modality": o.convert_type},
-            batch_size=o.batch_size, batch_format="numpy",
-            compute=data.ActorPoolStrategy(size=o.num_workers), num_cpus=o.cpus_per_worker,
-            num_gpus=o.gpus_per_worker or None, max_restarts=o.max_retries,
-            max_task_retries=o.max_retries)
+        blocks = max(1, min(-(-len(todo) // o.batch_size), 4 * o.num_workers))
+        ds = data.from_items([{"i": i, "v": v} for i, v in todo], override_num_blocks=blocks)
+        with warnings.catch_warnings():  # max_restarts/max_task_retries have no named
+            warnings.filterwarnings("ignore", ".*ray_remote_args")  # parameters (2.60)
+            out = self.pipeline(ds, min(blocks, o.num_workers))
         seen = 0
         try:
             for b in out.iter_batches(batch_format="numpy", batch_size=None):
@@ -177,6 +187,16 @@ class RayEngine:
         if seen != len(todo):  # pragma: no cover - Ray Data returns each row once
             raise ExecutionError(f"Ray returned {seen} of {len(todo)} rows. Nothing was "
                                  "changed.")
+
+    def pipeline(self, ds: Any, actors: int) -> Any:
+        """``ds`` through ``actors`` model actors (bounded restarts and retries)."""
+        o, data = self.opts, self.ray.data
+        return ds.map_batches(
+            EmbedActor, fn_constructor_kwargs={"ship": self.ship, "modality": o.convert_type},
+            batch_size=o.batch_size, batch_format="numpy",
+            compute=data.ActorPoolStrategy(size=actors), num_cpus=o.cpus_per_worker,
+            num_gpus=o.gpus_per_worker or None, max_restarts=o.max_retries,
+            max_task_retries=o.max_retries)
 
     def failed(self, todo: list[tuple[int, Any]], e: BaseException) -> ExecutionError:
         """The error of a chunk the workers kept failing on, naming its values."""
