@@ -73,7 +73,7 @@ def _prefer_loopback() -> None:
     attribute when it picks the node's address (and its processes inherit the
     environment)."""
     os.environ[LOOPBACK_SWITCH] = "0"
-    constants = importlib.import_module("ray._private.ray_constants")
+    constants: Any = importlib.import_module("ray._private.ray_constants")
     constants.ENABLE_RAY_CLUSTER = False
 
 

@@ -4,37 +4,22 @@ bounded retries, and one clear error for what the workers cannot read (issue 13)
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pixql.distributed.cluster import LOOPBACK_SWITCH
 from pixql.errors import ExecutionError, ImageError, MissingDependencyError, ModelError
 from tests.conftest import make_image_folder
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
-pytest.importorskip("ray")
 
 #: small actors: the pool leaves room on the 2-CPU Ray
 RAY = "engine='ray', num_workers=2, cpus_per_worker=0.5"
 CONVERT = "CONVERT USING {m} OPTIONS (result_col='{col}'{extra}) AS SELECT * FROM t"
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    """One Ray for the module, started by pixql (2 CPUs, loopback)."""
-    os.environ.setdefault(LOOPBACK_SWITCH, "0")
-    from pixql.distributed.cluster import connect
-
-    ray = connect(None, num_cpus=2)
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture
