@@ -56,7 +56,7 @@ def connect(address: str | None, *, num_cpus: float, num_gpus: float = 0) -> Any
         if address:
             ray.init(address=address, **kwargs)
             return ray
-        _prefer_loopback()
+        prefer_loopback()
         ray.init(num_cpus=max(1, int(num_cpus + 0.999)), num_gpus=int(num_gpus + 0.999),
                  **kwargs)
         try:
@@ -67,7 +67,7 @@ def connect(address: str | None, *, num_cpus: float, num_gpus: float = 0) -> Any
     return ray
 
 
-def _prefer_loopback() -> None:
+def prefer_loopback() -> None:
     """Make a Ray started from here pick 127.0.0.1 even when ``ray`` was imported before
     :func:`require_ray` set the switch: Ray reads the switch's value from this module
     attribute when it picks the node's address (and its processes inherit the
