@@ -30,7 +30,6 @@ import pyarrow as pa
 from pixql.catalog import provenance as prov
 from pixql.errors import Error, ExecutionError, ImageError
 from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
-from pixql.execution.embedding import Embedded
 from pixql.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
     from pixql.catalog.store import ColumnRecord
     from pixql.execution.compute import ComputeEngine
     from pixql.execution.context import ExecContext
+    from pixql.execution.embedding import Embedded
     from pixql.execution.options import ConvertOptions
 
 #: distinct source values per page of the work list (each page is one query, held at once)

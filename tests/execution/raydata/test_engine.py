@@ -45,7 +45,8 @@ def test_ray_binds_loopback_only(ray_local: Any) -> None:
     from pixql.distributed.cluster import is_loopback, node_addresses
 
     addresses = node_addresses(ray_local)
-    assert addresses and all(is_loopback(a) for a in addresses), addresses
+    assert addresses
+    assert all(is_loopback(a) for a in addresses), addresses
 
 
 def test_same_column_as_local_and_incremental(t_ws: Any) -> None:

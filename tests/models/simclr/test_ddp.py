@@ -11,6 +11,7 @@ from pixql.errors import ModelError
 from pixql.models.simclr.ddp import shard
 from pixql.models.simclr.loss import NTXentLoss
 
+
 @pytest.mark.parametrize("world", [2, 4])
 def test_global_loss_of_the_workers_is_the_one_process_loss(world: int) -> None:
     """Fixed projections: the mean of the workers' losses, and its gradient, equal the
@@ -25,7 +26,8 @@ def test_global_loss_of_the_workers_is_the_one_process_loss(world: int) -> None:
     mean = sum(_worker_loss(r, shards) for r in range(world)) / world
     (d0, d1) = torch.autograd.grad(mean, (z0, z1))
     assert torch.allclose(mean, one, atol=1e-5)
-    assert torch.allclose(d0, g0, atol=1e-6) and torch.allclose(d1, g1, atol=1e-6)
+    assert torch.allclose(d0, g0, atol=1e-6)
+    assert torch.allclose(d1, g1, atol=1e-6)
     local = sum(NTXentLoss(0.2)(*s) for s in shards) / world  # plain DDP: local negatives
     assert not torch.allclose(local, one, atol=1e-3)
 

@@ -155,7 +155,7 @@ def train_on_ray(job: RayJob, *, address: str | None, num_workers: int, gpus_per
         summary: dict[str, Any] = json.loads((result.metrics or {})["summary"])
     except (ModelError, ExecutionError):
         raise
-    except Exception as e:  # noqa: BLE001 - Ray Train wraps the workers' errors
+    except Exception as e:
         cause = str(e).strip().splitlines()[0][:400] if str(e).strip() else ""
         raise ExecutionError(f"SimCLR training on Ray failed: {type(e).__name__}: {cause}. "
                              "Nothing was changed.") from e
