@@ -8,8 +8,10 @@ Also measured: Ray's start time, the fixed overhead of a Ray CONVERT (a 16-row t
 run on a fresh Ray and warm), the driver's commit rate (time inside the chunk writes), the
 break-even row count, and a 2-worker Ray BUILD of SimCLR vs a 1-process BUILD with the same
 global batch (precision@10 on the test subset). Writes the ``ray`` section of RESULTS.md.
+(Not named ``ray.py``: a script's folder comes first on ``sys.path``, and a ``ray.py`` there
+would shadow the ``ray`` package, for this script and for Ray's workers.)
 
-    .venv/bin/python benchmarks/ray.py
+    .venv/bin/python benchmarks/ray_scaling.py
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def report(args: argparse.Namespace, over: dict[str, float], conv: list[dict[str
     names = {"px": "Pixels", "sc": "SimCLR small_resnet", "wait": f"TestPixels sleep_ms="
              f"{args.sleep_ms:g} per batch"}
     lines = [
-        "## CONVERT and BUILD on Ray vs local (`benchmarks/ray.py`)", "",
+        "## CONVERT and BUILD on Ray vs local (`benchmarks/ray_scaling.py`)", "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}. Ray 2.60, started by pixql in this process on 127.0.0.1 "
         "(8 logical CPUs, so 4 one-CPU actors fit; there are 2 real cores, shared). "
@@ -214,7 +216,7 @@ def projection(args: argparse.Namespace, over: dict[str, float],
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    command = "python benchmarks/ray.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = "python benchmarks/ray_scaling.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     root = unpack_mnist()
     shutil.rmtree(args.workspace, ignore_errors=True)
     db = pixql.connect(args.workspace, progress=False)
