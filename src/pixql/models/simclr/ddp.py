@@ -31,7 +31,7 @@ import torch
 
 from pixql.distributed.cluster import check_resources, connect
 from pixql.errors import ExecutionError, ModelError
-from pixql.models.simclr.backbone import build_backbone, feature_dim
+from pixql.models.simclr.backbone import build_backbone, feature_dim, save_backbone
 from pixql.models.simclr.data import decode_all
 from pixql.models.simclr.heads import ProjectionHead
 from pixql.models.simclr.loss import NTXentLoss
@@ -79,13 +79,6 @@ def agree_max(value: float) -> float:
 def shard(paths: list[str], rank: int, world: int) -> list[str]:
     """Worker ``rank``'s images: every ``world``-th one, all shards the same size."""
     return paths[rank::world][:len(paths) // world]
-
-
-def save_backbone(backbone: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "model": "pixql-simclr-backbone"})
 
 
 def worker_loop(config: dict[str, Any]) -> None:

@@ -31,7 +31,12 @@ from pixql.models.base import (
     require_artifacts,
 )
 from pixql.models.registry import register
-from pixql.models.simclr.backbone import backbone_spec, build_backbone, feature_dim
+from pixql.models.simclr.backbone import (
+    backbone_spec,
+    build_backbone,
+    feature_dim,
+    save_backbone,
+)
 from pixql.models.simclr.data import (
     channel_stats,
     decode_all,
@@ -39,7 +44,6 @@ from pixql.models.simclr.data import (
     image_to_array,
     probe_images,
 )
-from pixql.models.simclr.ddp import save_backbone
 from pixql.models.simclr.heads import ProjectionHead
 from pixql.models.simclr.train import SimCLRNet, TrainConfig, train_simclr
 from pixql.models.simclr.transforms import AugmentConfig, MultiViewTransform, SimCLRTransform
