@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import math
 import os
 import threading
 from typing import Any
@@ -46,7 +47,9 @@ def is_loopback(host: str) -> bool:
 def connect(address: str | None, *, num_cpus: float, num_gpus: float = 0) -> Any:
     """Connect this process to Ray (see the module docstring) and return ``ray``. A local
     Ray is started with ``num_cpus`` logical CPUs (and ``num_gpus``), and every address
-    it reports must be loopback (ExecutionError otherwise, and it is shut down)."""
+    it reports must be loopback (ExecutionError otherwise, and it is shut down). Note that
+    ``ray`` is imported (and the pixql workers unpickle pixql's classes) on every node: the
+    nodes of a cluster need pixql installed too, at the same version."""
     ray = require_ray()
     with _LOCK:
         if ray.is_initialized():
@@ -57,8 +60,9 @@ def connect(address: str | None, *, num_cpus: float, num_gpus: float = 0) -> Any
             ray.init(address=address, **kwargs)
             return ray
         prefer_loopback()
-        ray.init(num_cpus=max(1, int(num_cpus + 0.999)), num_gpus=int(num_gpus + 0.999),
-                 **kwargs)
+        # one CPU more than the workers reserve: Ray's own tasks and actors (Ray Data's
+        # operators, Ray Train's controller) must not wait behind a pool that fills it
+        ray.init(num_cpus=math.ceil(num_cpus) + 1, num_gpus=math.ceil(num_gpus), **kwargs)
         try:
             check_loopback(ray)
         except ExecutionError:
