@@ -51,17 +51,26 @@ class RayEngine:
 
     def __init__(self, ctx: ExecContext, rec: ModelRecord, embedder: Embedder,
                  opts: ConvertOptions) -> None:
-        self.ray = connect(opts.ray_address, num_cpus=opts.num_workers * opts.cpus_per_worker,
-                           num_gpus=opts.num_workers * opts.gpus_per_worker)
-        check_resources(self.ray, opts.num_workers, opts.cpus_per_worker, opts.gpus_per_worker)
-        importlib.import_module("ray.data")
-        ctx_data = self.ray.data.DataContext.get_current()
-        ctx_data.max_consecutive_actor_init_deaths = opts.max_retries
-        ctx_data.enable_progress_bars = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # a line per pipeline else
         self.ctx, self.rec, self.opts, self.dim = ctx, rec, opts, embedder.dim
         self.root = ctx.ws.root
         self.ship: Shipment | None = None
+        self._ray: Any = None
+
+    @property
+    def ray(self) -> Any:
+        """Ray, connected on first use: a CONVERT with nothing to embed starts no Ray."""
+        if self._ray is None:
+            o = self.opts
+            ray = connect(o.ray_address, num_cpus=o.num_workers * o.cpus_per_worker,
+                          num_gpus=o.num_workers * o.gpus_per_worker)
+            check_resources(ray, o.num_workers, o.cpus_per_worker, o.gpus_per_worker)
+            importlib.import_module("ray.data")
+            data_ctx = ray.data.DataContext.get_current()
+            data_ctx.max_consecutive_actor_init_deaths = o.max_retries
+            data_ctx.enable_progress_bars = False
+            logging.getLogger("ray.data").setLevel(logging.WARNING)  # a line per pipeline else
+            self._ray = ray
+        return self._ray
 
     # -- paths --------------------------------------------------------------------------
     def worker_path(self, path: Path) -> str:
