@@ -140,9 +140,10 @@ class RayEngine:
               check_artifact: bool) -> list[dict[str, Any]]:
         """One probe per live node; ImageError when a node cannot read sample paths this
         process can read (a missing mount: one error, not one per row)."""
+        ray = self.ray  # connects (or names the missing extra) first
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        task = self.ray.remote(num_cpus=0, max_retries=self.opts.max_retries)(probe)
+        task = ray.remote(num_cpus=0, max_retries=self.opts.max_retries)(probe)
         refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
                     n["NodeID"], soft=False)).remote(
                     ship.folder, ship.checksum if check_artifact else None, ship.name, sample)
