@@ -14,6 +14,7 @@ ships the artifact through Ray's object store when some node cannot read it.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -127,7 +128,7 @@ class RayEngine:
             verify(folder, rec.checksum, rec.name)  # what is shipped is what the catalog says
             files = {p.relative_to(folder).as_posix(): p.read_bytes()
                      for p in sorted(folder.rglob("*")) if p.is_file()}
-            return Shipment(**{**ship.__dict__, "files": self.ray.put(files)})
+            return dataclasses.replace(ship, files=self.ray.put(files))
         bad = [r for r in found if r["artifact"]]
         if bad:
             raise ModelError(f"model_transfer='shared' but on Ray node {bad[0]['node']}: "
