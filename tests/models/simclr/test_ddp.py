@@ -67,3 +67,17 @@ def test_too_small_a_batch_for_the_workers_is_refused(image_ws: Any) -> None:
     with pytest.raises(ModelError, match="fewer than 2 images a step"):
         image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=4, engine='ray', "
                      "num_workers=4) AS SELECT * FROM images")
+
+
+def test_ray_not_installed_names_the_extra_and_leaves_nothing(
+        image_ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from pixql.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pixql\[ray\]'"):
+        image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=8, engine='ray') "
+                     "AS SELECT * FROM images")
+    assert image_ws.catalog.find_model("d") is None
+    assert not list(image_ws.root.glob("models/.tmp-*"))
