@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pixql.execution.options import ConvertOptions
     from pixql.models.base import Embedder
 
-#: engine name → "module:factory" (factory(ctx, rec, embedder, opts) -> ComputeEngine)
+#: engine name → "module:factory" (factory(ctx, rec, embedder, opts, progress) -> engine)
 ENGINES: dict[str, str] = {
     "local": "pixql.execution.compute:LocalEngine",
     "ray": "pixql.execution.raydata.engine:RayEngine",
@@ -61,14 +61,16 @@ class LocalEngine:
     name = "local"
 
     def __init__(self, ctx: ExecContext, rec: ModelRecord, embedder: Embedder,
-                 opts: ConvertOptions) -> None:
-        self.ctx, self.embedder, self.opts = ctx, embedder, opts
+                 opts: ConvertOptions, progress: bool = False) -> None:
+        self.ctx, self.rec, self.embedder, self.opts = ctx, rec, embedder, opts
+        self.progress = progress
 
     def embed(self, values: list[Any]) -> Embedded:
         o = self.opts
         return embed_values(self.embedder, values, modality=o.convert_type,
                             resolve=self.ctx.ws.resolve, batch_size=o.batch_size,
-                            workers=o.workers, on_error=o.on_error, progress=False)
+                            workers=o.workers, on_error=o.on_error, progress=self.progress,
+                            desc=f"CONVERT {self.rec.name}")
 
     def close(self) -> None:
         return None
@@ -93,9 +95,10 @@ def with_defaults(ctx: ExecContext, opts: ConvertOptions) -> ConvertOptions:
 
 
 def open_engine(ctx: ExecContext, rec: ModelRecord, embedder: Embedder,
-                opts: ConvertOptions) -> ComputeEngine:
-    """The engine ``opts.engine`` names (see :func:`with_defaults`), ready to embed."""
+                opts: ConvertOptions, *, progress: bool = False) -> ComputeEngine:
+    """The engine ``opts.engine`` names (see :func:`with_defaults`), ready to embed;
+    ``progress``: each call of ``embed`` draws its own progress bar (where it can)."""
     module, _, factory = ENGINES[opts.engine or "local"].partition(":")
     engine: ComputeEngine = getattr(importlib.import_module(module), factory)(
-        ctx, rec, embedder, opts)
+        ctx, rec, embedder, opts, progress)
     return engine

@@ -106,7 +106,7 @@ def _unstored(ctx: ExecContext, node: Convert, opts: ConvertOptions, rec: ModelR
     """An AS query that is not one base table: its rows plus the embeddings, not stored."""
     rows = ctx.query_arrow(node.query)
     _require_column(rows.column_names, source_col, SOURCE_OPTION[opts.convert_type])
-    engine = open_engine(ctx, rec, embedder, opts)
+    engine = open_engine(ctx, rec, embedder, opts, progress=ctx.ws.progress)
     try:
         emb = engine.embed(rows.column(source_col).to_pylist())
     finally:

@@ -51,7 +51,7 @@ class RayEngine:
     name = "ray"
 
     def __init__(self, ctx: ExecContext, rec: ModelRecord, embedder: Embedder,
-                 opts: ConvertOptions) -> None:
+                 opts: ConvertOptions, progress: bool = False) -> None:
         self.ctx, self.rec, self.opts, self.dim = ctx, rec, opts, embedder.dim
         self.root = ctx.ws.root
         self.ship: Shipment | None = None
