@@ -167,7 +167,8 @@ def report(args: argparse.Namespace, over: dict[str, float], conv: list[dict[str
         f"Machine: {machine()}. Ray 2.60, started by pixql in this process on 127.0.0.1 "
         "(8 logical CPUs, so 4 one-CPU actors fit; there are 2 real cores, shared). "
         f"{args.rows:,} MNIST test PNGs, one chunk, `refresh='all'`, batch_size=256. "
-        "All rows of a table come from this one run.", "",
+        "All rows of a table come from this one run; each figure is one run at the load shown, "
+        "so differences under about a third are noise.", "",
         f"Ray start: **{over['start']:.1f} s**. Fixed overhead of a Ray CONVERT (16 rows, "
         f"Pixels, 1 actor): first run {over['first']:.1f} s, warm **{over['warm']:.1f} s** "
         f"(local: {over['local']:.2f} s). Ray Data starts an actor pool per chunk, so the "
