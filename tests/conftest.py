@@ -104,3 +104,24 @@ def image_ws(ws: object) -> object:
     make_image_folder(ws.root / "shapes")  # type: ignore[attr-defined]
     ws.sql("COPY images OPTIONS (if_exists='replace') FROM 'shapes/'")  # type: ignore[attr-defined]
     return ws
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[object]:
+    """A Ray started by pixql in this process (2 logical CPUs, bound to 127.0.0.1), shared
+    by the tests of engine='ray'; skipped when Ray is not installed. A test module that
+    needs another Ray (tests/distributed's loopback cluster) shuts it down; the next user
+    gets a fresh one through :func:`ray_local`."""
+    pytest.importorskip("ray")
+    yield None
+    import ray
+
+    ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(ray_session: object) -> object:
+    """The session's Ray (started on first use, or again after a module shut it down)."""
+    from pixql.distributed.cluster import connect
+
+    return connect(None, num_cpus=2)

@@ -42,11 +42,14 @@ class Workspace:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  progress: bool = True, read_only: bool = False, confined: bool = False,
-                 allowed_dirs: Sequence[str | os.PathLike[str]] = ()) -> None:
+                 allowed_dirs: Sequence[str | os.PathLike[str]] = (),
+                 engine: str | None = None, ray_address: str | None = None) -> None:
         raw = path if path is not None else os.environ.get("PIXQL_WORKSPACE", DEFAULT_DIR)
         self.root = Path(raw).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.progress = progress
+        #: CONVERT's defaults for engine / ray_address (pixql.execution.compute)
+        self.compute_defaults = {"engine": engine, "ray_address": ray_address}
         self.confined = confined
         self.allowed_dirs = [self.root] + [Path(d).expanduser().resolve() for d in allowed_dirs]
         self._con = duckdb.connect(str(self.root / DB_FILE), read_only=read_only)

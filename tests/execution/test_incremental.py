@@ -142,7 +142,7 @@ def test_embedder_sees_one_chunk_at_a_time(t_ws: Any, monkeypatch: pytest.Monkey
         seen.append(len(values))
         return real(embedder, values, **kw)
 
-    monkeypatch.setattr("pixql.execution.incremental.embed_values", spy)
+    monkeypatch.setattr("pixql.execution.compute.embed_values", spy)
     out = convert(t_ws, extra=", chunk_size=5")
     assert seen == [5, 5, 2]
     assert "3 chunk(s) committed" in out.message

@@ -24,7 +24,9 @@ def _workspace(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The workspace (or server URL) of -w: through its server when one serves it."""
     from pixql.connection import connect
 
-    return connect(args.workspace, api_key=getattr(args, "api_key", None))
+    compute = {k: v for k in ("engine", "ray_address")
+               if (v := getattr(args, k, None)) is not None}
+    return connect(args.workspace, api_key=getattr(args, "api_key", None), **compute)
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
@@ -114,6 +116,12 @@ def _add_commands(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         cmd.add_argument("--api-key", default=None,
                          help="API key of the server serving the workspace (default: "
                               "$PIXQL_API_KEY)")
+        cmd.add_argument("--engine", choices=["local", "ray"], default=None,
+                         help="who computes CONVERT's vectors when its OPTIONS do not say "
+                              "(default: $PIXQL_ENGINE or local; docs/scale-out.md)")
+        cmd.add_argument("--ray-address", default=None, metavar="ADDR",
+                         help="the Ray cluster of engine='ray' ('auto', host:port; default: "
+                              "$PIXQL_RAY_ADDRESS or a local Ray)")
     d = sub.add_parser("demo", parents=parents,
                        help="build, convert and search a small digits table")
     d.add_argument("--dir", help="demo workspace folder (default ./demo-workspace)")

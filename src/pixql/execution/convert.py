@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from pixql.catalog import provenance as prov
 from pixql.catalog.store import ColumnRecord
 from pixql.errors import NotFoundError, ProgrammingError
+from pixql.execution.compute import open_engine, with_defaults
 from pixql.execution.context import ExecContext, require_select, to_arrow
-from pixql.execution.embedding import embed_values
 from pixql.execution.engine import executes
 from pixql.execution.incremental import Tally, Target, convert_rows, qualified, vectors_to_arrow
 from pixql.execution.options import ConvertOptions, validate
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pixql.catalog.store import ModelRecord
+    from pixql.execution.compute import ComputeEngine
     from pixql.models.base import Embedder
 
 #: convert_type → the option naming its source column
@@ -41,7 +42,8 @@ __all__ = ["SOURCE_OPTION", "TableRows", "run_convert", "vectors_to_arrow"]
 def run_convert(ctx: ExecContext, node: Convert) -> Result:
     rec = ctx.catalog.get_model(node.model)
     kind = get_kind(rec.kind)
-    opts = validate(ConvertOptions, node, extra=kind.convert_defaults, what="CONVERT")
+    opts = with_defaults(ctx, validate(ConvertOptions, node, extra=kind.convert_defaults,
+                                       what="CONVERT"))
     source_col = getattr(opts, SOURCE_OPTION[opts.convert_type])
     embedder = ctx.ws.load_embedder(rec.name, rec)
     embedder.check_modality(opts.convert_type)
@@ -50,19 +52,32 @@ def run_convert(ctx: ExecContext, node: Convert) -> Result:
         raise ProgrammingError(f"table_name={opts.table_name!r} does not match the table the "
                                f"AS query reads ({table or 'not a single table'})")
     if table is None:
-        return _unstored(ctx, node, opts, embedder, source_col)
+        return _unstored(ctx, node, opts, rec, embedder, source_col)
     require_select(node.query)
     query_sql = ctx.render(node.query)
     _require_column(list(ctx.cur.sql(query_sql).columns), source_col,
                     SOURCE_OPTION[opts.convert_type])
+    engine = open_engine(ctx, rec, embedder, opts)
+    try:
+        return _stored(ctx, table, query_sql, rec, engine, opts, source_col)
+    finally:
+        engine.close()
+
+
+def _stored(ctx: ExecContext, table: str, query_sql: str, rec: ModelRecord,
+            engine: ComputeEngine, opts: ConvertOptions, source_col: str) -> Result:
+    """Embed the table's missing and stale rows into ``opts.result_col``."""
     record = ColumnRecord(table_name=table, column_name=opts.result_col, model_name=rec.name,
                           model_kind=rec.kind, model_version=rec.version, dim=rec.dim,
                           metric=rec.metric, modality=opts.convert_type,
                           source_column=source_col)
     columns = prov.table_columns(ctx.cur, table)
-    tally = convert_rows(ctx, query_sql, Target(table, record), embedder, opts,
+    tally = convert_rows(ctx, query_sql, Target(table, record), engine, opts,
                          _legacy_version(ctx, table, opts.result_col, columns, rec), columns)
-    return Result(message=_summary(tally, table, opts.result_col),
+    message = _summary(tally, table, opts.result_col)
+    if engine.name != "local":
+        message += f" (computed by engine {engine.name!r})"
+    return Result(message=message,
                   lazy=TableRows(ctx.ws, table))
 
 
@@ -86,16 +101,16 @@ def _summary(tally: Tally, table: str, column: str) -> str:
     return msg
 
 
-def _unstored(ctx: ExecContext, node: Convert, opts: ConvertOptions, embedder: Embedder,
-              source_col: str) -> Result:
+def _unstored(ctx: ExecContext, node: Convert, opts: ConvertOptions, rec: ModelRecord,
+              embedder: Embedder, source_col: str) -> Result:
     """An AS query that is not one base table: its rows plus the embeddings, not stored."""
     rows = ctx.query_arrow(node.query)
     _require_column(rows.column_names, source_col, SOURCE_OPTION[opts.convert_type])
-    emb = embed_values(embedder, rows.column(source_col).to_pylist(),
-                       modality=opts.convert_type, resolve=ctx.ws.resolve,
-                       batch_size=opts.batch_size, workers=opts.workers,
-                       on_error=opts.on_error, progress=ctx.ws.progress,
-                       desc=f"CONVERT {node.model}")
+    engine = open_engine(ctx, rec, embedder, opts, progress=ctx.ws.progress)
+    try:
+        emb = engine.embed(rows.column(source_col).to_pylist())
+    finally:
+        engine.close()
     if opts.result_col in rows.column_names:
         rows = rows.drop_columns([opts.result_col])
     return Result(table=rows.append_column(opts.result_col, vectors_to_arrow(emb)),

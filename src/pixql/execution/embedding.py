@@ -121,9 +121,14 @@ def _prepared(prepare: Callable[[Any], Any], values: Sequence[Any], workers: int
 
 
 def _raise_bad(errors: list[str], values: Sequence[Any], done: int, chunk: list[Any]) -> None:
+    raise bad_values_error(errors)
+
+
+def bad_values_error(errors: list[str]) -> ImageError:
+    """The error of ``on_error='fail'``: the first bad values, and what to do."""
     shown = "; ".join(errors[:MAX_NAMED])
     more = " (and more)" if len(errors) > MAX_NAMED else ""
-    raise ImageError(
+    return ImageError(
         f"cannot embed {len(errors)} value(s): {shown}{more}. Nothing was changed. "
         "Fix or remove these rows, or pass on_error='null' to store NULL embeddings for them.",
         paths=errors[:MAX_NAMED],

@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from pixql.catalog import provenance as prov
-from pixql.errors import Error, ImageError
+from pixql.errors import Error, ExecutionError, ImageError
 from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
-from pixql.execution.embedding import Embedded, embed_values
 from pixql.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -38,9 +37,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pixql.catalog.store import ColumnRecord
+    from pixql.execution.compute import ComputeEngine
     from pixql.execution.context import ExecContext
+    from pixql.execution.embedding import Embedded
     from pixql.execution.options import ConvertOptions
-    from pixql.models.base import Embedder
 
 #: distinct source values per page of the work list (each page is one query, held at once)
 PAGE_VALUES = 65536
@@ -272,10 +272,12 @@ class ChunkWriter:
         self.prepared = True
 
 
-def convert_rows(ctx: ExecContext, query_sql: str, target: Target, embedder: Embedder,
+def convert_rows(ctx: ExecContext, query_sql: str, target: Target, engine: ComputeEngine,
                  opts: ConvertOptions, legacy_version: int | None,
                  columns: dict[str, str]) -> Tally:
-    """Embed the missing and stale rows the AS query selects, chunk by chunk."""
+    """Embed the missing and stale rows the AS query selects, chunk by chunk: ``engine``
+    computes each chunk's vectors (:mod:`pixql.execution.compute`), this process writes
+    them."""
     tally = Tally()
     writer = ChunkWriter(ctx, target, columns, legacy_version)
     files = opts.convert_type in FILE_MODALITIES
@@ -292,26 +294,24 @@ def convert_rows(ctx: ExecContext, query_sql: str, target: Target, embedder: Emb
                     continue
                 pending[row[0]] = pending.get(row[0], 0) + row[1]
                 if len(pending) >= opts.chunk_size:
-                    _flush(ctx, writer, pending, embedder, opts, tally, files)
+                    _flush(ctx, writer, pending, engine, tally, files)
                     bar.update(sum(pending.values()))
                     pending = {}
         if pending:
-            _flush(ctx, writer, pending, embedder, opts, tally, files)
+            _flush(ctx, writer, pending, engine, tally, files)
             bar.update(sum(pending.values()))
     writer.finish()
     return tally
 
 
 def _flush(ctx: ExecContext, writer: ChunkWriter, pending: dict[Any, int],
-           embedder: Embedder, opts: ConvertOptions, tally: Tally, files: bool) -> None:
+           engine: ComputeEngine, tally: Tally, files: bool) -> None:
     """Embed one chunk and commit it."""
     keys, counts = list(pending), list(pending.values())
     sigs = [file_sig(ctx.ws.resolve, k) for k in keys] if files else None  # before reading
     try:
-        emb = embed_values(embedder, keys, modality=opts.convert_type, resolve=ctx.ws.resolve,
-                           batch_size=opts.batch_size, workers=opts.workers,
-                           on_error=opts.on_error, progress=False)
-    except ImageError as e:
+        emb = engine.embed(keys)
+    except (ImageError, ExecutionError) as e:  # a bad value; workers that kept failing
         if not tally.chunks or ctx.in_transaction:
             raise  # nothing committed, or the statement's transaction rolls it all back
         if in_open_transaction(ctx.cur):
@@ -320,8 +320,9 @@ def _flush(ctx: ExecContext, writer: ChunkWriter, pending: dict[Any, int],
         else:
             kept = (f"The {tally.embedded} row(s) embedded in earlier chunks were kept; "
                     "re-running CONVERT continues from there.")
-        raise ImageError(str(e).replace("Nothing was changed.", "Nothing of this chunk was "
-                                        "written. " + kept), paths=e.paths) from None
+        msg = str(e).replace("Nothing was changed.", "Nothing of this chunk was written. " + kept)
+        raise (ImageError(msg, paths=e.paths) if isinstance(e, ImageError)
+               else ExecutionError(msg)) from None
     writer.write(keys, emb, sigs)
     tally.chunks += 1
     for n, ok in zip(counts, emb.valid.tolist(), strict=True):

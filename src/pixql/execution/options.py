@@ -41,6 +41,28 @@ class ConvertOptions(Options):
     chunk_size: int = Field(default=4096, ge=1, le=1_000_000,
                             description="source values embedded and committed together (a crash "
                             "loses at most one chunk; re-running continues)")
+    engine: Literal["local", "ray"] | None = Field(
+        default=None, description="who computes the vectors: 'local' (this process) or "
+        "'ray' (a Ray cluster, pixql[ray]); default: the workspace's, $PIXQL_ENGINE, 'local'")
+    ray_address: str | None = Field(
+        default=None, description="engine='ray': 'auto', 'host:port' or 'ray://host:port' "
+        "joins a cluster; default: the workspace's, $PIXQL_RAY_ADDRESS, else a local Ray")
+    num_workers: int = Field(default=2, ge=1, le=4096,
+                             description="engine='ray': model actors computing at once")
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=1024,
+                                   description="engine='ray': CPUs each actor reserves")
+    gpus_per_worker: float = Field(default=0.0, ge=0, le=64,
+                                   description="engine='ray': GPUs each actor reserves")
+    worker_root: str | None = Field(
+        default=None, description="engine='ray': where workers see the workspace folder "
+        "(default: the same path as here)")
+    model_transfer: Literal["auto", "shared", "ship"] = Field(
+        default="auto", description="engine='ray': how the model reaches workers: 'shared' "
+        "(read from the workspace's path), 'ship' (through Ray's object store), 'auto' "
+        "(shared where every node can read it, else ship)")
+    max_retries: int = Field(default=2, ge=0, le=100,
+                             description="engine='ray': restarts of a crashed worker (and "
+                             "retries of its batch) before CONVERT fails")
 
 
 class SearchOptions(Options):

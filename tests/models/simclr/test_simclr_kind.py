@@ -16,13 +16,12 @@ from pydantic import ValidationError
 from pixql.errors import ImageError, ModelError, NotFoundError
 from pixql.models.base import BuildContext
 from pixql.models.registry import get_kind
-from pixql.models.simclr.backbone import backbone_spec, build_backbone
+from pixql.models.simclr.backbone import backbone_spec, build_backbone, save_backbone
 from pixql.models.simclr.kind import (
     WEIGHTS_FILE,
     SimCLR,
     SimCLREmbedder,
     SimCLROptions,
-    _save_backbone,
 )
 from tests.conftest import make_image_folder
 
@@ -147,7 +146,7 @@ def test_save_load_round_trip_gives_identical_embeddings(tmp_path: Path) -> None
               "std": [0.3], "feature_dim": 128, "weights_file": WEIGHTS_FILE}
     before = SimCLREmbedder(backbone, image_size=28, grayscale=True, mean=[0.13], std=[0.3],
                             dim=128, model_id="x")
-    _save_backbone(backbone, tmp_path / WEIGHTS_FILE)
+    save_backbone(backbone, tmp_path / WEIGHTS_FILE)
     after = SimCLR.load(tmp_path, config)
     images = [Image.open(p) for p in make_image_folder(tmp_path / "imgs", per_class=2)]
     np.testing.assert_array_equal(before.embed(images, "image"), after.embed(images, "image"))

@@ -24,6 +24,7 @@ from torch import nn
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
 #: image side up to which ``backbone='auto'`` picks the narrow residual net
 SMALL_IMAGE_MAX = 64
@@ -153,3 +154,11 @@ def backbone_spec(name: str, *, image_size: int, in_channels: int,
         return {"name": name, "in_channels": in_channels,
                 "small_stem": (not pretrained) and image_size <= SMALL_IMAGE_MAX}
     raise ValueError(f"unknown backbone {name!r}; known: auto, {', '.join(sorted(BACKBONES))}")
+
+
+def save_backbone(backbone: nn.Module, path: Path) -> None:
+    """Write the backbone's weights to ``path`` (safetensors)."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    save_file(state, str(path), metadata={"format": "pt", "model": "pixql-simclr-backbone"})

@@ -13,6 +13,7 @@ augmented views per image (:mod:`.train`), and saves the *backbone* to
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -30,7 +31,12 @@ from pixql.models.base import (
     require_artifacts,
 )
 from pixql.models.registry import register
-from pixql.models.simclr.backbone import backbone_spec, build_backbone, feature_dim
+from pixql.models.simclr.backbone import (
+    backbone_spec,
+    build_backbone,
+    feature_dim,
+    save_backbone,
+)
 from pixql.models.simclr.data import (
     channel_stats,
     decode_all,
@@ -54,6 +60,8 @@ CONFIG_FORMAT = 1
 AUTO_MAX_SIDE = {"cpu": 96, "cuda": 224}
 #: smallest side used with ImageNet weights
 PRETRAINED_MIN_SIDE = 64
+#: images channel_stats measures (its default)
+STATS_SAMPLE = 10_000
 
 
 class SimCLROptions(BuildOptions):
@@ -92,6 +100,18 @@ class SimCLROptions(BuildOptions):
         default="auto", description="bfloat16 autocast; 'auto': where the hardware supports it")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto",
                                                    description="'auto': cuda if available")
+    engine: Literal["local", "ray"] = Field(
+        default="local", description="'ray': data-parallel training on Ray Train with the "
+        "global batch's negatives (pixql[ray]; docs/scale-out.md)")
+    ray_address: str | None = Field(default=None, description="engine='ray': the cluster "
+                                    "to join ('auto', 'host:port'); default: a local Ray")
+    num_workers: int = Field(default=2, ge=1, le=4096,
+                             description="engine='ray': training workers (batch_size is "
+                             "split between them)")
+    cpus_per_worker: float = Field(default=1.0, gt=0, le=1024,
+                                   description="engine='ray': CPUs (and torch threads) a worker")
+    gpus_per_worker: float = Field(default=0.0, ge=0, le=64,
+                                   description="engine='ray': GPUs a worker")
 
     @field_validator("image_size")
     @classmethod
@@ -186,6 +206,8 @@ class SimCLR(ModelKind):
         if not isinstance(options, SimCLROptions):
             options = SimCLROptions.model_validate(options.model_dump())
         plan = _plan(ctx, options)
+        if options.engine == "ray":
+            return _build_on_ray(ctx, options, plan)
         torch.set_num_threads(_usable_cores())
         torch.manual_seed(options.seed)
         backbone = build_backbone(plan["spec"])
@@ -203,16 +225,8 @@ class SimCLR(ModelKind):
         views = MultiViewTransform(SimCLRTransform(aug, mean=mean, std=std))
         stats = train_simclr(net, images, views, _train_config(options, plan),
                              progress=ctx.progress)
-        _save_backbone(backbone, ctx.artifact_dir / WEIGHTS_FILE)
-        config = {"format": CONFIG_FORMAT, "backbone": plan["spec"], "weights_file": WEIGHTS_FILE,
-                  "image_size": plan["image_size"], "grayscale": plan["grayscale"],
-                  "channels": 1 if plan["grayscale"] else 3, "mean": list(mean), "std": list(std),
-                  "feature_dim": dim, "pretrained": pretrained,
-                  "projection_dim": options.projection_dim}
-        summary = {**stats.summary(), "backbone": plan["spec"]["name"],
-                   "image_size": plan["image_size"], "device": plan["device"],
-                   "mixed_precision": plan["mixed_precision"]}
-        return BuildResult(config=config, dim=dim, summary=summary)
+        save_backbone(backbone, ctx.artifact_dir / WEIGHTS_FILE)
+        return _result(options, plan, (mean, std), dim, pretrained, stats.summary())
 
     @classmethod
     def load(cls, artifact_dir: Path | None, config: dict[str, Any]) -> Embedder:
@@ -263,6 +277,53 @@ def _plan(ctx: BuildContext, options: SimCLROptions) -> dict[str, Any]:
             "spec": spec, "mixed_precision": mixed, "norm": norm}
 
 
+def _result(options: SimCLROptions, plan: dict[str, Any], norm: tuple[list[float], list[float]],
+            dim: int, pretrained: Any, stats: dict[str, Any]) -> BuildResult:
+    mean, std = norm
+    config = {"format": CONFIG_FORMAT, "backbone": plan["spec"], "weights_file": WEIGHTS_FILE,
+              "image_size": plan["image_size"], "grayscale": plan["grayscale"],
+              "channels": 1 if plan["grayscale"] else 3, "mean": list(mean), "std": list(std),
+              "feature_dim": dim, "pretrained": pretrained,
+              "projection_dim": options.projection_dim}
+    summary = {**stats, "backbone": plan["spec"]["name"], "image_size": plan["image_size"],
+               "device": plan["device"], "mixed_precision": plan["mixed_precision"]}
+    return BuildResult(config=config, dim=dim, summary=summary)
+
+
+def _build_on_ray(ctx: BuildContext, options: SimCLROptions, plan: dict[str, Any]) -> BuildResult:
+    """Data-parallel training on Ray Train (:mod:`.ddp`); the normalisation is measured
+    here on the images a local build measures it on (so both see the same inputs)."""
+    from pixql.models.simclr.ddp import RayJob, train_on_ray
+
+    backbone = build_backbone(plan["spec"])
+    pretrained = load_pretrained(plan["spec"]["name"], backbone) if options.pretrained else None
+    norm = plan["norm"] or _sampled_stats(plan, options)
+    aug = AugmentConfig.from_strength(options.augmentation, flips=options.flips,
+                                      image_size=plan["image_size"])
+    job = RayJob(paths=[str(p) for p in plan["paths"]], spec=plan["spec"],
+                 image_size=plan["image_size"], grayscale=plan["grayscale"], mean=norm[0],
+                 std=norm[1], projection_dim=options.projection_dim,
+                 pretrained=options.pretrained, augment=dataclasses.asdict(aug),
+                 train=dataclasses.asdict(_train_config(options, plan)),
+                 cpus_per_worker=options.cpus_per_worker)
+    stats = train_on_ray(job, address=options.ray_address, num_workers=options.num_workers,
+                         gpus_per_worker=options.gpus_per_worker, staging=ctx.artifact_dir)
+    w = options.num_workers
+    stats.update(engine="ray", num_workers=w, global_batch=(options.batch_size // w) * w,
+                 images=stats["images"] * w, images_per_s=round(stats["images_per_s"] * w, 1))
+    return _result(options, plan, norm, feature_dim(backbone), pretrained, stats)
+
+
+def _sampled_stats(plan: dict[str, Any], options: SimCLROptions) -> tuple[list[float], list[float]]:
+    """:func:`channel_stats` of the images a local build samples, decoded here alone."""
+    paths = plan["paths"]
+    idx = torch.linspace(0, len(paths) - 1, min(STATS_SAMPLE, len(paths))).long().tolist()
+    images = decode_all([paths[i] for i in idx], image_size=plan["image_size"],
+                        grayscale=plan["grayscale"], workers=options.workers or _usable_cores(),
+                        progress=False)
+    return channel_stats(images, sample=len(idx))
+
+
 def _train_config(options: SimCLROptions, plan: dict[str, Any]) -> TrainConfig:
     return TrainConfig(max_epochs=options.max_epochs, batch_size=options.batch_size,
                        learning_rate=options.learning_rate, weight_decay=options.weight_decay,
@@ -270,9 +331,3 @@ def _train_config(options: SimCLROptions, plan: dict[str, Any]) -> TrainConfig:
                        seed=options.seed, mixed_precision=plan["mixed_precision"],
                        device=plan["device"])
 
-
-def _save_backbone(backbone: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "model": "pixql-simclr-backbone"})

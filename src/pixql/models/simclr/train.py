@@ -19,6 +19,8 @@ from pixql.models.simclr.loss import NTXentLoss
 from pixql.progress import progress_bar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pixql.models.simclr.transforms import MultiViewTransform
 
 
@@ -89,10 +91,16 @@ def lr_factor(progress: float, warmup: float) -> float:
 class _Run:
     """State of one training run (keeps :func:`train_simclr` short)."""
 
-    def __init__(self, net: SimCLRNet, n_images: int, cfg: TrainConfig) -> None:
+    def __init__(self, net: nn.Module, n_images: int, cfg: TrainConfig,
+                 loss_fn: nn.Module | None = None,
+                 agree: Callable[[float], float] | None = None) -> None:
         self.cfg = cfg
         self.net = net
-        self.loss_fn = NTXentLoss(cfg.temperature)
+        self.loss_fn = loss_fn or NTXentLoss(cfg.temperature)
+        #: data-parallel runs: every worker's elapsed time → their maximum, so all take
+        #: the same learning rate and stop at the same step
+        self.agree = agree
+        self.clock = 0.0
         decay = [p for p in net.parameters() if p.ndim > 1]
         no_decay = [p for p in net.parameters() if p.ndim <= 1]
         self.opt = torch.optim.AdamW(
@@ -107,23 +115,29 @@ class _Run:
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
 
+    def tick(self) -> None:
+        """Read the clock for this step (agreed between workers when data-parallel)."""
+        now = self.elapsed()
+        self.clock = self.agree(now) if self.agree is not None and self.cfg.time_budget else now
+
     def progress(self) -> float:
         p = self.stats.steps / self.total_steps
         if self.cfg.time_budget:
-            p = max(p, self.elapsed() / self.cfg.time_budget)
+            p = max(p, self.clock / self.cfg.time_budget)
         return p
 
     def postfix(self, loss: float) -> dict[str, str]:
         """What the progress bar shows next to its rate and ETA."""
         shown = {"loss": f"{loss:.3f}"}
         if self.cfg.time_budget:
-            shown["budget_left"] = f"{max(0.0, self.cfg.time_budget - self.elapsed()):.0f}s"
+            shown["budget_left"] = f"{max(0.0, self.cfg.time_budget - self.clock):.0f}s"
         return shown
 
     def out_of_time(self) -> bool:
-        return bool(self.cfg.time_budget) and self.elapsed() >= float(self.cfg.time_budget or 0)
+        return bool(self.cfg.time_budget) and self.clock >= float(self.cfg.time_budget or 0)
 
     def step(self, views: list[torch.Tensor]) -> float:
+        self.tick()
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.learning_rate * lr_factor(self.progress(), self.cfg.warmup)
         n = views[0].shape[0]
@@ -137,15 +151,19 @@ class _Run:
         self.opt.step()
         self.stats.steps += 1
         self.stats.images += n
+        self.tick()
         return float(loss.detach())
 
 
-def train_simclr(net: SimCLRNet, images: torch.Tensor, views: MultiViewTransform,
-                 cfg: TrainConfig, *, progress: bool = True) -> TrainStats:
+def train_simclr(net: nn.Module, images: torch.Tensor, views: MultiViewTransform,
+                 cfg: TrainConfig, *, progress: bool = True, loss_fn: nn.Module | None = None,
+                 agree: Callable[[float], float] | None = None) -> TrainStats:
     """Train ``net`` on ``images`` (``uint8 (n, c, s, s)``, n >= 2) and return what happened.
 
     Stops after ``cfg.max_epochs`` epochs or once ``cfg.time_budget`` seconds have passed,
-    whichever comes first (the step that crosses the budget finishes).
+    whichever comes first (the step that crosses the budget finishes). Data-parallel
+    workers (:mod:`.ddp`) pass their shard, the per-worker batch, a ``loss_fn`` over the
+    global batch and ``agree`` (see :class:`_Run`).
     """
     if images.shape[0] < 2:
         raise ValueError(f"SimCLR needs at least 2 training images, got {images.shape[0]}")
@@ -153,7 +171,7 @@ def train_simclr(net: SimCLRNet, images: torch.Tensor, views: MultiViewTransform
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     net.to(device).to(memory_format=torch.channels_last).train()
-    run = _Run(net, images.shape[0], cfg)
+    run = _Run(net, images.shape[0], cfg, loss_fn, agree)
     for epoch in range(cfg.max_epochs):
         order = torch.randperm(images.shape[0], generator=gen)
         losses: list[float] = []

@@ -1,0 +1,222 @@
+"""CONVERT's ``ray`` engine, driver side: a chunk of values → a Ray Data pipeline.
+
+Per chunk: the values (resolved here, by the workspace's path rules) become a Ray Dataset,
+``map_batches`` runs :class:`~.worker.EmbedActor` on a pool of ``num_workers`` actors
+(``ActorPoolStrategy``; each reserves ``cpus_per_worker``/``gpus_per_worker``; crashed
+actors are restarted and their batch retried at most ``max_retries`` times), and the
+results come back here by row index, so a retried batch can neither lose nor duplicate a
+row. This process alone writes the DuckDB file (:mod:`pixql.execution.incremental`).
+
+Before the first chunk, one probe per node checks that the model artifact (by its catalog
+checksum) and a sample of the chunk's paths are readable there; ``model_transfer='auto'``
+ships the artifact through Ray's object store when some node cannot read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pixql.catalog.artifacts import read_config
+from pixql.distributed.cluster import alive_nodes, check_resources, connect
+from pixql.errors import ExecutionError, ImageError, ModelError
+from pixql.execution.embedding import Embedded, bad_values_error
+from pixql.execution.raydata.worker import EmbedActor, Shipment, probe, verify
+from pixql.models.registry import get_kind
+
+if TYPE_CHECKING:
+    from pixql.catalog.store import ModelRecord
+    from pixql.execution.context import ExecContext
+    from pixql.execution.options import ConvertOptions
+    from pixql.models.base import Embedder
+
+#: paths per chunk the probe checks on every node
+PROBE_PATHS = 8
+#: modalities whose values are files (resolved here, checked by the probe)
+FILE_MODALITIES = frozenset({"image", "video", "audio"})
+#: how many values an error names
+NAMED = 5
+
+
+class RayEngine:
+    """See the module docstring."""
+
+    name = "ray"
+
+    def __init__(self, ctx: ExecContext, rec: ModelRecord, embedder: Embedder,
+                 opts: ConvertOptions, progress: bool = False) -> None:
+        self.ctx, self.rec, self.opts, self.dim = ctx, rec, opts, embedder.dim
+        self.root = ctx.ws.root
+        self.ship: Shipment | None = None
+        self._ray: Any = None
+
+    @property
+    def ray(self) -> Any:
+        """Ray, connected on first use: a CONVERT with nothing to embed starts no Ray."""
+        if self._ray is None:
+            o = self.opts
+            ray = connect(o.ray_address, num_cpus=o.num_workers * o.cpus_per_worker,
+                          num_gpus=o.num_workers * o.gpus_per_worker)
+            check_resources(ray, o.num_workers, o.cpus_per_worker, o.gpus_per_worker)
+            importlib.import_module("ray.data")
+            data_ctx = ray.data.DataContext.get_current()
+            data_ctx.max_consecutive_actor_init_deaths = o.max_retries
+            data_ctx.enable_progress_bars = False
+            logging.getLogger("ray.data").setLevel(logging.WARNING)  # a line per pipeline else
+            self._ray = ray
+        return self._ray
+
+    # -- paths --------------------------------------------------------------------------
+    def worker_path(self, path: Path) -> str:
+        """Where a worker finds ``path`` (``worker_root`` stands for the workspace)."""
+        if self.opts.worker_root:
+            try:
+                return str(Path(self.opts.worker_root) / path.relative_to(self.root))
+            except ValueError:
+                pass
+        return str(path)
+
+    def prepare(self, values: list[Any]) -> tuple[list[tuple[int, Any]], dict[int, str]]:
+        """(index, what the worker gets) per value, and the reason of those failing here
+        (NULL; a path the workspace refuses) — as a local CONVERT would fail them."""
+        todo: list[tuple[int, Any]] = []
+        failed: dict[int, str] = {}
+        files = self.opts.convert_type in FILE_MODALITIES
+        for i, v in enumerate(values):
+            if v is None:
+                failed[i] = "NULL value"
+            elif not files:
+                todo.append((i, str(v)))
+            else:
+                try:
+                    todo.append((i, self.worker_path(self.ctx.ws.resolve(str(v)))))
+                except Exception as e:  # noqa: BLE001 - as embed_values names a bad value
+                    failed[i] = (str(e) if isinstance(e, ImageError)
+                                 else f"{v}: {type(e).__name__}: {e}")
+        return todo, failed
+
+    def sample(self, values: list[Any], todo: list[tuple[int, Any]]) -> list[str]:
+        """Up to :data:`PROBE_PATHS` worker paths whose file this process can read."""
+        if self.opts.convert_type not in FILE_MODALITIES:
+            return []
+        out = []
+        for i, v in todo:
+            if os.path.isfile(self.ctx.ws.resolve(str(values[i]))):
+                out.append(v)
+                if len(out) == PROBE_PATHS:
+                    break
+        return out
+
+    # -- the model ----------------------------------------------------------------------
+    def shipment(self, sample: list[str]) -> Shipment:
+        """Probe every node, then decide how the model travels (see the module docstring)."""
+        rec, mode = self.rec, self.opts.model_transfer
+        folder = self.root / rec.artifact_path
+        kind = get_kind(rec.kind)
+        ship = Shipment(name=rec.name, kind=rec.kind, kind_module=kind.__module__,
+                        config=read_config(folder), checksum=rec.checksum,
+                        folder=self.worker_path(folder))
+        found = self.probe(ship, sample, check_artifact=mode != "ship")
+        if mode == "ship" or (mode == "auto" and any(r["artifact"] for r in found)):
+            verify(folder, rec.checksum, rec.name)  # what is shipped is what the catalog says
+            files = {p.relative_to(folder).as_posix(): p.read_bytes()
+                     for p in sorted(folder.rglob("*")) if p.is_file()}
+            return dataclasses.replace(ship, files=self.ray.put(files))
+        bad = [r for r in found if r["artifact"]]
+        if bad:
+            raise ModelError(f"model_transfer='shared' but on Ray node {bad[0]['node']}: "
+                             f"{bad[0]['artifact']}. Put the workspace on storage every node "
+                             "mounts (set worker_root if the path differs), or use "
+                             "model_transfer='ship'")
+        return ship
+
+    def probe(self, ship: Shipment, sample: list[str], *,
+              check_artifact: bool) -> list[dict[str, Any]]:
+        """One probe per live node; ImageError when a node cannot read sample paths this
+        process can read (a missing mount: one error, not one per row)."""
+        ray = self.ray  # connects (or names the missing extra) first
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = ray.remote(num_cpus=0, max_retries=self.opts.max_retries)(probe)
+        refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    n["NodeID"], soft=False)).remote(
+                    ship.folder, ship.checksum if check_artifact else None, ship.name, sample)
+                for n in alive_nodes(self.ray)]
+        found: list[dict[str, Any]] = self.ray.get(refs)
+        for r in found:
+            if r["unreadable"]:
+                raise ImageError(
+                    f"Ray node {r['node']} cannot read {len(r['unreadable'])} of the "
+                    f"{len(sample)} sample paths this process reads, e.g. "
+                    f"{r['unreadable'][0]}: mount the images at the same path on every node "
+                    "(or set worker_root to where the workspace is on the workers). "
+                    "Nothing was changed.", paths=r["unreadable"][:NAMED])
+        return found
+
+    # -- a chunk ------------------------------------------------------------------------
+    def embed(self, values: list[Any]) -> Embedded:
+        todo, failed = self.prepare(values)
+        if self.ship is None:
+            self.ship = self.shipment(self.sample(values, todo))
+        vectors = np.zeros((len(values), self.dim), dtype=np.float32)
+        valid = np.zeros(len(values), dtype=bool)
+        reasons = dict(failed)
+        if todo:
+            self.run(todo, vectors, valid, reasons)
+        errors = [reasons[i] for i in sorted(reasons)]
+        if errors and self.opts.on_error == "fail":
+            raise bad_values_error(errors)
+        return Embedded(vectors, valid, errors)
+
+    def run(self, todo: list[tuple[int, Any]], vectors: np.ndarray, valid: np.ndarray,
+            reasons: dict[int, str]) -> None:
+        """Embed ``todo`` on the actor pool; fill the arrays by row index."""
+        o, data = self.opts, self.ray.data
+        blocks = max(1, min(-(-len(todo) // o.batch_size), 4 * o.num_workers))
+        ds = data.from_items([{"i": i, "v": v} for i, v in todo], override_num_blocks=blocks)
+        with warnings.catch_warnings():  # max_restarts/max_task_retries have no named
+            warnings.filterwarnings("ignore", ".*ray_remote_args")  # parameters (2.60)
+            out = self.pipeline(ds, min(blocks, o.num_workers))
+        seen = 0
+        try:
+            for b in out.iter_batches(batch_format="numpy", batch_size=None):
+                idx = b["i"].astype(np.int64)
+                vectors[idx] = b["vec"]
+                valid[idx] = b["ok"]
+                reasons.update((int(i), str(r)) for i, r, ok in zip(idx, b["err"], b["ok"],
+                                                                    strict=True) if not ok)
+                seen += len(idx)
+        except Exception as e:  # noqa: BLE001 - Ray wraps the worker's failure in its own
+            raise self.failed(todo, e) from None
+        if seen != len(todo):  # pragma: no cover - Ray Data returns each row once
+            raise ExecutionError(f"Ray returned {seen} of {len(todo)} rows. Nothing was "
+                                 "changed.")
+
+    def pipeline(self, ds: Any, actors: int) -> Any:
+        """``ds`` through ``actors`` model actors (bounded restarts and retries)."""
+        o, data = self.opts, self.ray.data
+        return ds.map_batches(
+            EmbedActor, fn_constructor_kwargs={"ship": self.ship, "modality": o.convert_type},
+            batch_size=o.batch_size, batch_format="numpy",
+            compute=data.ActorPoolStrategy(size=actors), num_cpus=o.cpus_per_worker,
+            num_gpus=o.gpus_per_worker or None, max_restarts=o.max_retries,
+            max_task_retries=o.max_retries)
+
+    def failed(self, todo: list[tuple[int, Any]], e: BaseException) -> ExecutionError:
+        """The error of a chunk the workers kept failing on, naming its values."""
+        shown = ", ".join(str(v) for _, v in todo[:NAMED])
+        cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        return ExecutionError(
+            f"the Ray workers failed on a chunk of {len(todo)} value(s) ({shown}"
+            f"{', ...' if len(todo) > NAMED else ''}) after {self.opts.max_retries} "
+            f"retries: {type(e).__name__}: {cause}. Nothing was changed.")
+
+    def close(self) -> None:
+        return None

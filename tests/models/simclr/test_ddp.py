@@ -1,0 +1,83 @@
+"""SimCLR on Ray Train (issue 13): NT-Xent over the global batch, and a 2-worker BUILD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from pixql.errors import ModelError
+from pixql.models.simclr.ddp import shard
+from pixql.models.simclr.loss import NTXentLoss
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_global_loss_of_the_workers_is_the_one_process_loss(world: int) -> None:
+    """Fixed projections: the mean of the workers' losses, and its gradient, equal the
+    one-process NT-Xent of the global batch (every anchor meets all 2N - 2 negatives)."""
+    torch.manual_seed(0)
+    z0 = torch.randn(16, 8, requires_grad=True)
+    z1 = torch.randn(16, 8, requires_grad=True)
+    one = NTXentLoss(0.2)(z0, z1)
+    (g0, g1) = torch.autograd.grad(one, (z0, z1))
+    n = 16 // world
+    shards = [(z0[r * n:(r + 1) * n], z1[r * n:(r + 1) * n]) for r in range(world)]
+    mean = sum(_worker_loss(r, shards) for r in range(world)) / world
+    (d0, d1) = torch.autograd.grad(mean, (z0, z1))
+    assert torch.allclose(mean, one, atol=1e-5)
+    assert torch.allclose(d0, g0, atol=1e-6)
+    assert torch.allclose(d1, g1, atol=1e-6)
+    local = sum(NTXentLoss(0.2)(*s) for s in shards) / world  # plain DDP: local negatives
+    assert not torch.allclose(local, one, atol=1e-3)
+
+
+def _worker_loss(rank: int, shards: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    z0, z1 = shards[rank]
+    views = {id(z0): 0, id(z1): 1}
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        v = views[id(t)]
+        return torch.cat([t if k == rank else s[v] for k, s in enumerate(shards)])
+
+    return NTXentLoss(0.2, gather=gather, rank=rank)(z0, z1)
+
+
+def test_shards_are_disjoint_and_the_same_size() -> None:
+    paths = [f"p{i}" for i in range(11)]
+    parts = [shard(paths, r, 3) for r in range(3)]
+    assert [len(p) for p in parts] == [3, 3, 3]
+    assert len({x for p in parts for x in p}) == 9
+
+
+def test_two_ray_workers_build_a_model(image_ws: Any, ray_local: Any) -> None:
+    res = image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (max_epochs=2, batch_size=8, "
+                       "image_size=16, engine='ray', num_workers=2, cpus_per_worker=0.5) "
+                       "AS SELECT * FROM images")
+    row = res.df().iloc[0]
+    assert (row["engine"], row["num_workers"], row["global_batch"]) == ("ray", 2, 8)
+    assert row["steps"] == 2 * (24 // 2 // 4)  # each worker: 12 images, 4 a step, 2 epochs
+    assert row["images"] == 2 * 2 * 12
+    assert not list(image_ws.root.glob("models/.tmp-*"))  # staging and checkpoints gone
+    out = image_ws.sql("CONVERT USING d OPTIONS (result_col='e') AS SELECT * FROM images")
+    assert out.message.startswith("embedded 24 rows")
+
+
+def test_too_small_a_batch_for_the_workers_is_refused(image_ws: Any) -> None:
+    with pytest.raises(ModelError, match="fewer than 2 images a step"):
+        image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=4, engine='ray', "
+                     "num_workers=4) AS SELECT * FROM images")
+
+
+def test_ray_not_installed_names_the_extra_and_leaves_nothing(
+        image_ws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from pixql.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'pixql\[ray\]'"):
+        image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=8, engine='ray') "
+                     "AS SELECT * FROM images")
+    assert image_ws.catalog.find_model("d") is None
+    assert not list(image_ws.root.glob("models/.tmp-*"))
