@@ -65,6 +65,10 @@ class SearchIndexOptions(SearchOptions):
                                   description="HNSW search breadth (default 128)")
     nprobe: int | None = Field(default=None, ge=1, le=1_000_000,
                                description="IVF lists probed (default 16)")
+    scan: Literal["auto", "fp32"] = Field(
+        default="auto", description="exact search: 'auto' scans the column's 8-bit codes "
+        "when it has them (large columns) and re-ranks a provably complete shortlist in "
+        "fp32, same answer; 'fp32' scans the fp32 vectors (for comparison)")
 
 
 @dataclass(frozen=True)
@@ -277,6 +281,12 @@ def _select(ctx: ExecContext, vecs: ColumnVectors, q: np.ndarray, cand: np.ndarr
             if not isinstance(found, str):
                 return found
             note = f"index={opts.index!r}: exact search used ({found})"
+    if vecs.codes is not None and opts.scan == "auto" and opts.top_k is not None:
+        from pixql.index.compressed import exact_top
+
+        found = exact_top(vecs.codes, vecs.units, q, opts.top_k, cand, vecs.valid)
+        if found is not None:
+            return found[0], found[1], note
     scores = dot_scores(vecs.units, q, cand)
     idx = rank_scores(scores, opts.top_k)
     positions = idx if cand is None else cand[idx]

@@ -1,0 +1,259 @@
+"""Exact top-k over int8 codes: scan a compressed copy, re-rank a provably complete shortlist.
+
+The fp32 unit rows stay the truth (a memory-mapped file beside the workspace's indexes, see
+:mod:`pixql.index.vector_files`); SEARCH scans an 8-bit scalar-quantised copy, 4× fewer
+bytes, and re-scores only a shortlist with the fp32 kernel, so its rows, order and scores
+are those of the fp32 exact search, bit for bit.
+
+**Codes.** Each dimension is mapped affinely onto [0, 1] (``x' = (x - lo) / span``, ``lo`` and
+``span`` the column's per-dimension minimum and range) and coded with faiss's uniform 8-bit
+codec (``QT_8bit_uniform``, SIMD decoding). A query ``q`` scores row ``i`` as
+``D_i = Σ_j (q_j span_j) x̂'_ij``, which is ``q·x_i - q·lo`` up to the coding error (the
+constant ``q·lo`` does not change the order).
+
+**Why the shortlist is complete.** While coding, the largest decoding error of every
+dimension, ``err_j = max_i |x'_ij - x̂'_ij|``, is *measured* (not assumed from the codec).
+For a query, ``E = Σ_j |q_j| span_j err_j`` bounds ``|D_i - (q·x_i - q·lo)|`` for every row,
+and ``Δ`` bounds float32 rounding (in faiss's sum, in the fp32 kernel, in the affine map;
+``4 (d + 8) 2^-24`` times the sums of the absolute terms). The k rows with the best ``D``
+all have fp32 scores ≥ ``D_k + q·lo - E - Δ``, so the k-th best fp32 score is at least that,
+and every row that can be in the fp32 top k — ties included — has ``D_i ≥ D_k - 2(E + Δ)``.
+The scan asks faiss for the best ``K`` codes and widens ``K`` (4× a round) until its K-th
+``D`` falls below that threshold: then no row outside the shortlist can qualify. When the
+shortlist would exceed :data:`MAX_SHORTLIST_SHARE` of the rows, the caller scans fp32
+instead (same answer, no gain from the codes).
+
+Rows are split in one shard per scoring thread (faiss scans a single query on one thread).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pixql.index.exact import _pool, _threads, dot_scores, rank
+
+#: rows coded per block while building (bounds temporaries: block × d × 4 bytes, a few)
+CODE_BLOCK = 32768
+#: shards are used from this many rows on (one per scoring thread)
+SHARD_MIN_ROWS = 65536
+#: give up on the codes (the caller scans fp32) past this share of the rows
+MAX_SHORTLIST_SHARE = 0.125
+#: first shortlist asked for: top_k × this + :data:`SHORTLIST_EXTRA`
+SHORTLIST_FACTOR = 4
+SHORTLIST_EXTRA = 64
+_U = 2.0**-24  # float32 unit roundoff
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def available() -> bool:
+    """Whether faiss (the ``ann`` extra) is installed: the codes need its codec."""
+    try:
+        _faiss()
+    except ImportError:
+        return False
+    return True
+
+
+def _new_index(d: int) -> Any:
+    faiss = _faiss()
+    index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit_uniform,
+                                       faiss.METRIC_INNER_PRODUCT)
+    index.sq.trained.resize(2)
+    faiss.copy_array_to_vector(np.array([0.0, 1.0], np.float32), index.sq.trained)
+    index.is_trained = True
+    return index
+
+
+@dataclass(eq=False)
+class SQ8Codes:
+    """A column's unit rows as 8-bit codes, in shards of consecutive cache positions."""
+
+    lo: np.ndarray  # (d,) float32
+    span: np.ndarray  # (d,) float32, > 0
+    err: np.ndarray  # (d,) float32: measured max |x' - decoded x'| per dimension
+    shards: list[Any]  # faiss IndexScalarQuantizer per shard
+    starts: list[int]  # first position of each shard
+    stats: dict[str, int] = field(default_factory=dict)  # scans, widenings (for tests)
+
+    @property
+    def n(self) -> int:
+        return int(sum(s.ntotal for s in self.shards))
+
+    @property
+    def d(self) -> int:
+        return int(self.lo.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * self.d
+
+    def bound(self, q: np.ndarray) -> tuple[np.ndarray, float]:
+        """(the query as searched against the codes, the half-width ``E + Δ`` of each code
+        score's interval around ``fp32 score - q·lo``)."""
+        q = np.asarray(q, np.float32)
+        q2 = (q * self.span).astype(np.float32)
+        aq = np.abs(q.astype(np.float64))
+        e = float(aq @ (self.span.astype(np.float64) * self.err.astype(np.float64)))
+        sums = 1.0 + float(np.abs(q2).sum()) * 1.01 + float(aq @ np.abs(self.lo)) + e
+        delta = 4.0 * (self.d + 8) * _U * sums
+        return q2, e + delta
+
+    def top(self, q2: np.ndarray, k: int, allowed: np.ndarray | None
+            ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """Per shard: (code scores, positions, whether the shard returned all its allowed
+        rows) of its best ``k`` rows among ``allowed`` (a mask over positions)."""
+        faiss = _faiss()
+        self.stats["scans"] = self.stats.get("scans", 0) + 1
+
+        def one(i: int) -> tuple[np.ndarray, np.ndarray, bool]:
+            index, start = self.shards[i], self.starts[i]
+            params = None
+            if allowed is not None:
+                part = allowed[start : start + index.ntotal]
+                bits = np.packbits(part, bitorder="little")
+                params = faiss.SearchParameters()
+                params.sel = faiss.IDSelectorBitmap(len(part), faiss.swig_ptr(bits))
+                kk = min(k, int(np.count_nonzero(part)))
+            else:
+                kk = min(k, int(index.ntotal))
+            if kk == 0:
+                return np.zeros(0, np.float32), np.zeros(0, np.int64), True
+            dist, lab = index.search(q2.reshape(1, -1), kk, params=params)
+            ok = lab[0] >= 0
+            # a shard that could only return kk < k rows returned all its allowed rows
+            return dist[0][ok], lab[0][ok] + start, kk < k
+
+        if len(self.shards) == 1:
+            return [one(0)]
+        return list(_pool().map(one, range(len(self.shards))))
+
+
+def shortlist(codes: SQ8Codes, q: np.ndarray, k: int, allowed: np.ndarray | None,
+              n_allowed: int) -> np.ndarray | None:
+    """Positions (ascending) that surely hold every row of the fp32 top ``k`` among the
+    ``allowed`` rows (ties included), or None when that would be more than
+    :data:`MAX_SHORTLIST_SHARE` of them (scan fp32 instead)."""
+    q2, half = codes.bound(q)
+    want = min(n_allowed, k * SHORTLIST_FACTOR + SHORTLIST_EXTRA)
+    limit = max(want, int(MAX_SHORTLIST_SHARE * n_allowed))
+    while True:
+        parts = codes.top(q2, want, allowed)
+        dist = np.concatenate([p[0] for p in parts])
+        pos = np.concatenate([p[1] for p in parts])
+        if len(dist) < k:  # fewer allowed rows than k: all of them
+            return np.sort(pos)
+        kth = np.partition(dist, len(dist) - k)[len(dist) - k]
+        threshold = kth - 2.0 * half
+        # complete when every shard either returned all its rows or stopped below threshold
+        if all(done or len(d) == 0 or float(d[-1]) < threshold for d, _, done in parts):
+            return np.sort(pos[dist >= threshold])
+        if want >= limit:
+            return None
+        codes.stats["widened"] = codes.stats.get("widened", 0) + 1
+        want = min(limit, want * 4)
+
+
+def exact_top(codes: SQ8Codes, units: np.ndarray, q: np.ndarray, k: int,
+              cand: np.ndarray | None, valid: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(positions, fp32 scores) of the exact top ``k`` among ``cand`` (None: every row of
+    ``valid``), the same as ranking ``dot_scores(units, q, cand)``; None when the
+    codes do not pay (the caller scans fp32)."""
+    if cand is None:
+        allowed = None if bool(valid.all()) else valid
+        n_allowed = len(valid) if allowed is None else int(np.count_nonzero(allowed))
+    else:
+        allowed = np.zeros(len(valid), dtype=bool)
+        allowed[cand] = True
+        n_allowed = len(cand)
+    if n_allowed == 0:
+        return None
+    short = shortlist(codes, q, k, allowed, n_allowed)
+    if short is None:
+        return None
+    scores = dot_scores(units, q, short)
+    idx = rank(scores, k)
+    return short[idx], scores[idx]
+
+
+# -- building -------------------------------------------------------------------------------
+def build(read: Callable[[int, int], np.ndarray], n: int, d: int,
+          valid: np.ndarray) -> SQ8Codes:
+    """Code ``n`` unit rows read block by block with ``read(start, stop)`` (two passes: the
+    per-dimension range of the valid rows, then the codes and their measured error)."""
+    lo = np.full(d, np.inf, np.float32)
+    hi = np.full(d, -np.inf, np.float32)
+    for s in range(0, n, CODE_BLOCK):
+        block, ok = read(s, min(n, s + CODE_BLOCK)), valid[s : s + CODE_BLOCK]
+        if ok.any():
+            rows = block if ok.all() else block[ok]
+            np.minimum(lo, rows.min(axis=0), out=lo)
+            np.maximum(hi, rows.max(axis=0), out=hi)
+    lo = np.where(np.isfinite(lo), lo, 0.0).astype(np.float32)
+    span = np.where(np.isfinite(hi) & (hi > lo), hi - lo, 1.0).astype(np.float32)
+    n_shards = 1 if n < SHARD_MIN_ROWS else _threads()
+    per = math.ceil(n / n_shards / 8) * 8 if n else 0
+    starts = [min(n, i * per) for i in range(n_shards)]
+    shards = [_new_index(d) for _ in range(n_shards)]
+    err = np.zeros(d, np.float32)
+    for s in range(0, n, CODE_BLOCK):
+        e = min(n, s + CODE_BLOCK)
+        x = (read(s, e) - lo) / span
+        for i, st in enumerate(starts):  # a block may straddle two shards
+            stop = starts[i + 1] if i + 1 < len(starts) else n
+            a, b = max(s, st), min(e, stop)
+            if a < b:
+                part = np.ascontiguousarray(x[a - s : b - s], dtype=np.float32)
+                c = shards[i].sa_encode(part)
+                shards[i].add_sa_codes(c)
+                ok = valid[a:b]
+                if ok.any():
+                    diff = np.abs(part[ok] - shards[i].sa_decode(c[ok]))
+                    np.maximum(err, diff.max(axis=0), out=err)
+    return SQ8Codes(lo, span, err, shards, starts)
+
+
+# -- files ----------------------------------------------------------------------------------
+def save(codes: SQ8Codes, folder: Path) -> None:
+    """Write the codes as ``sq8.json`` + ``sq8.<i>.faiss`` (each atomically)."""
+    faiss = _faiss()
+    names = []
+    for i, index in enumerate(codes.shards):
+        name = f"sq8.{i}.faiss"
+        tmp = folder / (name + ".tmp")
+        faiss.write_index(index, str(tmp))
+        os.replace(tmp, folder / name)
+        names.append(name)
+    meta = {"lo": codes.lo.tolist(), "span": codes.span.tolist(), "err": codes.err.tolist(),
+            "starts": codes.starts, "shards": names}
+    tmp = folder / "sq8.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, folder / "sq8.json")
+
+
+def load(folder: Path, n: int, d: int) -> SQ8Codes | None:
+    """The codes saved in ``folder`` (None when missing, unreadable or not ``n × d``)."""
+    faiss = _faiss()
+    try:
+        meta = json.loads((folder / "sq8.json").read_text())
+        shards = [faiss.read_index(str(folder / name)) for name in meta["shards"]]
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None
+    codes = SQ8Codes(np.asarray(meta["lo"], np.float32), np.asarray(meta["span"], np.float32),
+                     np.asarray(meta["err"], np.float32), shards, list(meta["starts"]))
+    if codes.n != n or codes.d != d or any(s.d != d for s in shards):
+        return None
+    return codes
