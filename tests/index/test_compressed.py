@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from pixql.index import compressed
 from pixql.index.exact import dot_scores, query_unit, rank, unit_rows
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytest.importorskip("faiss")
 
@@ -78,10 +81,11 @@ def test_the_bound_holds_for_every_row() -> None:
         assert np.abs(approx - exact).max() <= half
 
 
-def test_near_ties_widen_the_shortlist_until_complete() -> None:
+def test_near_ties_widen_the_shortlist_until_complete(monkeypatch: pytest.MonkeyPatch) -> None:
     """300 rows that share their codes (differences far below one code step) but not their
     fp32 scores: top 3 must come from all of them, so the scan widens past its first
     shortlist."""
+    monkeypatch.setattr(compressed, "SHORTLIST_EXTRA", 16)
     rng = np.random.default_rng(7)
     d = 16
     base = rng.standard_normal(d)
@@ -95,7 +99,8 @@ def test_near_ties_widen_the_shortlist_until_complete() -> None:
     assert got is not None
     assert codes.stats.get("widened", 0) >= 1
     want = _fp32(units, q, 3, np.arange(len(units)))
-    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert np.array_equal(got[0], want[0])
+    assert np.array_equal(got[1], want[1])
 
 
 def test_shards_cover_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -105,11 +110,13 @@ def test_shards_cover_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
     units = _data("random", 1001, 8, rng)
     valid = np.ones(len(units), bool)
     codes = _codes(units, valid)
-    assert len(codes.shards) == 3 and codes.n == 1001
+    assert len(codes.shards) == 3
+    assert codes.n == 1001
     q = query_unit(rng.standard_normal(8))
     got = compressed.exact_top(codes, units, q, 50, None, valid)
     want = _fp32(units, q, 50, np.arange(1001))
-    assert got is not None and np.array_equal(got[0], want[0])
+    assert got is not None
+    assert np.array_equal(got[0], want[0])
 
 
 def test_saved_codes_load_back(tmp_path: Path) -> None:
@@ -118,7 +125,8 @@ def test_saved_codes_load_back(tmp_path: Path) -> None:
     codes = _codes(units, np.ones(500, bool))
     compressed.save(codes, tmp_path)
     again = compressed.load(tmp_path, 500, 8)
-    assert again is not None and np.array_equal(again.err, codes.err)
+    assert again is not None
+    assert np.array_equal(again.err, codes.err)
     assert compressed.load(tmp_path, 501, 8) is None
     (tmp_path / "sq8.0.faiss").write_bytes(b"junk")
     assert compressed.load(tmp_path, 500, 8) is None

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
     import duckdb
 
-    from pixql.execution.vectors import TableRef
     from pixql.index.compressed import SQ8Codes
 
 #: rows per Arrow batch when loading a column (DuckDB's vector size × 4)
@@ -74,7 +73,7 @@ def arrow_vectors(arr: pa.Array, dim: int, name: str) -> tuple[np.ndarray, np.nd
                            f"(FLOAT[{dim}])")
 
 
-def _batches(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str,
+def _batches(cur: duckdb.DuckDBPyConnection, ref: Any, column: str,
              status_sql: str | None) -> Any:
     extra = "" if status_sql is None else f", ({status_sql})::TINYINT"
     sql = f"SELECT rowid, {quote_ident(column)}{extra} FROM {ref.sql}"
@@ -91,7 +90,7 @@ def _batch_rows(batch: pa.RecordBatch, dim: int, column: str,
     return x, ok
 
 
-def load_vectors(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str, dim: int,
+def load_vectors(cur: duckdb.DuckDBPyConnection, ref: Any, column: str, dim: int,
                  n_rows: int, status_sql: str | None = None) -> Loaded:
     """Stream ``rowid, column`` of ``ref`` into one preallocated matrix of unit rows. With
     ``status_sql`` (:func:`pixql.catalog.provenance.status_sql`), each row's provenance
@@ -127,7 +126,7 @@ def _order(rowids: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def load_to_files(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str, dim: int,
+def load_to_files(cur: duckdb.DuckDBPyConnection, ref: Any, column: str, dim: int,
                   n_rows: int, status_sql: str | None, path: Path, state: Any) -> Loaded:
     """Like :func:`load_vectors`, but the unit rows go to the column's vector files in
     ``path`` (tied to ``state``) and come back memory-mapped, with their codes."""

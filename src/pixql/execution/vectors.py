@@ -311,6 +311,11 @@ class VectorCache:
         self.loads += 1
         return ColumnVectors(got.units, got.rowids, got.valid, got.status, codes=got.codes)
 
+    def peek(self, key: tuple[str, str]) -> ColumnVectors | None:
+        """The entry of ``key`` (table key, lower-case column) as it is, unvalidated."""
+        with self._lock:
+            return self._entries.get(key)
+
     def invalidate(self, table: str, column: str | None = None) -> None:
         """Drop cached vectors (and saved ANN indexes) of ``table`` (one column or all)."""
         name = table.lower().split(".")[-1].strip('"')

@@ -18,7 +18,7 @@ and ``Δ`` bounds float32 rounding (in faiss's sum, in the fp32 kernel, in the a
 ``4 (d + 8) 2^-24`` times the sums of the absolute terms). The k rows with the best ``D``
 all have fp32 scores ≥ ``D_k + q·lo - E - Δ``, so the k-th best fp32 score is at least that,
 and every row that can be in the fp32 top k — ties included — has ``D_i ≥ D_k - 2(E + Δ)``.
-The scan asks faiss for the best ``K`` codes and widens ``K`` (4× a round) until its K-th
+The scan asks faiss for the best ``K`` codes and widens ``K`` (8× a round) until its K-th
 ``D`` falls below that threshold: then no row outside the shortlist can qualify. When the
 shortlist would exceed :data:`MAX_SHORTLIST_SHARE` of the rows, the caller scans fp32
 instead (same answer, no gain from the codes).
@@ -31,14 +31,16 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pixql.index.exact import _pool, _threads, dot_scores, rank
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
 
 #: rows coded per block while building (bounds temporaries: block × d × 4 bytes, a few)
 CODE_BLOCK = 32768
@@ -46,9 +48,12 @@ CODE_BLOCK = 32768
 SHARD_MIN_ROWS = 65536
 #: give up on the codes (the caller scans fp32) past this share of the rows
 MAX_SHORTLIST_SHARE = 0.125
-#: first shortlist asked for: top_k × this + :data:`SHORTLIST_EXTRA`
+#: first shortlist asked for, per shard: top_k × this + :data:`SHORTLIST_EXTRA` (faiss's
+#: scan costs about the same for 10 or a few thousand: the scan, not the heap, dominates)
 SHORTLIST_FACTOR = 4
-SHORTLIST_EXTRA = 64
+SHORTLIST_EXTRA = 2048
+#: the shortlist grows this many times a round while it may be incomplete
+WIDEN = 8
 _U = 2.0**-24  # float32 unit roundoff
 
 
@@ -65,6 +70,19 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _params(allowed: np.ndarray | None, start: int, n: int) -> tuple[Any, int, Any]:
+    """(faiss search parameters restricting a shard to ``allowed``, allowed rows in it, the
+    bitmap the parameters point into: keep it alive while they are used)."""
+    if allowed is None:
+        return None, n, None
+    faiss = _faiss()
+    part = allowed[start : start + n]
+    bits = np.packbits(part, bitorder="little")
+    params = faiss.SearchParameters()
+    params.sel = faiss.IDSelectorBitmap(len(part), faiss.swig_ptr(bits))
+    return params, int(np.count_nonzero(part)), bits
 
 
 def _new_index(d: int) -> Any:
@@ -115,20 +133,12 @@ class SQ8Codes:
             ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
         """Per shard: (code scores, positions, whether the shard returned all its allowed
         rows) of its best ``k`` rows among ``allowed`` (a mask over positions)."""
-        faiss = _faiss()
         self.stats["scans"] = self.stats.get("scans", 0) + 1
 
         def one(i: int) -> tuple[np.ndarray, np.ndarray, bool]:
             index, start = self.shards[i], self.starts[i]
-            params = None
-            if allowed is not None:
-                part = allowed[start : start + index.ntotal]
-                bits = np.packbits(part, bitorder="little")
-                params = faiss.SearchParameters()
-                params.sel = faiss.IDSelectorBitmap(len(part), faiss.swig_ptr(bits))
-                kk = min(k, int(np.count_nonzero(part)))
-            else:
-                kk = min(k, int(index.ntotal))
+            params, n_ok, _bits = _params(allowed, start, int(index.ntotal))
+            kk = min(k, n_ok)
             if kk == 0:
                 return np.zeros(0, np.float32), np.zeros(0, np.int64), True
             dist, lab = index.search(q2.reshape(1, -1), kk, params=params)
@@ -136,16 +146,24 @@ class SQ8Codes:
             # a shard that could only return kk < k rows returned all its allowed rows
             return dist[0][ok], lab[0][ok] + start, kk < k
 
+        return self._each(one)
+
+    def _each(self, fn: Callable[[int], Any]) -> list[Any]:
+        """``fn`` of every shard, in parallel threads (faiss releases the GIL)."""
         if len(self.shards) == 1:
-            return [one(0)]
-        return list(_pool().map(one, range(len(self.shards))))
+            return [fn(0)]
+        return list(_pool().map(fn, range(len(self.shards))))
 
 
 def shortlist(codes: SQ8Codes, q: np.ndarray, k: int, allowed: np.ndarray | None,
               n_allowed: int) -> np.ndarray | None:
     """Positions (ascending) that surely hold every row of the fp32 top ``k`` among the
     ``allowed`` rows (ties included), or None when that would be more than
-    :data:`MAX_SHORTLIST_SHARE` of them (scan fp32 instead)."""
+    :data:`MAX_SHORTLIST_SHARE` of them (scan fp32 instead).
+
+    A scan for the best ``K`` codes per shard gives the k-th best code score, hence the
+    threshold; while a shard's K-th score is still at or above it, rows beyond its K could
+    qualify, and the scan is repeated with ``K`` × :data:`WIDEN`."""
     q2, half = codes.bound(q)
     want = min(n_allowed, k * SHORTLIST_FACTOR + SHORTLIST_EXTRA)
     limit = max(want, int(MAX_SHORTLIST_SHARE * n_allowed))
@@ -155,23 +173,23 @@ def shortlist(codes: SQ8Codes, q: np.ndarray, k: int, allowed: np.ndarray | None
         pos = np.concatenate([p[1] for p in parts])
         if len(dist) < k:  # fewer allowed rows than k: all of them
             return np.sort(pos)
-        kth = np.partition(dist, len(dist) - k)[len(dist) - k]
+        kth = float(np.partition(dist, len(dist) - k)[len(dist) - k])
         threshold = kth - 2.0 * half
-        # complete when every shard either returned all its rows or stopped below threshold
+        # complete when every shard returned all its rows or stopped below the threshold
         if all(done or len(d) == 0 or float(d[-1]) < threshold for d, _, done in parts):
             return np.sort(pos[dist >= threshold])
         if want >= limit:
             return None
         codes.stats["widened"] = codes.stats.get("widened", 0) + 1
-        want = min(limit, want * 4)
+        want = min(limit, want * WIDEN)
 
 
 def exact_top(codes: SQ8Codes, units: np.ndarray, q: np.ndarray, k: int,
               cand: np.ndarray | None, valid: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray] | None:
     """(positions, fp32 scores) of the exact top ``k`` among ``cand`` (None: every row of
-    ``valid``), the same as ranking ``dot_scores(units, q, cand)``; None when the
-    codes do not pay (the caller scans fp32)."""
+    ``valid``), the same as ranking ``dot_scores(units, q, cand)``; None when the codes do
+    not pay (the caller scans fp32)."""
     if cand is None:
         allowed = None if bool(valid.all()) else valid
         n_allowed = len(valid) if allowed is None else int(np.count_nonzero(allowed))
@@ -202,8 +220,9 @@ def build(read: Callable[[int, int], np.ndarray], n: int, d: int,
             rows = block if ok.all() else block[ok]
             np.minimum(lo, rows.min(axis=0), out=lo)
             np.maximum(hi, rows.max(axis=0), out=hi)
-    lo = np.where(np.isfinite(lo), lo, 0.0).astype(np.float32)
-    span = np.where(np.isfinite(hi) & (hi > lo), hi - lo, 1.0).astype(np.float32)
+    lo_ok: np.ndarray = np.where(np.isfinite(lo), lo, 0.0).astype(np.float32)
+    span = np.where(np.isfinite(hi) & (hi > lo_ok), hi - lo_ok, 1.0).astype(np.float32)
+    lo = lo_ok
     n_shards = 1 if n < SHARD_MIN_ROWS else _threads()
     per = math.ceil(n / n_shards / 8) * 8 if n else 0
     starts = [min(n, i * per) for i in range(n_shards)]
