@@ -105,7 +105,7 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
     if rows is None:
         assert plan is not None
         found = fast_search(ctx, plan, opts, rec.dim, q,
-                            freshness(col, rec, plan.table.columns))
+                            freshness(col, rec, plan.table.columns), hot=prep is not None)
         if found is not None:
             if memo is not None and prep is None:
                 memo.put(ctx.cur, node.query.text, node.model, opts.emb_col,
@@ -232,10 +232,11 @@ def rank(scores: np.ndarray, valid: np.ndarray, top_k: int | None) -> np.ndarray
 
 # -- fast path ------------------------------------------------------------------------------
 def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim: int,
-                q: np.ndarray, fresh: Freshness | None = None,
+                q: np.ndarray, fresh: Freshness | None = None, *, hot: bool = False,
                 ) -> tuple[pa.Table, np.ndarray, str] | None:
     """Rank with the cached vectors of ``plan.table``: (rows, scores, note), or None when
-    the cache cannot answer (the caller then takes the general path)."""
+    the cache cannot answer (the caller then takes the general path). ``hot``: the SEARCH
+    memo recognised this SEARCH (:mod:`pixql.execution.search_hot`)."""
     cache = getattr(ctx.ws, "_vector_cache", None)
     if cache is None:
         return None
@@ -250,9 +251,9 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
         positions, scores, note = _select(ctx, vecs, q, cand, opts, plan)
         return positions, scores, "; ".join(n for n in (left_out, note) if n)
 
-    hot = hot_search(ctx, cache, plan, opts.emb_col, fresh, ranked)
-    if hot is not None:
-        return None if isinstance(hot, str) else hot
+    found = hot_search(ctx, cache, plan, opts.emb_col, fresh, ranked) if hot else None
+    if found is not None:
+        return found
     with read_snapshot(ctx.cur) as ok:
         if not ok:
             return None

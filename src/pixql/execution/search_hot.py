@@ -1,31 +1,31 @@
-"""SEARCH's hot path: a repeated SEARCH in two DuckDB round trips instead of nine.
+"""SEARCH's hot path: a repeated SEARCH in one DuckDB round trip instead of nine.
 
 A SEARCH on the fast path needs, besides its kernel, the AS query's table (resolved in
-DuckDB's catalog), the model's and the column's catalog rows, a read snapshot, the row
-count, and the winning rows. While nothing changes, the first three are the same every
-time, so they are remembered (:class:`SearchMemo`), keyed by
+DuckDB's catalog), the model's and the column's catalog rows, a check that the cursor is
+not inside a transaction of its own, a read snapshot, the row count, and the winning rows.
+While nothing changes, most of that is the same every time, so it is remembered
+(:class:`SearchMemo`), keyed by
 
-* the AS query text, the model and ``emb_col``;
+* the cursor, the AS query text, the model and ``emb_col``;
 * the database's write stamp (:func:`~pixql.execution.vectors.db_stamp`: any commit, by any
   connection or process, changes it);
-* DuckDB's catalog version of the connection (bumped by every statement that may change
-  what a name binds to — DDL, ``SET``, ``USE``, ``BEGIN``/``ROLLBACK``, writes — in any
-  cursor of the workspace's database, temporary objects included). Without that counter
-  (another DuckDB build) nothing is remembered.
+* DuckDB's catalog version (``_catalog_version()``: bumped by every statement that may
+  change what a name binds to — DDL, ``SET``, ``USE``, writes — *and by every BEGIN,
+  COMMIT and ROLLBACK*, in any cursor of the database, temporary objects included).
+  Without that counter (another DuckDB build) nothing is remembered.
 
-An entry is stored only after the fast path answered outside any open transaction, and
-dropped when a hot SEARCH cannot answer, so it never carries a transaction's uncommitted
-view. The hot SEARCH itself (:func:`hot_search`) skips the explicit read transaction:
+An entry is stored only right after the snapshot path answered on that cursor, which it
+does only outside an open transaction; since then no transaction can have begun (it would
+have bumped the version), so a recognised SEARCH runs in autocommit mode and needs neither
+the transaction check nor an explicit snapshot. :func:`hot_search` then reads
 
-1. ``SELECT txid_current(), count(*)`` — the row count guards the cached vectors;
-2. the WHERE clause's row ids, when there is one;
-3. the winning rows, with ``txid_current()`` again.
+1. the WHERE clause's row ids, when there is one;
+2. the winning rows, with the table's row count in the same query (a guard on the cached
+   vectors, as on the snapshot path),
 
-In autocommit mode every statement gets a new transaction id: two equal ids mean the
-cursor is inside a transaction of its own, whose uncommitted changes the cache cannot see,
-so the answer is thrown away and the general path answers. The write stamp is read again
-at the end: a commit by anyone in between throws the answer away too (the snapshot path
-answers instead), so the row ids, scores and rows always come from one committed state.
+and the write stamp again at the end: a commit by anyone in between throws the answer
+away (the snapshot path answers instead), so the row ids, scores and rows come from one
+committed state.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,8 +53,6 @@ if TYPE_CHECKING:
     from pixql.execution.vectors import ColumnVectors, TableRef, VectorCache
 
 _names = itertools.count()
-#: :func:`hot_search`'s answer when the cursor is inside a transaction of its own
-IN_TRANSACTION = "in transaction"
 Ranked = tuple[np.ndarray, np.ndarray, str]
 Found = tuple[pa.Table, np.ndarray, str]
 
@@ -69,6 +67,7 @@ class Prepared:
     plan: Any  # pixql.execution.search.QueryPlan
     rec: ModelRecord
     col: ColumnRecord | None
+    cursor: Any = None  # the cursor it was found on (kept alive: its id stays unique)
 
 
 def catalog_version(cur: duckdb.DuckDBPyConnection) -> int | None:
@@ -95,7 +94,9 @@ class SearchMemo:
         version = catalog_version(cur)
         if version is None:
             return None
-        return (text, model.lower(), emb_col, db_stamp(self.cache.db_path), version)
+        # the cursor itself: another cursor may be inside a transaction of its own
+        return (id(cur), text, model.lower(), emb_col, db_stamp(self.cache.db_path),
+                version)
 
     def get(self, cur: duckdb.DuckDBPyConnection, text: str, model: str,
             emb_col: str) -> Prepared | None:
@@ -113,7 +114,7 @@ class SearchMemo:
         if key is None:
             return
         with self._lock:
-            self._items[key] = prepared
+            self._items[key] = replace(prepared, cursor=cur)
             while len(self._items) > MEMO_MAX:
                 self._items.popitem(last=False)
 
@@ -148,10 +149,10 @@ def hot_entry(cache: VectorCache, key: tuple[str, str], state: tuple[Any, ...] |
 
 def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
                fresh: Freshness | None,
-               ranked: Callable[[ColumnVectors], Ranked | None]) -> Found | str | None:
-    """(rows, scores, note) from the cached vectors without a read transaction (see the
-    module docstring); :data:`IN_TRANSACTION` when the cursor is inside its own transaction
-    (the general path must answer); None when the snapshot path should answer instead."""
+               ranked: Callable[[ColumnVectors], Ranked | None]) -> Found | None:
+    """(rows, scores, note) from the cached vectors in one round trip (two with a WHERE
+    clause), for a SEARCH the memo recognised (see the module docstring); None when the
+    snapshot path should answer instead."""
     table: TableRef = plan.table
     status_sql = None if fresh is None else fresh.status_sql()
     got = hot_entry(cache, (table.key, emb_col.lower()), table.column_state(emb_col),
@@ -160,19 +161,14 @@ def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
         return None
     vecs, stamp = got
     assert vecs.state is not None
-    txid, count = ctx.cur.execute(
-        f"SELECT txid_current(), (SELECT count(*) FROM {table.sql})").fetchall()[0]
-    if int(count) != vecs.state[2]:
-        return None
     done = ranked(vecs)
     if done is None:
         return None
-    rows, txid_after = fetch_rows_txid(ctx, table, vecs.rowids[done[0]])
-    if txid_after is None:
-        txid_after = ctx.cur.execute("SELECT txid_current()").fetchall()[0][0]
-    if txid_after == txid:
-        return IN_TRANSACTION
-    if rows is None or db_stamp(cache.db_path) != stamp:
+    count_sql = f"(SELECT count(*) FROM {table.sql})"
+    rows, count = fetch_rows_and(ctx, table, vecs.rowids[done[0]], count_sql)
+    if count is None:
+        count = ctx.cur.execute(f"SELECT {count_sql}").fetchall()[0][0]
+    if rows is None or int(count) != vecs.state[2] or db_stamp(cache.db_path) != stamp:
         return None
     cache.hits += 1
     return rows, done[1], done[2]
@@ -180,7 +176,7 @@ def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
 
 #: up to this many rows are fetched by a literal id list, more through a registered table
 LITERAL_IDS = 20_000
-_TXID = "__pixql_txid"
+_EXTRA = "__pixql_extra"
 
 
 def fetch_rows(ctx: ExecContext, table: TableRef, rowids: np.ndarray) -> pa.Table | None:
@@ -191,15 +187,15 @@ def fetch_rows(ctx: ExecContext, table: TableRef, rowids: np.ndarray) -> pa.Tabl
     return _fetch(ctx, table, rowids, "")
 
 
-def fetch_rows_txid(ctx: ExecContext, table: TableRef,
-                    rowids: np.ndarray) -> tuple[pa.Table | None, Any]:
-    """:func:`fetch_rows`, plus the transaction id the rows were read in (None when no
-    row came back)."""
-    got = _fetch(ctx, table, rowids, f'txid_current() AS "{_TXID}", ')
+def fetch_rows_and(ctx: ExecContext, table: TableRef, rowids: np.ndarray,
+                   expr: str) -> tuple[pa.Table | None, Any]:
+    """:func:`fetch_rows`, plus the value of the SQL expression ``expr`` in the same query
+    (None when no row came back)."""
+    got = _fetch(ctx, table, rowids, f'{expr} AS "{_EXTRA}", ')
     if got is None or got.num_rows == 0:
         return got, None
-    txid = got.column(0)[0].as_py()
-    return got.drop_columns([_TXID]), txid
+    value = got.column(_EXTRA)[0].as_py()
+    return got.drop_columns([_EXTRA]), value
 
 
 def _fetch(ctx: ExecContext, table: TableRef, rowids: np.ndarray,
