@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.execution.test_search_fast import general, search
-from tests.execution.test_search_fast import vec_ws as vec_ws  # noqa: F401 - fixture
+from tests.execution.test_search_fast import vec_ws as vec_ws
 
 
 def _memo(ws: Any) -> Any:

@@ -119,6 +119,25 @@ def test_shards_cover_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
     assert np.array_equal(got[0], want[0])
 
 
+def test_big_codes_are_mapped_shard_by_shard(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Codes larger than PIXQL_CODES_MEMORY_MB stay on disk: each scan maps its shards."""
+    monkeypatch.setattr(compressed, "SHARD_MIN_ROWS", 100)
+    monkeypatch.setattr(compressed, "SHARD_MAX_BYTES", 64 * 300)
+    monkeypatch.setenv("PIXQL_CODES_MEMORY_MB", "0.01")
+    rng = np.random.default_rng(4)
+    units = _data("clustered", 2000, 64, rng)
+    valid = np.ones(len(units), bool)
+    codes = compressed.build(lambda s, e: units[s:e], 2000, 64, valid, folder=tmp_path)
+    assert codes.mapped and len(codes.shards) == 7
+    for _ in range(5):
+        q = query_unit(units[rng.integers(0, 2000)])
+        got = compressed.exact_top(codes, units, q, 10, None, valid)
+        want = _fp32(units, q, 10, np.arange(2000))
+        assert got is not None
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
 def test_saved_codes_load_back(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     units = _data("random", 500, 8, rng)

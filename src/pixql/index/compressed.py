@@ -44,8 +44,10 @@ if TYPE_CHECKING:
 
 #: rows coded per block while building (bounds temporaries: block × d × 4 bytes, a few)
 CODE_BLOCK = 32768
-#: shards are used from this many rows on (one per scoring thread)
+#: shards are used from this many rows on (one per scoring thread, or more: see below)
 SHARD_MIN_ROWS = 65536
+#: at most this many code bytes per shard (bounds what a memory-mapped scan maps at once)
+SHARD_MAX_BYTES = 512 << 20
 #: give up on the codes (the caller scans fp32) past this share of the rows
 MAX_SHORTLIST_SHARE = 0.125
 #: first shortlist asked for, per shard: top_k × this + :data:`SHORTLIST_EXTRA` (faiss's
@@ -102,13 +104,29 @@ class SQ8Codes:
     lo: np.ndarray  # (d,) float32
     span: np.ndarray  # (d,) float32, > 0
     err: np.ndarray  # (d,) float32: measured max |x' - decoded x'| per dimension
-    shards: list[Any]  # faiss IndexScalarQuantizer per shard
+    shards: list[Any]  # faiss IndexScalarQuantizer per shard (None: memory-mapped per scan)
     starts: list[int]  # first position of each shard
+    sizes: list[int]  # rows of each shard
+    files: list[Path] = field(default_factory=list)  # the shards' files, when saved
     stats: dict[str, int] = field(default_factory=dict)  # scans, widenings (for tests)
 
     @property
     def n(self) -> int:
-        return int(sum(s.ntotal for s in self.shards))
+        return int(sum(self.sizes))
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the shards are memory-mapped from their files for each scan (columns
+        whose codes exceed ``PIXQL_CODES_MEMORY_MB``) instead of held in memory."""
+        return any(s is None for s in self.shards)
+
+    def shard(self, i: int) -> Any:
+        """Shard ``i``'s index: held, or mapped from its file (unmapped when dropped)."""
+        found = self.shards[i]
+        if found is None:
+            faiss = _faiss()
+            found = faiss.read_index(str(self.files[i]), faiss.IO_FLAG_MMAP_IFC)
+        return found
 
     @property
     def d(self) -> int:
@@ -136,8 +154,8 @@ class SQ8Codes:
         self.stats["scans"] = self.stats.get("scans", 0) + 1
 
         def one(i: int) -> tuple[np.ndarray, np.ndarray, bool]:
-            index, start = self.shards[i], self.starts[i]
-            params, n_ok, _bits = _params(allowed, start, int(index.ntotal))
+            index, start = self.shard(i), self.starts[i]
+            params, n_ok, _bits = _params(allowed, start, self.sizes[i])
             kk = min(k, n_ok)
             if kk == 0:
                 return np.zeros(0, np.float32), np.zeros(0, np.int64), True
@@ -150,8 +168,8 @@ class SQ8Codes:
 
     def _each(self, fn: Callable[[int], Any]) -> list[Any]:
         """``fn`` of every shard, in parallel threads (faiss releases the GIL)."""
-        if len(self.shards) == 1:
-            return [fn(0)]
+        if len(self.shards) == 1 or (self.mapped and _threads() == 1):
+            return [fn(i) for i in range(len(self.shards))]
         return list(_pool().map(fn, range(len(self.shards))))
 
 
@@ -208,10 +226,15 @@ def exact_top(codes: SQ8Codes, units: np.ndarray, q: np.ndarray, k: int,
 
 
 # -- building -------------------------------------------------------------------------------
-def build(read: Callable[[int, int], np.ndarray], n: int, d: int,
-          valid: np.ndarray) -> SQ8Codes:
-    """Code ``n`` unit rows read block by block with ``read(start, stop)`` (two passes: the
-    per-dimension range of the valid rows, then the codes and their measured error)."""
+def codes_memory_bytes() -> int:
+    """Codes up to this size are held in memory, larger ones memory-mapped shard by shard
+    for each scan (``PIXQL_CODES_MEMORY_MB``, default 2048)."""
+    return int(float(os.environ.get("PIXQL_CODES_MEMORY_MB", "2048")) * 2**20)
+
+
+def _range(read: Callable[[int, int], np.ndarray], n: int, d: int,
+           valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, span) per dimension over the valid rows."""
     lo = np.full(d, np.inf, np.float32)
     hi = np.full(d, -np.inf, np.float32)
     for s in range(0, n, CODE_BLOCK):
@@ -222,57 +245,99 @@ def build(read: Callable[[int, int], np.ndarray], n: int, d: int,
             np.maximum(hi, rows.max(axis=0), out=hi)
     lo_ok: np.ndarray = np.where(np.isfinite(lo), lo, 0.0).astype(np.float32)
     span = np.where(np.isfinite(hi) & (hi > lo_ok), hi - lo_ok, 1.0).astype(np.float32)
-    lo = lo_ok
-    n_shards = 1 if n < SHARD_MIN_ROWS else _threads()
+    return lo_ok, span
+
+
+def _layout(n: int, d: int) -> tuple[list[int], list[int]]:
+    """(starts, sizes) of the shards: one per scoring thread, more for big columns."""
+    n_shards = 1 if n < SHARD_MIN_ROWS else \
+        max(_threads(), math.ceil(n * d / SHARD_MAX_BYTES))
     per = math.ceil(n / n_shards / 8) * 8 if n else 0
     starts = [min(n, i * per) for i in range(n_shards)]
-    shards = [_new_index(d) for _ in range(n_shards)]
+    sizes = [(starts[i + 1] if i + 1 < n_shards else n) - starts[i] for i in range(n_shards)]
+    return starts, sizes
+
+
+def build(read: Callable[[int, int], np.ndarray], n: int, d: int,
+          valid: np.ndarray, folder: Path | None = None) -> SQ8Codes:
+    """Code ``n`` unit rows read block by block with ``read(start, stop)`` (two passes: the
+    per-dimension range of the valid rows, then the codes and their measured error). With
+    ``folder``, each shard is saved there as soon as it is complete and the codes are
+    loaded back (:func:`load`): a column's codes are never all in memory at once unless
+    they are to stay there."""
+    lo, span = _range(read, n, d, valid)
+    starts, sizes = _layout(n, d)
+    shards: list[Any] = [None] * len(starts)
     err = np.zeros(d, np.float32)
-    for s in range(0, n, CODE_BLOCK):
-        e = min(n, s + CODE_BLOCK)
-        x = (read(s, e) - lo) / span
-        for i, st in enumerate(starts):  # a block may straddle two shards
-            stop = starts[i + 1] if i + 1 < len(starts) else n
-            a, b = max(s, st), min(e, stop)
-            if a < b:
-                part = np.ascontiguousarray(x[a - s : b - s], dtype=np.float32)
-                c = shards[i].sa_encode(part)
-                shards[i].add_sa_codes(c)
-                ok = valid[a:b]
-                if ok.any():
-                    diff = np.abs(part[ok] - shards[i].sa_decode(c[ok]))
-                    np.maximum(err, diff.max(axis=0), out=err)
-    return SQ8Codes(lo, span, err, shards, starts)
+    for i, (st, size) in enumerate(zip(starts, sizes, strict=True)):
+        index = _new_index(d)
+        for s in range(st, st + size, CODE_BLOCK):
+            e = min(st + size, s + CODE_BLOCK)
+            part = np.ascontiguousarray((read(s, e) - lo) / span, dtype=np.float32)
+            c = index.sa_encode(part)
+            index.add_sa_codes(c)
+            ok = valid[s:e]
+            if ok.any():
+                diff = np.abs(part[ok] - index.sa_decode(c[ok]))
+                np.maximum(err, diff.max(axis=0), out=err)
+        if folder is None:
+            shards[i] = index
+        else:
+            _write_shard(index, folder, i)
+    codes = SQ8Codes(lo, span, err, shards, starts, sizes)
+    if folder is None:
+        return codes
+    _write_meta(codes, folder)
+    loaded = load(folder, n, d)
+    if loaded is None:  # pragma: no cover - just written
+        raise OSError(f"codes written to {folder} cannot be read back")
+    return loaded
 
 
 # -- files ----------------------------------------------------------------------------------
-def save(codes: SQ8Codes, folder: Path) -> None:
-    """Write the codes as ``sq8.json`` + ``sq8.<i>.faiss`` (each atomically)."""
-    faiss = _faiss()
-    names = []
-    for i, index in enumerate(codes.shards):
-        name = f"sq8.{i}.faiss"
-        tmp = folder / (name + ".tmp")
-        faiss.write_index(index, str(tmp))
-        os.replace(tmp, folder / name)
-        names.append(name)
+def _write_shard(index: Any, folder: Path, i: int) -> None:
+    tmp = folder / f"sq8.{i}.faiss.tmp"
+    _faiss().write_index(index, str(tmp))
+    os.replace(tmp, folder / f"sq8.{i}.faiss")
+
+
+def _write_meta(codes: SQ8Codes, folder: Path) -> None:
     meta = {"lo": codes.lo.tolist(), "span": codes.span.tolist(), "err": codes.err.tolist(),
-            "starts": codes.starts, "shards": names}
+            "starts": codes.starts, "sizes": codes.sizes,
+            "shards": [f"sq8.{i}.faiss" for i in range(len(codes.starts))]}
     tmp = folder / "sq8.json.tmp"
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, folder / "sq8.json")
 
 
+def save(codes: SQ8Codes, folder: Path) -> None:
+    """Write the codes as ``sq8.json`` + ``sq8.<i>.faiss`` (each atomically)."""
+    for i in range(len(codes.shards)):
+        _write_shard(codes.shard(i), folder, i)
+    _write_meta(codes, folder)
+
+
 def load(folder: Path, n: int, d: int) -> SQ8Codes | None:
-    """The codes saved in ``folder`` (None when missing, unreadable or not ``n × d``)."""
+    """The codes saved in ``folder`` (None when missing, unreadable or not ``n × d``): in
+    memory, or — past :func:`codes_memory_bytes` — mapped shard by shard for each scan."""
     faiss = _faiss()
     try:
         meta = json.loads((folder / "sq8.json").read_text())
-        shards = [faiss.read_index(str(folder / name)) for name in meta["shards"]]
-    except (OSError, ValueError, KeyError, RuntimeError):
+        files = [folder / name for name in meta["shards"]]
+        sizes = [int(x) for x in meta["sizes"]]
+        mapped = n * d > codes_memory_bytes()
+        shards: list[Any] = [None if mapped else faiss.read_index(str(f)) for f in files]
+        probe: list[Any] = \
+            [faiss.read_index(str(files[0]), faiss.IO_FLAG_MMAP_IFC)] if mapped else shards
+    except (OSError, ValueError, KeyError, RuntimeError, IndexError):
         return None
     codes = SQ8Codes(np.asarray(meta["lo"], np.float32), np.asarray(meta["span"], np.float32),
-                     np.asarray(meta["err"], np.float32), shards, list(meta["starts"]))
-    if codes.n != n or codes.d != d or any(s.d != d for s in shards):
+                     np.asarray(meta["err"], np.float32), shards, list(meta["starts"]), sizes,
+                     files)
+    sizes_ok = mapped or [int(s.ntotal) for s in shards] == sizes
+    if codes.n != n or codes.d != d or any(s.d != d for s in probe) or not sizes_ok:
+        return None
+    if mapped and any(os.path.getsize(f) < size * d for f, size in zip(files, sizes,
+                                                                       strict=True)):
         return None
     return codes

@@ -121,13 +121,12 @@ class UnitsWriter:
         if order is not None:
             self._permute(order)
         read: Callable[[int, int], np.ndarray] = self.read
-        codes = compressed.build(read, n, self.dim, valid)
+        codes = compressed.build(read, n, self.dim, valid, folder=self.path)
         os.replace(self._tmp, self.path / UNITS)
         store.write_array(self.path / "rowids.npy", rowids)
         store.write_array(self.path / "valid.npy", valid)
         if status is not None:
             store.write_array(self.path / "status.npy", status)
-        compressed.save(codes, self.path)
         side = self.path / (SIDECAR + ".tmp")
         side.write_text(json.dumps({"format": FORMAT, "state": _jsonable(state), "dim": self.dim,
                                     "rows": n, "status": status is not None}))
