@@ -104,7 +104,8 @@ class ScaleVectorsKind(ModelKind):
         return ScaleVectors(int(config["dim"]), str(config["data"]), int(config["clusters"]))
 
 
-def generate(folder: Path, data: str, n: int, d: int, clusters: int) -> dict[str, Any]:
+def generate(folder: Path, data: str, n: int, d: int, clusters: int,
+             duckdb_memory: str | None = None) -> dict[str, Any]:
     """The workspace of one synthetic data set (kept between runs)."""
     marker = folder / "scale.json"
     want = {"data": data, "rows": n, "dim": d, "clusters": clusters, "noise": NOISE}
@@ -113,6 +114,8 @@ def generate(folder: Path, data: str, n: int, d: int, clusters: int) -> dict[str
         return json.loads(marker.read_text())
     shutil.rmtree(folder, ignore_errors=True)
     ws = pixql.connect(folder, progress=False)
+    if duckdb_memory:
+        ws.sql(f"SET memory_limit = '{duckdb_memory}'")
     ws.sql(f"BUILD MODEL m USING ScaleVectors OPTIONS (dim={d}, data='{data}', "
            f"clusters={clusters})")
     cur = ws.cursor()
@@ -160,6 +163,8 @@ def search_sql(spec: dict[str, Any], i: int, k: int, extra: str = "") -> str:
 def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement in this (fresh) process; prints JSON."""
     ws = pixql.connect(spec["ws"], progress=False)
+    if spec.get("duckdb_memory"):
+        ws.sql(f"SET memory_limit = '{spec['duckdb_memory']}'")
     k, reps = spec["k"], spec["reps"]
     t0 = time.perf_counter()
     first = ws.sql(search_sql(spec, 0, k))
@@ -183,7 +188,7 @@ def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
         from pixql.index.compressed import exact_top
         from pixql.index.exact import dot_scores, rank
         emb = ws.load_embedder("px" if spec["data"] == "mnist" else "m")
-        for i in range(1, reps + 1):
+        for i in range(1, min(reps, spec.get("compare") or reps) + 1):
             t1 = time.perf_counter()
             a = ws.sql(search_sql(spec, i, k)).table
             t["SEARCH"].append(time.perf_counter() - t1)
@@ -198,7 +203,8 @@ def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
             t1 = time.perf_counter()
             rank(dot_scores(entry.units, q), k)
             t["kernel fp32"].append(time.perf_counter() - t1)
-        out["identical"] = f"{answers_same}/{reps}"
+        out["identical"] = f"{answers_same}/{len(t['kernel codes'])}"
+        out["mapped"] = entry.codes.mapped
         out["stats"] = dict(entry.codes.stats)
     out["t"] = t
     ws.close()
@@ -238,6 +244,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="skip the fp32-in-memory child (it needs rows × dim × 4 bytes of RAM)")
     p.add_argument("--workspaces", type=Path, default=CACHE / "bench" / "search_scale")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--duckdb-memory", help="DuckDB memory_limit for every process (e.g. 2GB)")
+    p.add_argument("--compare", type=int, default=0,
+                   help="compare codes with scan='fp32' on this many queries (0: all)")
+    p.add_argument("--generate-only", action="store_true")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -256,13 +266,14 @@ def dataset(args: argparse.Namespace, data: str) -> dict[str, Any]:
         return {"data": data, "ws": str(folder), "rows": 70_000, "dim": 784,
                 "queries": paths, "generate_s": None}
     folder = args.workspaces / f"{data}{args.rows}x{args.dim}"
-    info = generate(folder, data, args.rows, args.dim, args.clusters)
+    info = generate(folder, data, args.rows, args.dim, args.clusters, args.duckdb_memory)
     return {"data": data, "ws": str(folder), "rows": args.rows, "dim": args.dim,
             "generate_s": info.get("generate_s")}
 
 
 def measure(args: argparse.Namespace, data: str) -> dict[str, Any]:
-    spec = {**dataset(args, data), "k": args.top_k, "reps": args.reps}
+    spec = {**dataset(args, data), "k": args.top_k, "reps": args.reps,
+            "duckdb_memory": args.duckdb_memory, "compare": args.compare}
     vec_dir = Path(spec["ws"]) / "indexes"
     shutil.rmtree(vec_dir, ignore_errors=True)  # the build is measured
     out: dict[str, Any] = {"spec": spec}
@@ -325,6 +336,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     command = "python benchmarks/search_scale.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    if args.generate_only:
+        for data in args.data:
+            print(dataset(args, data), flush=True)
+        return
     rows = []
     for data in args.data:
         rows.append(measure(args, data))

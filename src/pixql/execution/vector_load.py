@@ -144,7 +144,7 @@ def load_to_files(cur: duckdb.DuckDBPyConnection, ref: Any, column: str, dim: in
                 raise RuntimeError("table changed while its vectors were loaded")
             x, ok = _batch_rows(batch, dim, column,
                                 None if status is None else status[i : i + m])
-            writer.write(unit_rows(x, ok))
+            writer.write(unit_rows(x, ok), ok)
             rowids[i : i + m] = batch.column(0).to_numpy()
             valid[i : i + m] = ok
             i += m

@@ -232,12 +232,14 @@ def codes_memory_bytes() -> int:
     return int(float(os.environ.get("PIXQL_CODES_MEMORY_MB", "2048")) * 2**20)
 
 
-def _range(read: Callable[[int, int], np.ndarray], n: int, d: int,
-           valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(lo, span) per dimension over the valid rows."""
+def _range(read: Callable[[int, int], np.ndarray], n: int, d: int, valid: np.ndarray,
+           known: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, span) per dimension over the valid rows (from ``known`` (min, max) if given)."""
     lo = np.full(d, np.inf, np.float32)
     hi = np.full(d, -np.inf, np.float32)
-    for s in range(0, n, CODE_BLOCK):
+    if known is not None:
+        lo, hi = known
+    for s in range(0, n if known is None else 0, CODE_BLOCK):
         block, ok = read(s, min(n, s + CODE_BLOCK)), valid[s : s + CODE_BLOCK]
         if ok.any():
             rows = block if ok.all() else block[ok]
@@ -258,14 +260,17 @@ def _layout(n: int, d: int) -> tuple[list[int], list[int]]:
     return starts, sizes
 
 
-def build(read: Callable[[int, int], np.ndarray], n: int, d: int,
-          valid: np.ndarray, folder: Path | None = None) -> SQ8Codes:
+def build(read: Callable[[int, int], np.ndarray], n: int, d: int, valid: np.ndarray,
+          folder: Path | None = None,
+          value_range: tuple[np.ndarray, np.ndarray] | None = None) -> SQ8Codes:
     """Code ``n`` unit rows read block by block with ``read(start, stop)`` (two passes: the
     per-dimension range of the valid rows, then the codes and their measured error). With
     ``folder``, each shard is saved there as soon as it is complete and the codes are
     loaded back (:func:`load`): a column's codes are never all in memory at once unless
-    they are to stay there."""
-    lo, span = _range(read, n, d, valid)
+    they are to stay there. ``value_range``: the valid rows' (min, max) per dimension,
+    when the caller already has them (saves the first pass). The measured error makes
+    the codes' bound hold whatever range is used."""
+    lo, span = _range(read, n, d, valid, value_range)
     starts, sizes = _layout(n, d)
     shards: list[Any] = [None] * len(starts)
     err = np.zeros(d, np.float32)

@@ -96,12 +96,18 @@ class UnitsWriter:
         path.mkdir(parents=True, exist_ok=True)
         (path / SIDECAR).unlink(missing_ok=True)  # the old files are no longer vouched for
         self.path, self.dim, self.rows = path, dim, 0
+        self.lo = np.full(dim, np.inf, np.float32)  # range of the valid rows, per dimension
+        self.hi = np.full(dim, -np.inf, np.float32)
         self._tmp = path / (UNITS + ".tmp")
         self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in finish/abort
 
-    def write(self, block: np.ndarray) -> None:
+    def write(self, block: np.ndarray, valid: np.ndarray) -> None:
         self._fh.write(np.ascontiguousarray(block, dtype=np.float32).data)
         self.rows += len(block)
+        if valid.any():
+            rows = block if valid.all() else block[valid]
+            np.minimum(self.lo, rows.min(axis=0), out=self.lo)
+            np.maximum(self.hi, rows.max(axis=0), out=self.hi)
 
     def abort(self) -> None:
         self._fh.close()
@@ -121,7 +127,8 @@ class UnitsWriter:
         if order is not None:
             self._permute(order)
         read: Callable[[int, int], np.ndarray] = self.read
-        codes = compressed.build(read, n, self.dim, valid, folder=self.path)
+        codes = compressed.build(read, n, self.dim, valid, folder=self.path,
+                                 value_range=(self.lo, self.hi))
         os.replace(self._tmp, self.path / UNITS)
         store.write_array(self.path / "rowids.npy", rowids)
         store.write_array(self.path / "valid.npy", valid)
