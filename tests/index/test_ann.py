@@ -228,4 +228,5 @@ def test_compressed_columns_get_8bit_indexes_with_exact_scores(ws_root: Any, kin
     assert "SQ" in type(index.index).__name__ or "ScalarQuantizer" in type(index.index).__name__
     vecs.indexes.clear()
     again = ann.get_index(ws_root, TABLE, "e", vecs, kind)
-    assert again.loaded and again.params["sq8"] == 1
+    assert again.loaded
+    assert again.params["sq8"] == 1

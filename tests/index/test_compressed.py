@@ -129,13 +129,15 @@ def test_big_codes_are_mapped_shard_by_shard(tmp_path: Path,
     units = _data("clustered", 2000, 64, rng)
     valid = np.ones(len(units), bool)
     codes = compressed.build(lambda s, e: units[s:e], 2000, 64, valid, folder=tmp_path)
-    assert codes.mapped and len(codes.shards) == 7
+    assert codes.mapped
+    assert len(codes.shards) == 7
     for _ in range(5):
         q = query_unit(units[rng.integers(0, 2000)])
         got = compressed.exact_top(codes, units, q, 10, None, valid)
         want = _fp32(units, q, 10, np.arange(2000))
         assert got is not None
-        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        assert np.array_equal(got[0], want[0])
+        assert np.array_equal(got[1], want[1])
 
 
 def test_saved_codes_load_back(tmp_path: Path) -> None:
