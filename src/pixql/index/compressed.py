@@ -28,10 +28,13 @@ Rows are split in one shard per scoring thread (faiss scans a single query on on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,7 +43,6 @@ from pixql.index.exact import _pool, _threads, dot_scores, rank
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
 #: rows coded per block while building (bounds temporaries: block × d × 4 bytes, a few)
 CODE_BLOCK = 32768
@@ -48,6 +50,8 @@ CODE_BLOCK = 32768
 SHARD_MIN_ROWS = 65536
 #: at most this many code bytes per shard (bounds what a memory-mapped scan maps at once)
 SHARD_MAX_BYTES = 512 << 20
+#: a WHERE clause keeping fewer than 1/this of the rows is scored in fp32 row by row
+SMALL_SELECTION = 32
 #: give up on the codes (the caller scans fp32) past this share of the rows
 MAX_SHORTLIST_SHARE = 0.125
 #: first shortlist asked for, per shard: top_k × this + :data:`SHORTLIST_EXTRA` (faiss's
@@ -211,6 +215,8 @@ def exact_top(codes: SQ8Codes, units: np.ndarray, q: np.ndarray, k: int,
     if cand is None:
         allowed = None if bool(valid.all()) else valid
         n_allowed = len(valid) if allowed is None else int(np.count_nonzero(allowed))
+    elif len(cand) * SMALL_SELECTION < len(valid):
+        return None  # cheaper to score just those rows in fp32 than to scan every code
     else:
         allowed = np.zeros(len(valid), dtype=bool)
         allowed[cand] = True
@@ -300,6 +306,30 @@ def build(read: Callable[[int, int], np.ndarray], n: int, d: int, valid: np.ndar
 
 
 # -- files ----------------------------------------------------------------------------------
+def _pinned(files: list[Path]) -> list[Path]:
+    """Paths that name the files as they are now (``/proc/self/fd/N`` of a descriptor kept
+    open until the returned list is garbage), so a shard mapped for a later scan is the
+    one these codes were loaded with, even if a reload has replaced the file since."""
+    proc = Path("/proc/self/fd")
+    if not proc.is_dir():  # pragma: no cover - not Linux: the paths themselves
+        return files
+    fds = [os.open(f, os.O_RDONLY) for f in files]
+    out = _FdPaths(proc / str(fd) for fd in fds)
+    weakref.finalize(out, _close_all, fds)
+    return out
+
+
+class _FdPaths(list[Path]):
+    """A list of paths that can carry a finalizer."""
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+
 def _write_shard(index: Any, folder: Path, i: int) -> None:
     tmp = folder / f"sq8.{i}.faiss.tmp"
     _faiss().write_index(index, str(tmp))
@@ -331,6 +361,8 @@ def load(folder: Path, n: int, d: int) -> SQ8Codes | None:
         files = [folder / name for name in meta["shards"]]
         sizes = [int(x) for x in meta["sizes"]]
         mapped = n * d > codes_memory_bytes()
+        if mapped:  # map the files as opened now, even after a reload replaces them
+            files = _pinned(files)
         shards: list[Any] = [None if mapped else faiss.read_index(str(f)) for f in files]
         probe: list[Any] = \
             [faiss.read_index(str(files[0]), faiss.IO_FLAG_MMAP_IFC)] if mapped else shards
