@@ -1,8 +1,12 @@
-"""Cached embedding matrices for SEARCH: one contiguous float32 copy per (table, column).
+"""Cached embedding matrices for SEARCH: one float32 matrix of unit rows per (table, column).
 
 A :class:`ColumnVectors` holds a column's vectors as unit rows (zeros for NULL), with the
 row ids they came from, so SEARCH scores a million rows with one matrix-vector product
-instead of converting the column from DuckDB on every query.
+instead of converting the column from DuckDB on every query. Columns from
+``PIXQL_COMPRESS_MIN_MB`` (64) on are kept as 8-bit codes in memory with the unit rows
+memory-mapped from the column's vector files (:mod:`pixql.execution.vector_load`,
+:mod:`pixql.index.vector_files`), which a later session reuses while the database is
+unchanged.
 
 Staleness is detected, not assumed. An entry is reused only while both of these are
 unchanged since it was loaded:
