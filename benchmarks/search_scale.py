@@ -254,6 +254,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare", type=int, default=0,
                    help="compare codes with scan='fp32' on this many queries (0: all)")
     p.add_argument("--generate-only", action="store_true")
+    p.add_argument("--section", default="search_scale",
+                   help="RESULTS.md section to write (search_scale_10m for the big run)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--spec", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -355,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(rows, command.strip())
     print(text)
     if not args.no_write:
-        write_section("search_scale", text, RESULTS)
+        write_section(args.section, text, RESULTS)
         print(f"updated {RESULTS}")
 
 
