@@ -122,11 +122,13 @@ def open_table(folder: Path, n: int, d: int) -> Any:
 def timings(methods: dict[str, Callable[[int], Any]], reps: int) -> dict[str, list[float]]:
     """Run every method ``reps`` times, interleaved (rep-major); seconds per call."""
     out: dict[str, list[float]] = {m: [] for m in methods}
+    out.update({f"{m} cpu": [] for m in methods})
     for rep in range(reps):
         for name, fn in methods.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn(rep)
             out[name].append(time.perf_counter() - t0)
+            out[f"{name} cpu"].append(time.process_time() - c0)  # all threads' CPU time
     return out
 
 
@@ -192,17 +194,20 @@ def report(rows: list[dict[str, Any]], k: int, command: str) -> str:
         "*SEARCH* is `ws.sql(\"SEARCH ...\")` end to end; *kernel* is its ranking step alone "
         "(fp32 columns: scores + top-k on the cached matrix; columns of 64 MB and more: the "
         "8-bit code scan + the exact fp32 re-rank of its shortlist); *overhead* = SEARCH p50 − "
-        "kernel p50 (parse, catalog, cache check, query embedding, fetching the top_k rows); "
+        "kernel p50 (parse, catalog, cache check, query embedding, fetching the top_k rows), "
+        "and the same in CPU time (all threads of the process: less sensitive than wall time "
+        "to other work on the machine); "
         "*fp32 kernel* is the full fp32 scan of the same rows; "
         "*numpy* is `M @ q` + argpartition + sort on the same fp32 matrix; "
         "*DuckDB* is `array_cosine_similarity ... ORDER BY ... LIMIT` in SQL. "
         "Methods are interleaved in one run; *floor* = matrix bytes / "
         f"{MEMORY_GBPS:g} GB/s (this machine class's memory-read figure).", "",
         "| rows × dims | scan | SEARCH p50 / p95 ms | kernel p50 ms | **overhead ms** | "
+        "overhead CPU ms | "
         "fp32 kernel p50 ms | numpy p50 / p95 ms | "
         "DuckDB p50 ms | SEARCH ÷ numpy | kernel ÷ numpy | DuckDB ÷ numpy | SEARCH ÷ floor | "
         "WHERE label=3 p50 ms | first SEARCH (loads cache) s | cache MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t = r["t"]
@@ -212,6 +217,7 @@ def report(rows: list[dict[str, Any]], k: int, command: str) -> str:
         lines.append(
             f"| {r['n']:,} × {r['d']} | {'codes' if r['codes'] else 'fp32'} | "
             f"{s50:.1f} / {pct(t['SEARCH'], 95):.1f} | {k50:.1f} | **{s50 - k50:.1f}** | "
+            f"{pct(t['SEARCH cpu'], 50) - pct(t['kernel cpu'], 50):.1f} | "
             f"{pct(t['fp32 kernel'], 50):.1f} | "
             f"{n50:.1f} / {pct(t['numpy'], 95):.1f} | {d50:.1f} | **{s50 / n50:.2f}** | "
             f"{k50 / n50:.2f} | {d50 / n50:.2f} | {s50 / floor:.2f} | "
