@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pixql.index import store
+from pixql.index.compressed import release
 from pixql.index.exact import dot_scores, rank
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -268,5 +269,6 @@ def _rerank(vecs: IndexedVectors, q: np.ndarray, found: np.ndarray,
     row order) and their scores."""
     found = np.sort(found)  # row order, so equal scores keep it
     scores = dot_scores(vecs.units, q, found)
+    release(vecs.units)  # memory-mapped rows (compressed columns): unmap what was read
     idx = rank(scores, top_k)
     return found[idx], scores[idx]

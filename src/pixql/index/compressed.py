@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import mmap
 import os
 import weakref
 from dataclasses import dataclass, field
@@ -227,8 +228,23 @@ def exact_top(codes: SQ8Codes, units: np.ndarray, q: np.ndarray, k: int,
     if short is None:
         return None
     scores = dot_scores(units, q, short)
+    release(units)
     idx = rank(scores, k)
     return short[idx], scores[idx]
+
+
+def release(units: np.ndarray) -> None:
+    """Unmap the pages of a memory-mapped ``units`` from this process (they stay in the
+    page cache): the kernel maps a whole page-cache folio (hundreds of kB) around each row a
+    re-rank reads, which would otherwise pile up in the process's resident memory."""
+    base: Any = units
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if isinstance(base, mmap.mmap):
+        with contextlib.suppress(OSError, ValueError):
+            base.madvise(mmap.MADV_DONTNEED)
 
 
 # -- building -------------------------------------------------------------------------------
