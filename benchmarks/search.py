@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, RESULTS, machine, write_section
 
 import pixql
-from pixql.index.exact import dot_scores, rank
+from pixql.index.compressed import exact_top
+from pixql.index.exact import dot_scores, query_unit, rank
 from pixql.models.base import BuildContext, BuildOptions, BuildResult, Embedder, ModelKind
 from pixql.models.registry import register
 
@@ -121,11 +122,13 @@ def open_table(folder: Path, n: int, d: int) -> Any:
 def timings(methods: dict[str, Callable[[int], Any]], reps: int) -> dict[str, list[float]]:
     """Run every method ``reps`` times, interleaved (rep-major); seconds per call."""
     out: dict[str, list[float]] = {m: [] for m in methods}
+    out.update({f"{m} cpu": [] for m in methods})
     for rep in range(reps):
         for name, fn in methods.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn(rep)
             out[name].append(time.perf_counter() - t0)
+            out[f"{name} cpu"].append(time.process_time() - c0)  # all threads' CPU time
     return out
 
 
@@ -154,20 +157,28 @@ def measure(ws: Any, n: int, d: int, k: int, reps: int) -> dict[str, Any]:
     # the same top rows as numpy (scores equal to float32 rounding)
     check = numpy_topk(0)
     assert first.table.column("id").to_pylist()[:3] == entry.rowids[check[:3]].tolist()
-    def kernel(r: int) -> np.ndarray:
-        return rank(dot_scores(units, queries[r]), k)
+    def kernel(r: int) -> Any:
+        # the ranking SEARCH runs: codes + shortlist re-rank when the column has codes
+        q = query_unit(queries[r])
+        if entry.codes is not None:
+            return exact_top(entry.codes, units, q, k, None, entry.valid)
+        return rank(dot_scores(units, q), k)
+
+    def fp32_kernel(r: int) -> np.ndarray:
+        return rank(dot_scores(units, query_unit(queries[r])), k)
 
     for r in range(3):  # warm up (first-call costs in DuckDB, numpy, the thread pool)
         ws.sql(sql.format(r, k, ""))
         kernel(r)
     duck_reps = max(3, reps // 3) if n * d >= 100_000_000 else reps
     t = timings({"SEARCH": lambda r: ws.sql(sql.format(r, k, "")),
-                 "kernel": kernel, "numpy": numpy_topk}, reps)
+                 "kernel": kernel, "numpy": numpy_topk, "fp32 kernel": fp32_kernel}, reps)
     t.update(timings({"DuckDB SQL": duck}, duck_reps))
     t.update(timings({"SEARCH WHERE label=3": lambda r: ws.sql(sql.format(r, k,
                                                                           "WHERE label = 3"))},
                      max(3, reps // 3)))
-    return {"n": n, "d": d, "cold": cold, "t": t, "cache_mb": entry.nbytes / 2**20}
+    return {"n": n, "d": d, "cold": cold, "t": t, "cache_mb": entry.nbytes / 2**20,
+            "codes": entry.codes is not None}
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -181,14 +192,22 @@ def report(rows: list[dict[str, Any]], k: int, command: str) -> str:
         f"Machine: {machine()}. Random unit vectors in `vecs(id, label, e FLOAT[d])`, "
         f"top_k={k}; the query embedding is a stored vector (model cost excluded). "
         "*SEARCH* is `ws.sql(\"SEARCH ...\")` end to end; *kernel* is its ranking step alone "
-        "(scores + top-k on the cached matrix); *numpy* is `M @ q` + argpartition + sort on "
-        "the same matrix; *DuckDB* is `array_cosine_similarity ... ORDER BY ... LIMIT` in SQL. "
+        "(fp32 columns: scores + top-k on the cached matrix; columns of 64 MB and more: the "
+        "8-bit code scan + the exact fp32 re-rank of its shortlist); *overhead* = SEARCH p50 − "
+        "kernel p50 (parse, catalog, cache check, query embedding, fetching the top_k rows), "
+        "and the same in CPU time (all threads of the process: less sensitive than wall time "
+        "to other work on the machine); "
+        "*fp32 kernel* is the full fp32 scan of the same rows; "
+        "*numpy* is `M @ q` + argpartition + sort on the same fp32 matrix; "
+        "*DuckDB* is `array_cosine_similarity ... ORDER BY ... LIMIT` in SQL. "
         "Methods are interleaved in one run; *floor* = matrix bytes / "
         f"{MEMORY_GBPS:g} GB/s (this machine class's memory-read figure).", "",
-        "| rows × dims | SEARCH p50 / p95 ms | kernel p50 ms | numpy p50 / p95 ms | "
+        "| rows × dims | scan | SEARCH p50 / p95 ms | kernel p50 ms | **overhead ms** | "
+        "overhead CPU ms | "
+        "fp32 kernel p50 ms | numpy p50 / p95 ms | "
         "DuckDB p50 ms | SEARCH ÷ numpy | kernel ÷ numpy | DuckDB ÷ numpy | SEARCH ÷ floor | "
         "WHERE label=3 p50 ms | first SEARCH (loads cache) s | cache MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         t = r["t"]
@@ -196,7 +215,10 @@ def report(rows: list[dict[str, Any]], k: int, command: str) -> str:
         k50 = pct(t["kernel"], 50)
         floor = r["n"] * r["d"] * 4 / (MEMORY_GBPS * 1e9) * 1000
         lines.append(
-            f"| {r['n']:,} × {r['d']} | {s50:.1f} / {pct(t['SEARCH'], 95):.1f} | {k50:.1f} | "
+            f"| {r['n']:,} × {r['d']} | {'codes' if r['codes'] else 'fp32'} | "
+            f"{s50:.1f} / {pct(t['SEARCH'], 95):.1f} | {k50:.1f} | **{s50 - k50:.1f}** | "
+            f"{pct(t['SEARCH cpu'], 50) - pct(t['kernel cpu'], 50):.1f} | "
+            f"{pct(t['fp32 kernel'], 50):.1f} | "
             f"{n50:.1f} / {pct(t['numpy'], 95):.1f} | {d50:.1f} | **{s50 / n50:.2f}** | "
             f"{k50 / n50:.2f} | {d50 / n50:.2f} | {s50 / floor:.2f} | "
             f"{pct(t['SEARCH WHERE label=3'], 50):.1f} | {r['cold']:.2f} | "

@@ -31,10 +31,15 @@ from pydantic import Field
 
 from pixql.catalog import provenance as prov
 from pixql.errors import CatalogError, ModelError, NotFoundError
+<<<<<<< HEAD
 from pixql.execution.context import ExecContext, quote_ident, to_arrow
+=======
+from pixql.execution.engine import executes
+>>>>>>> compress
 from pixql.execution.freshness import Freshness, freshness, result_status, status_counts
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
+from pixql.execution.search_hot import Prepared, fetch_rows, hot_search, memo_of
 from pixql.execution.vectors import (
     ColumnVectors,
     TableRef,
@@ -64,6 +69,10 @@ class SearchIndexOptions(SearchOptions):
                                   description="HNSW search breadth (default 128)")
     nprobe: int | None = Field(default=None, ge=1, le=1_000_000,
                                description="IVF lists probed (default 16)")
+    scan: Literal["auto", "fp32"] = Field(
+        default="auto", description="exact search: 'auto' scans the column's 8-bit codes "
+        "when it has them (large columns) and re-ranks a provably complete shortlist in "
+        "fp32, same answer; 'fp32' scans the fp32 vectors (for comparison)")
 
 
 @dataclass(frozen=True)
@@ -82,8 +91,14 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
         raise ModelError("SEARCH AUDIO is not supported: no pixql model embeds audio")
     opts = validate(SearchIndexOptions, node, what=f"SEARCH {node.target.upper()}")
     result_col = opts.column_name or opts.result_col
-    plan = plan_query(ctx, node.query)
-    rec, col = _model_and_column(ctx, node, plan, opts.emb_col)
+    memo = memo_of(ctx.ws)
+    prep = None if memo is None else memo.get(ctx.cur, node.query.text, node.model,
+                                               opts.emb_col)
+    if prep is not None:
+        plan, rec, col = prep.plan, prep.rec, prep.col
+    else:
+        plan = plan_query(ctx, node.query)
+        rec, col = _model_and_column(ctx, node, plan, opts.emb_col)
     embedder = ctx.ws.load_embedder(rec.name, rec)
     embedder.check_modality(opts.search_by)
     rows = None
@@ -94,9 +109,15 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
     if rows is None:
         assert plan is not None
         found = fast_search(ctx, plan, opts, rec.dim, q,
-                            freshness(col, rec, plan.table.columns))
+                            freshness(col, rec, plan.table.columns), hot=prep is not None)
         if found is not None:
+            if memo is not None and prep is None:
+                memo.put(ctx.cur, node.query.text, node.model, opts.emb_col,
+                         Prepared(plan, rec, col))
             return _result(*found, result_col)
+        if memo is not None and prep is not None:  # look everything up again
+            memo.forget()
+            return run_search(ctx, node)
         rows = _query_rows(ctx, node.query, opts.emb_col)
     table_cols = plan.table.columns if plan is not None else rows.column_names
     if plan is None and col is not None:
@@ -215,20 +236,16 @@ def rank(scores: np.ndarray, valid: np.ndarray, top_k: int | None) -> np.ndarray
 
 # -- fast path ------------------------------------------------------------------------------
 def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim: int,
-                q: np.ndarray, fresh: Freshness | None = None,
+                q: np.ndarray, fresh: Freshness | None = None, *, hot: bool = False,
                 ) -> tuple[pa.Table, np.ndarray, str] | None:
     """Rank with the cached vectors of ``plan.table``: (rows, scores, note), or None when
-    the cache cannot answer (the caller then takes the general path)."""
+    the cache cannot answer (the caller then takes the general path). ``hot``: the SEARCH
+    memo recognised this SEARCH (:mod:`pixql.execution.search_hot`)."""
     cache = getattr(ctx.ws, "_vector_cache", None)
     if cache is None:
         return None
-    with read_snapshot(ctx.cur) as ok:
-        if not ok:
-            return None
-        vecs = cache.lookup(ctx.cur, plan.table, opts.emb_col, dim,
-                            None if fresh is None else fresh.status_sql())
-        if vecs is None:
-            return None
+
+    def ranked(vecs: ColumnVectors) -> tuple[np.ndarray, np.ndarray, str] | None:
         selected = _selected(ctx, plan, vecs)
         if selected is False:
             return None
@@ -236,11 +253,23 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
             fresh.note(vecs.status_counts(selected))
         cand = _candidates(vecs, selected)
         positions, scores, note = _select(ctx, vecs, q, cand, opts, plan)
-        note = "; ".join(n for n in (left_out, note) if n)
-        rows = fetch_rows(ctx, plan.table, vecs.rowids[positions])
+        return positions, scores, "; ".join(n for n in (left_out, note) if n)
+
+    found = hot_search(ctx, cache, plan, opts.emb_col, fresh, ranked) if hot else None
+    if found is not None:
+        return found
+    with read_snapshot(ctx.cur) as ok:
+        if not ok:
+            return None
+        vecs = cache.lookup(ctx.cur, plan.table, opts.emb_col, dim,
+                            None if fresh is None else fresh.status_sql())
+        done = None if vecs is None else ranked(vecs)
+        if vecs is None or done is None:
+            return None
+        rows = fetch_rows(ctx, plan.table, vecs.rowids[done[0]])
     if rows is None:  # pragma: no cover - the snapshot changed under us
         return None
-    return rows, scores, note
+    return rows, done[1], done[2]
 
 
 def _selected(ctx: ExecContext, plan: QueryPlan,
@@ -277,43 +306,16 @@ def _select(ctx: ExecContext, vecs: ColumnVectors, q: np.ndarray, cand: np.ndarr
             if not isinstance(found, str):
                 return found
             note = f"index={opts.index!r}: exact search used ({found})"
+    if vecs.codes is not None and opts.scan == "auto" and opts.top_k is not None:
+        from pixql.index.compressed import exact_top
+
+        exact = exact_top(vecs.codes, vecs.units, q, opts.top_k, cand, vecs.valid)
+        if exact is not None:
+            return exact[0], exact[1], note
     scores = dot_scores(vecs.units, q, cand)
     idx = rank_scores(scores, opts.top_k)
     positions = idx if cand is None else cand[idx]
     return positions, scores[idx], note
-
-
-#: up to this many rows are fetched by a literal id list, more through a registered table
-LITERAL_IDS = 20_000
-
-
-def fetch_rows(ctx: ExecContext, table: TableRef, rowids: np.ndarray) -> pa.Table | None:
-    """``SELECT *`` of the rows with ``rowids``, in that order (None if any is missing).
-
-    DuckDB turns ``rowid IN (...)`` into a semi join that reads only the row groups
-    holding those rows."""
-    select = f'SELECT rowid AS "__pixql_rowid", * FROM {table.sql} WHERE rowid'
-    if len(rowids) <= LITERAL_IDS:
-        # a list literal (= ANY) is planned as a semi join; an IN (1, 2, ...) literal is
-        # not (a full scan: 460 ms instead of 3 ms for 10 of 1M rows)
-        ids = ",".join(map(str, rowids.tolist()))
-        got = to_arrow(ctx.cur.sql(f"{select} = ANY([{ids}]::BIGINT[])"))
-    else:
-        name = f"__pixql_rows_{next(_names)}"
-        ctx.cur.register(name, pa.table({"rid": pa.array(rowids, type=pa.int64())}))
-        try:
-            got = to_arrow(ctx.cur.sql(f"{select} IN (SELECT rid FROM {quote_ident(name)})"))
-        finally:
-            ctx.cur.unregister(name)
-    ids = got.column(0).to_numpy()
-    if len(ids) != len(rowids):
-        return None
-    perm = np.argsort(ids, kind="stable")
-    at = np.searchsorted(ids, rowids, sorter=perm)
-    take = perm[np.minimum(at, len(ids) - 1)] if len(ids) else at
-    if len(ids) and not np.array_equal(ids[take], rowids):  # pragma: no cover - defensive
-        return None
-    return got.drop_columns(["__pixql_rowid"]).take(pa.array(take, type=pa.int64()))
 
 
 # -- query analysis -------------------------------------------------------------------------

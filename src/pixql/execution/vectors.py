@@ -1,8 +1,12 @@
-"""Cached embedding matrices for SEARCH: one contiguous float32 copy per (table, column).
+"""Cached embedding matrices for SEARCH: one float32 matrix of unit rows per (table, column).
 
 A :class:`ColumnVectors` holds a column's vectors as unit rows (zeros for NULL), with the
 row ids they came from, so SEARCH scores a million rows with one matrix-vector product
-instead of converting the column from DuckDB on every query.
+instead of converting the column from DuckDB on every query. Columns from
+``PIXQL_COMPRESS_MIN_MB`` (64) on are kept as 8-bit codes in memory with the unit rows
+memory-mapped from the column's vector files (:mod:`pixql.execution.vector_load`,
+:mod:`pixql.index.vector_files`), which a later session reuses while the database is
+unchanged.
 
 Staleness is detected, not assumed. An entry is reused only while both of these are
 unchanged since it was loaded:
@@ -33,18 +37,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from pixql.execution.context import in_open_transaction, quote_ident
-from pixql.index.exact import unit_rows
+from pixql.execution.vector_load import (
+    Loaded,
+    arrow_vectors,
+    compress_min_bytes,
+    load_to_files,
+    load_vectors,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import duckdb
 
-#: rows per Arrow batch when loading a column (DuckDB's vector size × 4)
-LOAD_BATCH_ROWS = 8192
+    from pixql.index.compressed import SQ8Codes
+
+__all__ = ["ColumnVectors", "TableRef", "VectorCache", "arrow_vectors", "read_snapshot",
+           "resolve_table"]
 #: default share of physical memory the cache may hold
 DEFAULT_BUDGET_SHARE = 0.4
 
@@ -140,6 +151,7 @@ class ColumnVectors:
     status: np.ndarray | None = None  # (n,) int8 provenance status codes; None: all current
     state: tuple[Any, ...] | None = None  # (write stamp, table state, row count); None: one-shot
     indexes: dict[str, Any] = field(default_factory=dict)  # ANN indexes over ``units``
+    codes: SQ8Codes | None = None  # 8-bit codes of ``units`` (then memory-mapped from disk)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _checksum: str | None = None
     _counts: np.ndarray | None = None
@@ -147,7 +159,8 @@ class ColumnVectors:
     @property
     def nbytes(self) -> int:
         extra = 0 if self.status is None else self.status.nbytes
-        return int(self.units.nbytes + self.rowids.nbytes + self.valid.nbytes + extra)
+        main = self.units.nbytes if self.codes is None else self.codes.nbytes
+        return int(main + self.rowids.nbytes + self.valid.nbytes + extra)
 
     def status_counts(self, selected: np.ndarray | None = None) -> np.ndarray:
         """Rows per provenance status code, among ``selected`` positions (None: all rows,
@@ -197,68 +210,6 @@ class ColumnVectors:
         return self._checksum
 
 
-def arrow_vectors(arr: pa.Array, dim: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """One Arrow chunk of an embedding column → ((n, dim) float32, validity). Rows that are
-    NULL hold arbitrary values; callers mask them with the validity."""
-    from pixql.errors import ProgrammingError
-
-    n = len(arr)
-    valid = np.ones(n, dtype=bool) if arr.null_count == 0 else \
-        np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-    if pa.types.is_fixed_size_list(arr.type):
-        if arr.type.list_size != dim:
-            raise ProgrammingError(f"emb_col {name!r} holds {arr.type.list_size}-dimensional "
-                                   f"vectors, not {dim} (the model's dimension)")
-        flat = arr.values.slice(arr.offset * dim, n * dim)
-        values = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=np.float32)
-        return values.reshape(n, dim), valid
-    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
-        out = np.zeros((n, dim), dtype=np.float32)
-        if valid.any():
-            present = arr.filter(pa.array(valid)) if not valid.all() else arr
-            flat = np.asarray(present.flatten().to_numpy(zero_copy_only=False), np.float32)
-            if flat.size != int(valid.sum()) * dim:
-                raise ProgrammingError(f"emb_col {name!r} does not hold {dim}-dimensional "
-                                       f"vectors (the model's dimension)")
-            out[valid] = flat.reshape(-1, dim)
-        return out, valid
-    raise ProgrammingError(f"emb_col {name!r} has type {arr.type}, not an embedding "
-                           f"(FLOAT[{dim}])")
-
-
-def load_vectors(cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str, dim: int,
-                 n_rows: int, status_sql: str | None = None) -> ColumnVectors:
-    """Stream ``rowid, column`` of ``ref`` into one preallocated matrix of unit rows. With
-    ``status_sql`` (:func:`pixql.catalog.provenance.status_sql`), each row's provenance
-    status is loaded too and only current rows count as valid."""
-    units: np.ndarray = np.empty((n_rows, dim), dtype=np.float32)
-    rowids: np.ndarray = np.empty(n_rows, dtype=np.int64)
-    valid: np.ndarray = np.empty(n_rows, dtype=bool)
-    status: np.ndarray | None = None if status_sql is None else np.empty(n_rows, np.int8)
-    extra = "" if status_sql is None else f", ({status_sql})::TINYINT"
-    sql = f"SELECT rowid, {quote_ident(column)}{extra} FROM {ref.sql}"
-    i = 0
-    for batch in cur.sql(sql).to_arrow_reader(LOAD_BATCH_ROWS):
-        m = batch.num_rows
-        if i + m > n_rows:  # pragma: no cover - the snapshot's count said otherwise
-            raise RuntimeError("table changed while its vectors were loaded")
-        x, ok = arrow_vectors(batch.column(1), dim, column)
-        unit_rows(x, ok, out=units[i : i + m])
-        rowids[i : i + m] = batch.column(0).to_numpy()
-        if status is not None:
-            status[i : i + m] = batch.column(2).to_numpy(zero_copy_only=False)
-            ok &= status[i : i + m] == 0  # provenance.CURRENT
-        valid[i : i + m] = ok
-        i += m
-    units, rowids, valid = units[:i], rowids[:i], valid[:i]
-    status = None if status is None else status[:i]
-    if i > 1 and not (np.diff(rowids) > 0).all():  # scans come in row-id order; be sure
-        order = np.argsort(rowids, kind="stable")
-        units, rowids, valid = units[order], rowids[order], valid[order]
-        status = None if status is None else status[order]
-    return ColumnVectors(np.ascontiguousarray(units), rowids, valid, status)
-
-
 def _default_budget() -> int:
     env = os.environ.get("PIXQL_VECTOR_CACHE_MB")
     if env:
@@ -283,6 +234,9 @@ class VectorCache:
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self.loads = 0
         self.hits = 0
+        self.reused = 0  # loads answered by saved vector files
+        #: fp32 bytes from which a column is kept compressed (None: the environment's)
+        self.compress_min_bytes: int | None = None
 
     def lookup(self, cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str,
                dim: int, status_sql: str | None = None) -> ColumnVectors | None:
@@ -304,11 +258,12 @@ class VectorCache:
                 return entry
             previous = entry
             self._drop(key)
-            if count * (dim * 4 + 10) > self.budget:
+            files = self._files_for(ref, column, count, dim)
+            need = count * ((dim if files else dim * 4) + 10)
+            if need > self.budget:
                 return None
-            self._make_room(count * (dim * 4 + 10))
-            entry = load_vectors(cur, ref, column, dim, count, status_sql)
-            self.loads += 1
+            self._make_room(need)
+            entry = self._load(cur, ref, column, dim, count, status_sql, files, full_state)
             if previous is not None and previous.indexes:  # indexes follow the data
                 from pixql.index.update import follow_all
 
@@ -320,6 +275,50 @@ class VectorCache:
                 with self._lock:
                     self._entries[key] = entry
             return entry
+
+    def _files_for(self, ref: TableRef, column: str, count: int, dim: int) -> Path | None:
+        """The folder of the column's vector files when it is kept compressed (large
+        enough, faiss installed, a workspace folder to write in), else None."""
+        least = compress_min_bytes() if self.compress_min_bytes is None \
+            else self.compress_min_bytes
+        if self.index_root is None or least < 0 or count * dim * 4 < least:
+            return None
+        from pixql.index import compressed, vector_files
+
+        if not compressed.available():
+            return None
+        return vector_files.folder(self.index_root, ref.key, column)
+
+    def _load(self, cur: duckdb.DuckDBPyConnection, ref: TableRef, column: str, dim: int,
+              count: int, status_sql: str | None, files: Path | None,
+              full_state: tuple[Any, ...]) -> ColumnVectors:
+        """Load the column: from its vector files when they match this state, else from
+        DuckDB (into new files when ``files``, or into memory)."""
+        got: Loaded | None = None
+        if files is not None:
+            from pixql.index import vector_files
+
+            # the table's oid differs between sessions: the saved state leaves it out
+            saved_state = [full_state[0], full_state[1][1:], count, status_sql]
+            found = vector_files.open_saved(files, saved_state, dim)
+            if found is not None:
+                self.reused += 1
+                got = Loaded(found.units, found.rowids, found.valid, found.status, found.codes)
+            else:
+                try:
+                    got = load_to_files(cur, ref, column, dim, count, status_sql, files,
+                                        saved_state)
+                except OSError:  # a read-only workspace: keep fp32 in memory
+                    got = None
+        if got is None:
+            got = load_vectors(cur, ref, column, dim, count, status_sql)
+        self.loads += 1
+        return ColumnVectors(got.units, got.rowids, got.valid, got.status, codes=got.codes)
+
+    def peek(self, key: tuple[str, str]) -> ColumnVectors | None:
+        """The entry of ``key`` (table key, lower-case column) as it is, unvalidated."""
+        with self._lock:
+            return self._entries.get(key)
 
     def invalidate(self, table: str, column: str | None = None) -> None:
         """Drop cached vectors (and saved ANN indexes) of ``table`` (one column or all)."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pixql.index import store
+from pixql.index.compressed import release
 from pixql.index.exact import dot_scores, rank
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -53,6 +54,8 @@ BUILD_DEFAULTS: dict[str, dict[str, int]] = {
 SEARCH_DEFAULTS: dict[str, dict[str, int]] = {"hnsw": {"ef_search": 128}, "ivf": {"nprobe": 16}}
 #: IVF training sample per list
 TRAIN_PER_LIST = 64
+#: rows sampled to train an HNSW index's 8-bit codes (their per-dimension range)
+SQ_TRAIN_ROWS = 65536
 
 
 def _faiss() -> Any:
@@ -111,27 +114,37 @@ def _search_params(kind: str, breadth: int, k: int) -> Any:
 
 
 def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
-                params: dict[str, int] | None = None) -> AnnIndex:
-    """Build a ``kind`` index over the valid unit rows (inner product = cosine)."""
+                params: dict[str, int] | None = None, sq8: bool = False) -> AnnIndex:
+    """Build a ``kind`` index over the valid unit rows (inner product = cosine); ``sq8``:
+    the index stores 8-bit codes (``IndexHNSWSQ`` / ``IndexIVFScalarQuantizer``), not a
+    second fp32 copy (used for columns kept compressed; the re-rank reads fp32 anyway)."""
     faiss = _faiss()
     ids = np.flatnonzero(valid).astype(np.int64)
     d = units.shape[1]
-    p = {**BUILD_DEFAULTS[kind], **(params or {})}
+    p = {**BUILD_DEFAULTS[kind], **(params or {}), "sq8": int(sq8)}
     started = time.perf_counter()
     index: Any
+    n_train = len(ids)
     if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(d, p["M"], faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexHNSWSQ(d, faiss.ScalarQuantizer.QT_8bit, p["M"],
+                                  faiss.METRIC_INNER_PRODUCT) if sq8 else \
+            faiss.IndexHNSWFlat(d, p["M"], faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = p["ef_construction"]
+        n_train = SQ_TRAIN_ROWS
     else:
         nlist = p["nlist"] or max(1, min(65536, int(math.sqrt(max(len(ids), 1)))))
         nlist = min(nlist, max(1, len(ids) // 39))  # faiss wants ~39 points per centroid
         p["nlist"] = nlist
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index = faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT) if sq8 else \
+            faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.min_points_per_centroid = 1  # the sample below is deliberately small
         n_train = TRAIN_PER_LIST * nlist
+    if kind == "ivf" or sq8:
         sample = ids if len(ids) <= n_train else \
             np.sort(np.random.default_rng(0).choice(ids, n_train, replace=False))
-        index.train(units[sample])
+        index.train(np.ascontiguousarray(units[sample]))
     for s in range(0, len(ids), 65536):
         index.add(units[ids[s : s + 65536]])
     return AnnIndex(kind, index, ids, time.perf_counter() - started, params=p,
@@ -155,7 +168,8 @@ def get_index(ws: Any, table: IndexedTable, column: str, vecs: IndexedVectors,
         if meta is not None and meta.get("checksum") == checksum:
             ann = _load(folder, kind, vecs, meta)
         if ann is None:
-            ann = build_index(kind, vecs.units, vecs.valid)
+            ann = build_index(kind, vecs.units, vecs.valid,
+                              sq8=getattr(vecs, "codes", None) is not None)
             ann.rowids = vecs.rowids[ann.ids]
             _save(folder, ann, checksum, vecs)
         vecs.indexes[kind] = ann
@@ -228,7 +242,7 @@ def approximate_search(
     asked = overrides.get(key) or SEARCH_DEFAULTS[kind][key]
     breadth = math.ceil(asked * vecs.n_valid / n_sel)  # scaled by 1/selectivity
     want = min(top_k, n_sel)
-    fetch = OVERFETCH * top_k
+    fetch = OVERFETCH * top_k * (2 if ann.params.get("sq8") else 1)  # codes: wider net
     previous: np.ndarray | None = None
     for _ in range(MAX_ROUNDS):
         found = ann.search(q, fetch, allowed, breadth)
@@ -255,5 +269,6 @@ def _rerank(vecs: IndexedVectors, q: np.ndarray, found: np.ndarray,
     row order) and their scores."""
     found = np.sort(found)  # row order, so equal scores keep it
     scores = dot_scores(vecs.units, q, found)
+    release(vecs.units)  # memory-mapped rows (compressed columns): unmap what was read
     idx = rank(scores, top_k)
     return found[idx], scores[idx]

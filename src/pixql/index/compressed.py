@@ -1,0 +1,396 @@
+"""Exact top-k over int8 codes: scan a compressed copy, re-rank a provably complete shortlist.
+
+The fp32 unit rows stay the truth (a memory-mapped file beside the workspace's indexes, see
+:mod:`pixql.index.vector_files`); SEARCH scans an 8-bit scalar-quantised copy, 4× fewer
+bytes, and re-scores only a shortlist with the fp32 kernel, so its rows, order and scores
+are those of the fp32 exact search, bit for bit.
+
+**Codes.** Each dimension is mapped affinely onto [0, 1] (``x' = (x - lo) / span``, ``lo`` and
+``span`` the column's per-dimension minimum and range) and coded with faiss's uniform 8-bit
+codec (``QT_8bit_uniform``, SIMD decoding). A query ``q`` scores row ``i`` as
+``D_i = Σ_j (q_j span_j) x̂'_ij``, which is ``q·x_i - q·lo`` up to the coding error (the
+constant ``q·lo`` does not change the order).
+
+**Why the shortlist is complete.** While coding, the largest decoding error of every
+dimension, ``err_j = max_i |x'_ij - x̂'_ij|``, is *measured* (not assumed from the codec).
+For a query, ``E = Σ_j |q_j| span_j err_j`` bounds ``|D_i - (q·x_i - q·lo)|`` for every row,
+and ``Δ`` bounds float32 rounding (in faiss's sum, in the fp32 kernel, in the affine map;
+``4 (d + 8) 2^-24`` times the sums of the absolute terms). The k rows with the best ``D``
+all have fp32 scores ≥ ``D_k + q·lo - E - Δ``, so the k-th best fp32 score is at least that,
+and every row that can be in the fp32 top k — ties included — has ``D_i ≥ D_k - 2(E + Δ)``.
+The scan asks faiss for the best ``K`` codes and widens ``K`` (8× a round) until its K-th
+``D`` falls below that threshold: then no row outside the shortlist can qualify. When the
+shortlist would exceed :data:`MAX_SHORTLIST_SHARE` of the rows, the caller scans fp32
+instead (same answer, no gain from the codes).
+
+Rows are split in one shard per scoring thread (faiss scans a single query on one thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import mmap
+import os
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pixql.index.exact import _pool, _threads, dot_scores, rank
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: rows coded per block while building (bounds temporaries: block × d × 4 bytes, a few)
+CODE_BLOCK = 32768
+#: shards are used from this many rows on (one per scoring thread, or more: see below)
+SHARD_MIN_ROWS = 65536
+#: at most this many code bytes per shard (bounds what a memory-mapped scan maps at once)
+SHARD_MAX_BYTES = 512 << 20
+#: a WHERE clause keeping fewer than 1/this of the rows is scored in fp32 row by row
+SMALL_SELECTION = 32
+#: give up on the codes (the caller scans fp32) past this share of the rows
+MAX_SHORTLIST_SHARE = 0.125
+#: first shortlist asked for, per shard: top_k × this + :data:`SHORTLIST_EXTRA` (faiss's
+#: scan costs about the same for 10 or a few thousand: the scan, not the heap, dominates)
+SHORTLIST_FACTOR = 4
+SHORTLIST_EXTRA = 2048
+#: the shortlist grows this many times a round while it may be incomplete
+WIDEN = 8
+_U = 2.0**-24  # float32 unit roundoff
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def available() -> bool:
+    """Whether faiss (the ``ann`` extra) is installed: the codes need its codec."""
+    try:
+        _faiss()
+    except ImportError:
+        return False
+    return True
+
+
+def _params(allowed: np.ndarray | None, start: int, n: int) -> tuple[Any, int, Any]:
+    """(faiss search parameters restricting a shard to ``allowed``, allowed rows in it, the
+    bitmap the parameters point into: keep it alive while they are used)."""
+    if allowed is None:
+        return None, n, None
+    faiss = _faiss()
+    part = allowed[start : start + n]
+    bits = np.packbits(part, bitorder="little")
+    params = faiss.SearchParameters()
+    params.sel = faiss.IDSelectorBitmap(len(part), faiss.swig_ptr(bits))
+    return params, int(np.count_nonzero(part)), bits
+
+
+def _new_index(d: int) -> Any:
+    faiss = _faiss()
+    index = faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit_uniform,
+                                       faiss.METRIC_INNER_PRODUCT)
+    index.sq.trained.resize(2)
+    faiss.copy_array_to_vector(np.array([0.0, 1.0], np.float32), index.sq.trained)
+    index.is_trained = True
+    return index
+
+
+@dataclass(eq=False)
+class SQ8Codes:
+    """A column's unit rows as 8-bit codes, in shards of consecutive cache positions."""
+
+    lo: np.ndarray  # (d,) float32
+    span: np.ndarray  # (d,) float32, > 0
+    err: np.ndarray  # (d,) float32: measured max |x' - decoded x'| per dimension
+    shards: list[Any]  # faiss IndexScalarQuantizer per shard (None: memory-mapped per scan)
+    starts: list[int]  # first position of each shard
+    sizes: list[int]  # rows of each shard
+    files: list[Path] = field(default_factory=list)  # the shards' files, when saved
+    stats: dict[str, int] = field(default_factory=dict)  # scans, widenings (for tests)
+
+    @property
+    def n(self) -> int:
+        return int(sum(self.sizes))
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the shards are memory-mapped from their files for each scan (columns
+        whose codes exceed ``PIXQL_CODES_MEMORY_MB``) instead of held in memory."""
+        return any(s is None for s in self.shards)
+
+    def shard(self, i: int) -> Any:
+        """Shard ``i``'s index: held, or mapped from its file (unmapped when dropped)."""
+        found = self.shards[i]
+        if found is None:
+            faiss = _faiss()
+            found = faiss.read_index(str(self.files[i]), faiss.IO_FLAG_MMAP_IFC)
+        return found
+
+    @property
+    def d(self) -> int:
+        return int(self.lo.shape[0])
+
+    @property
+    def nbytes(self) -> int:
+        return self.n * self.d
+
+    def bound(self, q: np.ndarray) -> tuple[np.ndarray, float]:
+        """(the query as searched against the codes, the half-width ``E + Δ`` of each code
+        score's interval around ``fp32 score - q·lo``)."""
+        q = np.asarray(q, np.float32)
+        q2 = (q * self.span).astype(np.float32)
+        aq = np.abs(q.astype(np.float64))
+        e = float(aq @ (self.span.astype(np.float64) * self.err.astype(np.float64)))
+        sums = 1.0 + float(np.abs(q2).sum()) * 1.01 + float(aq @ np.abs(self.lo)) + e
+        delta = 4.0 * (self.d + 8) * _U * sums
+        return q2, e + delta
+
+    def top(self, q2: np.ndarray, k: int, allowed: np.ndarray | None
+            ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """Per shard: (code scores, positions, whether the shard returned all its allowed
+        rows) of its best ``k`` rows among ``allowed`` (a mask over positions)."""
+        self.stats["scans"] = self.stats.get("scans", 0) + 1
+
+        def one(i: int) -> tuple[np.ndarray, np.ndarray, bool]:
+            index, start = self.shard(i), self.starts[i]
+            params, n_ok, _bits = _params(allowed, start, self.sizes[i])
+            kk = min(k, n_ok)
+            if kk == 0:
+                return np.zeros(0, np.float32), np.zeros(0, np.int64), True
+            dist, lab = index.search(q2.reshape(1, -1), kk, params=params)
+            ok = lab[0] >= 0
+            # a shard that could only return kk < k rows returned all its allowed rows
+            return dist[0][ok], lab[0][ok] + start, kk < k
+
+        return self._each(one)
+
+    def _each(self, fn: Callable[[int], Any]) -> list[Any]:
+        """``fn`` of every shard, in parallel threads (faiss releases the GIL)."""
+        if len(self.shards) == 1 or (self.mapped and _threads() == 1):
+            return [fn(i) for i in range(len(self.shards))]
+        return list(_pool().map(fn, range(len(self.shards))))
+
+
+def shortlist(codes: SQ8Codes, q: np.ndarray, k: int, allowed: np.ndarray | None,
+              n_allowed: int) -> np.ndarray | None:
+    """Positions (ascending) that surely hold every row of the fp32 top ``k`` among the
+    ``allowed`` rows (ties included), or None when that would be more than
+    :data:`MAX_SHORTLIST_SHARE` of them (scan fp32 instead).
+
+    A scan for the best ``K`` codes per shard gives the k-th best code score, hence the
+    threshold; while a shard's K-th score is still at or above it, rows beyond its K could
+    qualify, and the scan is repeated with ``K`` × :data:`WIDEN`."""
+    q2, half = codes.bound(q)
+    want = min(n_allowed, k * SHORTLIST_FACTOR + SHORTLIST_EXTRA)
+    limit = max(want, int(MAX_SHORTLIST_SHARE * n_allowed))
+    while True:
+        parts = codes.top(q2, want, allowed)
+        dist = np.concatenate([p[0] for p in parts])
+        pos = np.concatenate([p[1] for p in parts])
+        if len(dist) < k:  # fewer allowed rows than k: all of them
+            return np.sort(pos)
+        kth = float(np.partition(dist, len(dist) - k)[len(dist) - k])
+        threshold = kth - 2.0 * half
+        # complete when every shard returned all its rows or stopped below the threshold
+        if all(done or len(d) == 0 or float(d[-1]) < threshold for d, _, done in parts):
+            return np.sort(pos[dist >= threshold])
+        if want >= limit:
+            return None
+        codes.stats["widened"] = codes.stats.get("widened", 0) + 1
+        want = min(limit, want * WIDEN)
+
+
+def exact_top(codes: SQ8Codes, units: np.ndarray, q: np.ndarray, k: int,
+              cand: np.ndarray | None, valid: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(positions, fp32 scores) of the exact top ``k`` among ``cand`` (None: every row of
+    ``valid``), the same as ranking ``dot_scores(units, q, cand)``; None when the codes do
+    not pay (the caller scans fp32)."""
+    if cand is None:
+        allowed = None if bool(valid.all()) else valid
+        n_allowed = len(valid) if allowed is None else int(np.count_nonzero(allowed))
+    elif len(cand) * SMALL_SELECTION < len(valid):
+        return None  # cheaper to score just those rows in fp32 than to scan every code
+    else:
+        allowed = np.zeros(len(valid), dtype=bool)
+        allowed[cand] = True
+        n_allowed = len(cand)
+    if n_allowed == 0:
+        return None
+    short = shortlist(codes, q, k, allowed, n_allowed)
+    if short is None:
+        return None
+    scores = dot_scores(units, q, short)
+    release(units)
+    idx = rank(scores, k)
+    return short[idx], scores[idx]
+
+
+def release(units: np.ndarray) -> None:
+    """Unmap the pages of a memory-mapped ``units`` from this process (they stay in the
+    page cache): the kernel maps a whole page-cache folio (hundreds of kB) around each row a
+    re-rank reads, which would otherwise pile up in the process's resident memory."""
+    base: Any = units
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if isinstance(base, mmap.mmap):
+        with contextlib.suppress(OSError, ValueError):
+            base.madvise(mmap.MADV_DONTNEED)
+
+
+# -- building -------------------------------------------------------------------------------
+def codes_memory_bytes() -> int:
+    """Codes up to this size are held in memory, larger ones memory-mapped shard by shard
+    for each scan (``PIXQL_CODES_MEMORY_MB``, default 2048)."""
+    return int(float(os.environ.get("PIXQL_CODES_MEMORY_MB", "2048")) * 2**20)
+
+
+def _range(read: Callable[[int, int], np.ndarray], n: int, d: int, valid: np.ndarray,
+           known: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, span) per dimension over the valid rows (from ``known`` (min, max) if given)."""
+    lo = np.full(d, np.inf, np.float32)
+    hi = np.full(d, -np.inf, np.float32)
+    if known is not None:
+        lo, hi = known
+    for s in range(0, n if known is None else 0, CODE_BLOCK):
+        block, ok = read(s, min(n, s + CODE_BLOCK)), valid[s : s + CODE_BLOCK]
+        if ok.any():
+            rows = block if ok.all() else block[ok]
+            np.minimum(lo, rows.min(axis=0), out=lo)
+            np.maximum(hi, rows.max(axis=0), out=hi)
+    lo_ok: np.ndarray = np.where(np.isfinite(lo), lo, 0.0).astype(np.float32)
+    span = np.where(np.isfinite(hi) & (hi > lo_ok), hi - lo_ok, 1.0).astype(np.float32)
+    return lo_ok, span
+
+
+def _layout(n: int, d: int) -> tuple[list[int], list[int]]:
+    """(starts, sizes) of the shards: one per scoring thread, more for big columns."""
+    n_shards = 1 if n < SHARD_MIN_ROWS else \
+        max(_threads(), math.ceil(n * d / SHARD_MAX_BYTES))
+    per = math.ceil(n / n_shards / 8) * 8 if n else 0
+    starts = [min(n, i * per) for i in range(n_shards)]
+    sizes = [(starts[i + 1] if i + 1 < n_shards else n) - starts[i] for i in range(n_shards)]
+    return starts, sizes
+
+
+def build(read: Callable[[int, int], np.ndarray], n: int, d: int, valid: np.ndarray,
+          folder: Path | None = None,
+          value_range: tuple[np.ndarray, np.ndarray] | None = None) -> SQ8Codes:
+    """Code ``n`` unit rows read block by block with ``read(start, stop)`` (two passes: the
+    per-dimension range of the valid rows, then the codes and their measured error). With
+    ``folder``, each shard is saved there as soon as it is complete and the codes are
+    loaded back (:func:`load`): a column's codes are never all in memory at once unless
+    they are to stay there. ``value_range``: the valid rows' (min, max) per dimension,
+    when the caller already has them (saves the first pass). The measured error makes
+    the codes' bound hold whatever range is used."""
+    lo, span = _range(read, n, d, valid, value_range)
+    starts, sizes = _layout(n, d)
+    shards: list[Any] = [None] * len(starts)
+    err = np.zeros(d, np.float32)
+    for i, (st, size) in enumerate(zip(starts, sizes, strict=True)):
+        index = _new_index(d)
+        for s in range(st, st + size, CODE_BLOCK):
+            e = min(st + size, s + CODE_BLOCK)
+            part = np.ascontiguousarray((read(s, e) - lo) / span, dtype=np.float32)
+            c = index.sa_encode(part)
+            index.add_sa_codes(c)
+            ok = valid[s:e]
+            if ok.any():
+                diff = np.abs(part[ok] - index.sa_decode(c[ok]))
+                np.maximum(err, diff.max(axis=0), out=err)
+        if folder is None:
+            shards[i] = index
+        else:
+            _write_shard(index, folder, i)
+    codes = SQ8Codes(lo, span, err, shards, starts, sizes)
+    if folder is None:
+        return codes
+    _write_meta(codes, folder)
+    loaded = load(folder, n, d)
+    if loaded is None:  # pragma: no cover - just written
+        raise OSError(f"codes written to {folder} cannot be read back")
+    return loaded
+
+
+# -- files ----------------------------------------------------------------------------------
+def _pinned(files: list[Path]) -> list[Path]:
+    """Paths that name the files as they are now (``/proc/self/fd/N`` of a descriptor kept
+    open until the returned list is garbage), so a shard mapped for a later scan is the
+    one these codes were loaded with, even if a reload has replaced the file since."""
+    proc = Path("/proc/self/fd")
+    if not proc.is_dir():  # pragma: no cover - not Linux: the paths themselves
+        return files
+    fds = [os.open(f, os.O_RDONLY) for f in files]
+    out = _FdPaths(proc / str(fd) for fd in fds)
+    weakref.finalize(out, _close_all, fds)
+    return out
+
+
+class _FdPaths(list[Path]):
+    """A list of paths that can carry a finalizer."""
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+
+def _write_shard(index: Any, folder: Path, i: int) -> None:
+    tmp = folder / f"sq8.{i}.faiss.tmp"
+    _faiss().write_index(index, str(tmp))
+    os.replace(tmp, folder / f"sq8.{i}.faiss")
+
+
+def _write_meta(codes: SQ8Codes, folder: Path) -> None:
+    meta = {"lo": codes.lo.tolist(), "span": codes.span.tolist(), "err": codes.err.tolist(),
+            "starts": codes.starts, "sizes": codes.sizes,
+            "shards": [f"sq8.{i}.faiss" for i in range(len(codes.starts))]}
+    tmp = folder / "sq8.json.tmp"
+    tmp.write_text(json.dumps(meta))
+    os.replace(tmp, folder / "sq8.json")
+
+
+def save(codes: SQ8Codes, folder: Path) -> None:
+    """Write the codes as ``sq8.json`` + ``sq8.<i>.faiss`` (each atomically)."""
+    for i in range(len(codes.shards)):
+        _write_shard(codes.shard(i), folder, i)
+    _write_meta(codes, folder)
+
+
+def load(folder: Path, n: int, d: int) -> SQ8Codes | None:
+    """The codes saved in ``folder`` (None when missing, unreadable or not ``n × d``): in
+    memory, or — past :func:`codes_memory_bytes` — mapped shard by shard for each scan."""
+    faiss = _faiss()
+    try:
+        meta = json.loads((folder / "sq8.json").read_text())
+        files = [folder / name for name in meta["shards"]]
+        sizes = [int(x) for x in meta["sizes"]]
+        mapped = n * d > codes_memory_bytes()
+        if mapped:  # map the files as opened now, even after a reload replaces them
+            files = _pinned(files)
+        shards: list[Any] = [None if mapped else faiss.read_index(str(f)) for f in files]
+        probe: list[Any] = \
+            [faiss.read_index(str(files[0]), faiss.IO_FLAG_MMAP_IFC)] if mapped else shards
+    except (OSError, ValueError, KeyError, RuntimeError, IndexError):
+        return None
+    codes = SQ8Codes(np.asarray(meta["lo"], np.float32), np.asarray(meta["span"], np.float32),
+                     np.asarray(meta["err"], np.float32), shards, list(meta["starts"]), sizes,
+                     files)
+    sizes_ok = mapped or [int(s.ntotal) for s in shards] == sizes
+    if codes.n != n or codes.d != d or any(s.d != d for s in probe) or not sizes_ok:
+        return None
+    if mapped and any(os.path.getsize(f) < size * d for f, size in zip(files, sizes,
+                                                                       strict=True)):
+        return None
+    return codes
