@@ -31,11 +31,6 @@ from pydantic import Field
 
 from pixql.catalog import provenance as prov
 from pixql.errors import CatalogError, ModelError, NotFoundError
-<<<<<<< HEAD
-from pixql.execution.context import ExecContext, quote_ident, to_arrow
-=======
-from pixql.execution.engine import executes
->>>>>>> compress
 from pixql.execution.freshness import Freshness, freshness, result_status, status_counts
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
@@ -53,6 +48,7 @@ from pixql.models.inputs import InputSource, raw_input
 
 if TYPE_CHECKING:
     from pixql.catalog.store import ColumnRecord, ModelRecord
+    from pixql.execution.context import ExecContext
     from pixql.models.base import Embedder
     from pixql.sql.nodes import Query, Search
 

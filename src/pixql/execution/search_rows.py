@@ -33,11 +33,12 @@ from pixql.execution.search import (
     _query_rows,
     _result,
     column_matrix,
-    fetch_rows,
     plan_query,
     run_search,
 )
-from pixql.execution.vectors import ColumnVectors, load_vectors, read_snapshot
+from pixql.execution.search_hot import fetch_rows
+from pixql.execution.vector_load import load_vectors
+from pixql.execution.vectors import ColumnVectors, read_snapshot
 from pixql.index.exact import unit_rows
 from pixql.index.knn import KnnResult, knn
 from pixql.sql.nodes import Search
@@ -157,7 +158,8 @@ def _vectors(s: _Search, plan: QueryPlan, fr: Freshness | None, ok: bool) -> Col
         if vecs is not None:
             return vecs
     count = int(s.ctx.cur.execute(f"SELECT count(*) FROM {plan.table.sql}").fetchall()[0][0])
-    return load_vectors(s.ctx.cur, plan.table, s.opts.emb_col, s.rec.dim, count, status_sql)
+    got = load_vectors(s.ctx.cur, plan.table, s.opts.emb_col, s.rec.dim, count, status_sql)
+    return ColumnVectors(got.units, got.rowids, got.valid, got.status, codes=got.codes)
 
 
 def _selected(s: _Search, plan: QueryPlan, vecs: ColumnVectors) -> np.ndarray | None:
