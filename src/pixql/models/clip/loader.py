@@ -246,8 +246,13 @@ def _build(
         ) from e
     dim = int(config.get("embed_dim") or variant.dim)
     log.info("loaded CLIP %s from %s", variant.version_id, where)
+
+    def reload() -> Any:  # the same weights again, after a backend released them
+        return open_clip.create_model_from_pretrained(name, device=device, **kwargs)[0]
+
     return ClipEmbedder(model, preprocess, tokenizer, version_id=variant.version_id, dim=dim,
-                        source=where, video_frames=video_frames, weights_folder=source.folder)
+                        source=where, video_frames=video_frames, weights_folder=source.folder,
+                        reload=reload)
 
 
 def download_host_unreachable(timeout_s: float | None = None) -> str | None:
