@@ -160,12 +160,13 @@ def _pick(embedder: ClipEmbedder, towers: Towers, tower: str, candidates: list[s
     Raises:
         CacheNotWritableError: nothing can be exported (the caller stops trying).
     """
-    from pixql.models.clip.export import CacheNotWritableError, ExportError
+    from pixql.models.clip.export import SOURCES, CacheNotWritableError, ExportError
     from pixql.models.clip.onnx_backend import RUNNERS
 
     failed: set[str] = set()
     for backend in list(candidates):
-        if RUNNERS[backend][0] in failed:
+        precision = RUNNERS[backend][0]
+        if precision in failed or SOURCES.get(precision) in failed:
             continue
         try:
             runner, cosine = _runner_and_cosine(embedder, backend, tower)
