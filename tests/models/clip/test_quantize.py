@@ -10,7 +10,9 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
-onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnx")
+
+import onnx
 
 from pixql.models.clip import export
 from pixql.models.clip.backends import attach_backend
