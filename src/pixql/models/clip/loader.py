@@ -86,7 +86,8 @@ def load_clip(
         models_dir: folder of ``<version_id>/`` folders; overrides ``$PIXQL_CLIP_MODELS_DIR``.
         device: torch device for the model.
         video_frames: frames sampled per video.
-        backend: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``auto``; default
+        backend: ``torch``, ``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``
+            or ``auto``; default
             ``$PIXQL_CLIP_BACKEND`` or ``auto`` (see :mod:`pixql.models.clip.backends`;
             ``auto`` exports the towers to ONNX on the first load of given weights, and
             falls back to torch when anything about that fails).
