@@ -12,7 +12,8 @@
   generated inputs; patch embedding and final projection kept fp32: see
   :mod:`pixql.models.clip.quantize`). Rows do not depend on their batch mates, so batches
   run batched; the fastest here at every batch size.
-* ``auto`` (the default) — per tower, the first of :data:`AUTO_ORDER` that is installed,
+* ``auto`` (the default) — per tower, the first of :data:`AUTO_ORDER` (texts:
+  :data:`TOWER_ORDER`) that is installed,
   exports, loads and keeps cosine :data:`MIN_COSINE` vs torch fp32 on a calibration batch;
   torch otherwise (and always off the CPU). Nothing it tries can fail the load: a missing
   runtime is skipped silently (debug log), any other failure (export, quantization, runtime,
@@ -61,8 +62,14 @@ BACKENDS: dict[str, str] = {
     "auto": "per tower the fastest installed CPU backend keeping cosine >= 0.99 vs torch, "
             "else torch (the default)",
 }
-#: candidates of ``auto``, fastest first (benchmarks/RESULTS.md, section clip_cpu)
+#: candidates of ``auto``, fastest first (benchmarks/RESULTS.md, sections clip_cpu and
+#: clip_cpu_int8): the image tower's order
 AUTO_ORDER = ("openvino-int8", "onnx-int8", "openvino", "onnx")
+#: towers whose order differs: ONNX Runtime's dynamic int8 was faster than OpenVINO's static
+#: int8 on texts (whose length changes from batch to batch) in the same runs
+TOWER_ORDER: dict[str, tuple[str, ...]] = {
+    "text": ("onnx-int8", "openvino-int8", "openvino", "onnx"),
+}
 #: the least per-row cosine similarity to torch fp32 a backend must keep
 MIN_COSINE = 0.99
 
@@ -164,7 +171,8 @@ def _pick(embedder: ClipEmbedder, towers: Towers, tower: str, candidates: list[s
     from pixql.models.clip.onnx_backend import RUNNERS
 
     failed: set[str] = set()
-    for backend in list(candidates):
+    order = TOWER_ORDER.get(tower, AUTO_ORDER)
+    for backend in sorted(candidates, key=order.index):
         precision = RUNNERS[backend][0]
         if precision in failed or SOURCES.get(precision) in failed:
             continue
