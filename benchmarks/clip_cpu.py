@@ -1,4 +1,4 @@
-"""Speed benchmark: CLIP ViT-B/32 on the CPU with every backend, in one run.
+"""Speed benchmark: CLIP (ViT-B/32 by default) on the CPU with every backend, in one run.
 
 Builds the real ViT-B-32 architecture with random weights (``open_clip.create_model(
 'ViT-B-32', pretrained=None)``: no weights can be downloaded here, and speed does not depend
@@ -9,7 +9,11 @@ sizes 1, 16 and 64 with:
 * ``torch-bf16`` — the same under ``torch.autocast('cpu', torch.bfloat16)``;
 * ``torch-channels-last`` — model and pixels in channels-last memory format;
 * ``torch-compile`` — ``torch.compile(dynamic=True)`` of both towers (``--no-compile`` skips);
-* ``onnx``, ``onnx-int8``, ``openvino`` — pixql's backends (``load_clip(backend=...)``).
+* ``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8`` — pixql's backends
+  (``load_clip(backend=...)``); ``--variants`` picks a subset, ``--arch`` another model.
+
+Each call takes another of a few fresh batches per size (crops at random positions, other
+generated images, random captions), none of them used for calibration or the accuracy check.
 
 The machine is shared and noisy, so the variants are measured in interleaved rounds and
 each figure is reported as a ratio to torch fp32 measured in the same round (median over
