@@ -47,8 +47,8 @@ class ClipOptions(BuildOptions):
     backend: str | None = Field(
         default=None,
         description="runtime of the embeddings: torch, onnx, onnx-int8, openvino, "
-        "openvino-int8 or auto (default $PIXQL_CLIP_BACKEND or auto: on the CPU the fastest installed one keeping "
-        "cosine >= 0.99 vs torch, else torch)",
+        "openvino-int8 or auto (default $PIXQL_CLIP_BACKEND or auto: on the CPU the fastest "
+        "installed one keeping cosine >= 0.99 vs torch, else torch)",
     )
 
     @field_validator("clip_version_id")
