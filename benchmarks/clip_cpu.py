@@ -1,4 +1,4 @@
-"""Speed benchmark: CLIP ViT-B/32 on the CPU with every backend, in one run.
+"""Speed benchmark: CLIP (ViT-B/32 by default) on the CPU with every backend, in one run.
 
 Builds the real ViT-B-32 architecture with random weights (``open_clip.create_model(
 'ViT-B-32', pretrained=None)``: no weights can be downloaded here, and speed does not depend
@@ -9,7 +9,11 @@ sizes 1, 16 and 64 with:
 * ``torch-bf16`` — the same under ``torch.autocast('cpu', torch.bfloat16)``;
 * ``torch-channels-last`` — model and pixels in channels-last memory format;
 * ``torch-compile`` — ``torch.compile(dynamic=True)`` of both towers (``--no-compile`` skips);
-* ``onnx``, ``onnx-int8``, ``openvino`` — pixql's backends (``load_clip(backend=...)``).
+* ``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8`` — pixql's backends
+  (``load_clip(backend=...)``); ``--variants`` picks a subset, ``--arch`` another model.
+
+Each call takes another of a few fresh batches per size (crops at random positions, other
+generated images, random captions), none of them used for calibration or the accuracy check.
 
 The machine is shared and noisy, so the variants are measured in interleaved rounds and
 each figure is reported as a ratio to torch fp32 measured in the same round (median over
@@ -51,7 +55,10 @@ from pixql.models.clip.embedder import ClipEmbedder
 from pixql.models.clip.text import encode_text_trimmed
 
 Fn = Callable[[Any], Any]
-BACKENDS = ("onnx", "onnx-int8", "openvino")
+BACKENDS = ("onnx", "onnx-int8", "openvino", "openvino-int8")
+TORCH_VARIANTS = ("torch-bf16", "torch-channels-last", "torch-compile")
+#: different input batches each call cycles through (no batch is measured twice in a row)
+POOL = 3
 TEXTS = [
     *list(CAPTIONS[:-1]),
     "a dog",
@@ -71,6 +78,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement (1)")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--arch", default="ViT-B-32", help="open_clip architecture (ViT-B-32)")
+    p.add_argument("--variants", nargs="+", default=None,
+                   help=f"measure only these besides torch (of {', '.join(TORCH_VARIANTS)}, "
+                   f"{', '.join(BACKENDS)}); default all")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                    help="thread settings to measure in turn (torch's, and the ONNX "
                    "runtimes' follow it); default 1 2")
@@ -79,14 +90,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def make_embedder() -> ClipEmbedder:
-    """ViT-B-32 with random weights, as ``load_clip`` would wrap it."""
+def make_embedder(arch: str = "ViT-B-32") -> ClipEmbedder:
+    """``arch`` with random weights, as ``load_clip`` would wrap it."""
     import open_clip
 
     torch.manual_seed(0)
-    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32", pretrained=None)
-    return ClipEmbedder(model, preprocess, open_clip.get_tokenizer("ViT-B-32"),
-                        version_id="ViT-B-32", dim=512, source="random")
+    model, _, preprocess = open_clip.create_model_and_transforms(arch, pretrained=None)
+    return ClipEmbedder(model, preprocess, open_clip.get_tokenizer(arch),
+                        version_id=arch, dim=512, source="random")
 
 
 def torch_variants(base: ClipEmbedder, compile_: bool) -> dict[str, tuple[Fn, Fn]]:
@@ -129,10 +140,13 @@ def compiled(base: ClipEmbedder) -> tuple[Fn, Fn]:
     return run_image, run_text
 
 
-def backend_variants(base: ClipEmbedder, info: dict[str, Any]) -> dict[str, tuple[Fn, Fn]]:
+def backend_variants(base: ClipEmbedder, info: dict[str, Any],
+                     wanted: list[str] | None) -> dict[str, tuple[Fn, Fn]]:
     """pixql's ONNX backends on embedders sharing ``base``'s model; times export and load."""
     out: dict[str, tuple[Fn, Fn]] = {}
     for name in BACKENDS:
+        if wanted is not None and name not in wanted:
+            continue
         timings = []
         for _ in range(2):  # cold (export + quantize + check), then from the cache
             e = make_sharing(base)
@@ -155,68 +169,100 @@ def make_sharing(base: ClipEmbedder) -> ClipEmbedder:
                         version_id=base.version_id, dim=base.dim, source=base.source)
 
 
-def items_per_s(fn: Fn, batch: Any, n: int, min_time: float) -> float:
+def items_per_s(fn: Fn, batches: list[Any], n: int, min_time: float) -> float:
     calls, start = 0, time.perf_counter()
     while True:
-        fn(batch)
+        fn(batches[calls % len(batches)])
         calls += 1
         elapsed = time.perf_counter() - start
         if elapsed >= min_time:
             return calls * n / elapsed
 
 
-def real_images() -> list[Any]:
-    """Crops of scikit-learn's two sample photos at several positions and scales."""
+def real_images(n: int = 24, seed: int = 7) -> list[Any]:
+    """``n`` images: crops of scikit-learn's two sample photos at random positions and
+    scales, and generated photo-like images (seeds other than those calibration uses)."""
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
+    rng = np.random.default_rng(seed)
+    photos = [Image.fromarray(arr) for arr in load_sample_images().images]
     out = []
-    for arr in load_sample_images().images:
-        photo = Image.fromarray(arr)
+    for i in range(n):
+        if i % 3 == 2:
+            out += photo_like_images(1, seed=1000 * seed + i)
+            continue
+        photo = photos[i % 2]
         w, h = photo.size
-        for i, side in enumerate((420, 300, 224, 160, 360, 260, 200, 400)):
-            x0, y0 = (i * 53) % (w - side), (i * 37) % (h - side)
-            out.append(photo.crop((x0, y0, x0 + side, y0 + side)))
-    return out + photo_like_images(8)
+        side = int(rng.integers(160, 420))
+        x0, y0 = int(rng.integers(0, w - side)), int(rng.integers(0, h - side))
+        out.append(photo.crop((x0, y0, x0 + side, y0 + side)))
+    return out
+
+
+def random_texts(n: int, seed: int) -> list[str]:
+    """``n`` captions of 1 to ~25 words drawn from TEXTS' vocabulary."""
+    rng = np.random.default_rng(seed)
+    words = sorted({w for t in TEXTS[:-1] for w in t.split()})
+    return [" ".join(rng.choice(words, int(rng.integers(1, 26)))) for _ in range(n)]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every thread setting of ``--threads`` in turn, sharing the model and the exports."""
-    base = make_embedder()
-    torch_fns = torch_variants(base, not args.no_compile)
+    base = make_embedder(args.arch)
+    torch_fns = {k: v for k, v in torch_variants(base, not args.no_compile).items()
+                 if k == "torch" or args.variants is None or k in args.variants}
     images = real_images()
     pixels = torch.stack([base.preprocess(i, "image") for i in images])
-    out: dict[str, Any] = {"n_images": len(images), "n_texts": len(TEXTS), "by_threads": {}}
+    out: dict[str, Any] = {"n_images": len(images), "n_texts": len(TEXTS), "by_threads": {},
+                           "pools": make_pools(base, args.batch_sizes)}
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)  # the ONNX runtimes' sessions follow it
-        out["by_threads"][threads] = run_threads(base, torch_fns, pixels, args)
+        out["by_threads"][threads] = run_threads(base, torch_fns, pixels, args, out["pools"])
     return out
 
 
+def make_pools(base: ClipEmbedder, sizes: list[int]) -> dict[tuple[str, int], list[Any]]:
+    """(modality, batch size) → POOL different batches: fresh images and captions, none of
+    them the accuracy batch's or the calibration's."""
+    pools: dict[tuple[str, int], list[Any]] = {}
+    for bs in sizes:
+        pools[("image", bs)] = [
+            torch.stack([base.preprocess(i, "image") for i in real_images(bs, 100 + k)])
+            for k in range(POOL)]
+        pools[("text", bs)] = [random_texts(bs, 100 + k) for k in range(POOL)]
+    return pools
+
+
 def run_threads(base: ClipEmbedder, torch_fns: dict[str, tuple[Fn, Fn]],
-                pixels: torch.Tensor, args: argparse.Namespace) -> dict[str, Any]:
+                pixels: torch.Tensor, args: argparse.Namespace,
+                pools: dict[tuple[str, int], list[Any]]) -> dict[str, Any]:
     info: dict[str, Any] = {}
     variants = dict(torch_fns)
-    variants.update(backend_variants(base, info))
-    ref_img, ref_txt = base.forward(list(pixels), "image"), base.forward(TEXTS, "text")
+    variants.update(backend_variants(base, info, args.variants))
+    # accuracy on every measured batch, as measured (batched), plus the fixed sets
+    inputs = {"image": [pixels, *[b for (m, _), bs in pools.items() if m == "image" for b in bs]],
+              "text": [TEXTS, *[b for (m, _), bs in pools.items() if m == "text" for b in bs]]}
+    refs = {m: [variants["torch"][i](b).float() for b in inputs[m]]
+            for i, m in enumerate(("image", "text"))}
     cos: dict[str, tuple[float, float]] = {}
-    for name, (fi, ft) in variants.items():  # also warms every variant up
+    for name, fns in variants.items():  # also warms every variant up
         start = time.perf_counter()
-        got_i, got_t = fi(pixels).float(), ft(TEXTS).float()
+        cos[name] = tuple(  # type: ignore[assignment]
+            min(float(torch.cosine_similarity(fns[i](b).float(), ref).min())
+                for b, ref in zip(inputs[m], refs[m], strict=True))
+            for i, m in enumerate(("image", "text")))
         info.setdefault(name, {})["warmup_s"] = time.perf_counter() - start
-        cos[name] = (float(torch.cosine_similarity(got_i, ref_img.float()).min()),
-                     float(torch.cosine_similarity(got_t, ref_txt.float()).min()))
     rates: dict[tuple[str, str, int], list[float]] = {}
     for r in range(args.rounds):
         for bs in args.batch_sizes:
-            batches = {"image": pixels[torch.arange(bs) % len(pixels)],
-                       "text": [TEXTS[i % len(TEXTS)] for i in range(bs)]}
-            for modality, batch in batches.items():
-                measure_round(variants, modality, batch, bs, args.min_time, rates, r)
+            for modality in ("image", "text"):
+                measure_round(variants, modality, pools[(modality, bs)], bs, args.min_time,
+                              rates, r)
     return {"rates": rates, "cos": cos, "info": info, "variants": list(variants)}
 
 
-def measure_round(variants: dict[str, tuple[Fn, Fn]], modality: str, batch: Any, bs: int,
+def measure_round(variants: dict[str, tuple[Fn, Fn]], modality: str, batch: list[Any], bs: int,
                   min_time: float, rates: dict, r: int) -> None:
     """One round: torch, every other variant, torch again (its rate is the mean of both,
     so each ratio compares measurements minutes apart at most)."""
@@ -238,22 +284,27 @@ def ratio(rates: dict, name: str, modality: str, bs: int) -> float:
 
 
 def render(res: dict[str, Any], args: argparse.Namespace, command: str, wall: float) -> str:
-    lines = ["## CLIP ViT-B/32 on the CPU: backends compared", "",
+    lines = [f"## CLIP {args.arch} on the CPU: backends compared", "",
              f"Command: `{command}` — {machine()}, torch {torch.__version__}, "
              f"{args.rounds} interleaved rounds (torch measured first and last in each), "
              f"wall {wall / 60:.1f} min.", "",
-             "Random weights (real ViT-B-32 architecture); throughput of "
+             f"Random weights (real {args.arch} architecture: random weights lack the "
+             "activation outliers of trained CLIPs, so int8 accuracy on real weights is "
+             "checked per model at its first load, not here); throughput of "
              "`ClipEmbedder.forward` on preprocessed images / raw texts (tokenization "
-             "included, padded to the batch's longest text). **×** = ratio to torch fp32 "
+             f"included, padded to the batch's longest text), each call on another of {POOL} "
+             "fresh batches per size (none used for calibration or the accuracy check). "
+             "**×** = ratio to torch fp32 "
              "measured in the same round (median over rounds); items/s are medians and "
              "depend on the machine's load. *N threads*: torch's and the ONNX runtimes'.", ""]
     first = None
     for threads, part in res["by_threads"].items():
         lines += render_threads(part, threads, args.batch_sizes)
         first = first or part
-    lines += [f"Min cosine: per row vs torch fp32 over {res['n_images']} images (crops of "
-              "scikit-learn's two sample photos + 8 generated photo-like images) and "
-              f"{res['n_texts']} captions of 1 to 77+ tokens.", "",
+    lines += [f"Min cosine: per row vs torch fp32 over every measured batch (as batched) and "
+              f"{res['n_images']} more images (crops of scikit-learn's two sample photos and "
+              f"generated photo-like images) and {res['n_texts']} captions of 1 to 77+ "
+              "tokens.", "",
               "| backend | first load (export + quantize + check) | load from cache |",
               "|---|---|---|"]
     for name in BACKENDS:
@@ -287,6 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as cache:  # cold exports, measured
         os.environ["PIXQL_CACHE_DIR"] = cache
         res = run(args)
+    res.pop("pools")
     if args.json:
         raw = {**res, "by_threads": {t: {**p, "rates": [[*k, v] for k, v in p["rates"].items()]}
                                      for t, p in res["by_threads"].items()}}
@@ -294,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     body = render(res, args, command.strip(), time.perf_counter() - start)
     print(body)
     if not args.no_write:
-        write_section("clip_cpu", body)
+        write_section("clip_cpu" if args.arch == "ViT-B-32" else f"clip_cpu_{args.arch}", body)
 
 
 if __name__ == "__main__":

@@ -112,9 +112,9 @@ def default_cache(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path,
 
 
 def _counting(real, precision: str, calls: list[tuple[str, str]]):
-    def exporter(model, folder, tower, trimmed):
-        calls.append((tower, precision))
-        return real(model, folder, tower, trimmed)
+    def exporter(job):
+        calls.append((job.tower, precision))
+        return real(job)
     return exporter
 
 

@@ -139,3 +139,107 @@ def test_cuda_embeddings_match_cpu(tiny_clip_dir, tiny_clip, random_image):
                                atol=1e-3)
     np.testing.assert_allclose(gpu.embed(TEXTS, "text"), tiny_clip.embed(TEXTS, "text"),
                                atol=1e-3)
+
+
+# ---------------------------------------------------------------------- releasing torch
+def _loaded_with(backend: str, folder, cache_root, monkeypatch):
+    """A ClipEmbedder of the tiny weights in ``folder`` with ``backend``, via load_clip."""
+    pytest.importorskip("onnxruntime")
+    from pixql.models.clip import export, load_clip
+
+    monkeypatch.setenv(export.CACHE_ENV, str(cache_root))
+    return load_clip("ViT-B-32", path=folder, backend=backend)
+
+
+@pytest.fixture
+def weights_copy(tmp_path):
+    """Another folder with the tiny CLIP's weights (a load_clip cache key of its own)."""
+    from pixql.testing import make_tiny_clip
+
+    return make_tiny_clip(tmp_path / "tiny-copy")
+
+
+def test_onnx_computing_both_towers_frees_the_torch_model(default_cache, weights_copy,
+                                                          monkeypatch, tiny_clip, random_image):
+    e = _loaded_with("onnx", weights_copy, default_cache["root"], monkeypatch)
+    assert e.backend == "onnx"
+    assert not e.torch_loaded
+    images = [random_image(1), random_image(2, size=(20, 90))]
+    np.testing.assert_allclose(e.embed(images, "image"), tiny_clip.embed(images, "image"),
+                               rtol=1e-5, atol=1e-5)  # fp32 parity without torch
+    np.testing.assert_allclose(e.embed(TEXTS, "text"), tiny_clip.embed(TEXTS, "text"),
+                               rtol=1e-5, atol=1e-5)
+    assert e.max_text_tokens == tiny_clip.max_text_tokens
+    assert not e.torch_loaded  # nothing above needed it
+
+
+def test_the_freed_model_is_garbage_collected(default_cache, monkeypatch, tiny_clip):
+    import gc
+    import weakref
+
+    from pixql.models.clip import export
+    from pixql.models.clip.backends import attach_backend
+    from pixql.models.clip.embedder import ClipEmbedder
+
+    monkeypatch.setenv(export.CACHE_ENV, str(default_cache["root"]))
+    model = copy_of(tiny_clip.model)
+    e = ClipEmbedder(model, tiny_clip.image_transform, tiny_clip.tokenizer,
+                     version_id="ViT-B-32", dim=32, reload=lambda: copy_of(tiny_clip.model))
+    alive = weakref.ref(model)
+    del model
+    attach_backend(e, "onnx")
+    gc.collect()
+    assert alive() is None  # no reference left anywhere (export, fingerprint, runners)
+
+
+def copy_of(model):
+    import copy
+
+    return copy.deepcopy(model)
+
+
+def test_a_failing_runner_reloads_torch_after_it_was_freed(default_cache, weights_copy,
+                                                           monkeypatch, tiny_clip, caplog,
+                                                           random_image):
+    monkeypatch.delenv("PIXQL_CLIP_BACKEND", raising=False)
+    e = _loaded_with("auto", weights_copy, default_cache["root"], monkeypatch)
+    if "torch" in e.towers.chosen.values():  # pragma: no cover - a tower kept torch
+        assert e.torch_loaded
+        return
+    assert not e.torch_loaded
+
+    def broken(x):
+        raise RuntimeError("runtime exploded")
+
+    e.towers.image.runner = broken
+    images = [random_image(3), random_image(4)]
+    with caplog.at_level("WARNING"):
+        got = e.embed(images, "image")
+    assert e.torch_loaded
+    assert "image=torch" in e.backend
+    assert any("loading the torch model again" in r.getMessage() for r in caplog.records)
+    np.testing.assert_allclose(got, tiny_clip.embed(images, "image"), rtol=1e-6, atol=1e-6)
+
+
+def test_a_tower_left_to_torch_keeps_the_model(default_cache, weights_copy, monkeypatch,
+                                               measured):
+    from pixql.models.clip.backends import AUTO_ORDER, MIN_COSINE
+
+    measured({(b, "image"): MIN_COSINE - 0.01 for b in AUTO_ORDER})
+    monkeypatch.delenv("PIXQL_CLIP_BACKEND", raising=False)
+    e = _loaded_with("auto", weights_copy, default_cache["root"], monkeypatch)
+    assert e.towers.chosen["image"] == "torch"
+    assert e.torch_loaded
+
+
+def test_an_embedder_that_cannot_reload_keeps_its_model(default_cache, monkeypatch, tiny_clip):
+    from pixql.models.clip import export
+    from pixql.models.clip.backends import attach_backend
+    from pixql.models.clip.embedder import ClipEmbedder
+
+    monkeypatch.setenv(export.CACHE_ENV, str(default_cache["root"]))
+    e = ClipEmbedder(tiny_clip.model, tiny_clip.image_transform, tiny_clip.tokenizer,
+                     version_id="ViT-B-32", dim=32)  # built in memory: no reload
+    attach_backend(e, "onnx")
+    assert e.torch_loaded
+    assert not e.release_torch()

@@ -92,15 +92,17 @@ def test_the_default_is_auto_and_load_clip_uses_it(default_cache, tiny_clip):
 
 
 def test_concurrent_first_loads_export_each_file_once(default_cache):
-    assert sorted(default_cache["exports"]) == [
-        ("image", "fp32"), ("image", "int8"), ("text", "fp32"), ("text", "int8")]
+    exports = default_cache["exports"]
+    assert len(exports) == len(set(exports))  # each file once, though two loads raced
+    assert {("image", "fp32"), ("text", "fp32"), ("image", "int8s"), ("text", "int8")} <= set(
+        exports)
     loaded, other = default_cache["loaded"], default_cache["other"]
     folder = default_cache["folder"]
     assert loaded._export_folder == folder  # same weights, same folder
     assert other.backend == loaded.backend
     manifest = export.read_manifest(folder)
     assert all(export.file_ok(folder, name, manifest) for name in manifest["files"])
-    assert len(manifest["files"]) == 4
+    assert {export.FILES[key] for key in exports} <= set(manifest["files"])
     assert not list(folder.glob(".*.tmp"))  # temporary files were all renamed
     np.testing.assert_allclose(loaded.embed(TEXTS, "text"), other.embed(TEXTS, "text"),
                                atol=1e-6)
@@ -147,13 +149,14 @@ def test_a_runtime_that_cannot_load_gives_way_to_the_next_one(warm_cache, monkey
     def broken_session(path, **kwargs):
         raise OSError(f"cannot map {path.name}")
 
+    monkeypatch.setitem(onnx_backend.RUNNERS, "openvino-int8", ("int8s", broken_session))
     monkeypatch.setitem(onnx_backend.RUNNERS, "onnx-int8", ("int8", broken_session))
     with caplog.at_level(logging.WARNING):
         e = fresh(tiny_clip)
-    assert "onnx-int8" not in e.towers.chosen.values()
     assert set(e.towers.chosen.values()) <= {"openvino", "onnx"}
-    assert any("onnx-int8 failed for the image tower" in m and "OSError" in m
-               for m in _warnings(caplog))
+    for backend in ("openvino-int8", "onnx-int8"):
+        assert any(f"{backend} failed for the image tower" in m and "OSError" in m
+                   for m in _warnings(caplog))
     _assert_runs_its_choice(e, tiny_clip)
 
 

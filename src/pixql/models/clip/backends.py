@@ -8,7 +8,12 @@
 * ``onnx-int8`` — the same, dynamically quantized to int8 (weights int8, activations
   quantized on the fly); the fastest on CPUs with AVX-512 VNNI / AVX2.
 * ``openvino`` — OpenVINO runs the fp32 ONNX files (it picks bf16 itself where the CPU has it).
-* ``auto`` (the default) — per tower, the first of :data:`AUTO_ORDER` that is installed,
+* ``openvino-int8`` — OpenVINO runs a static int8 version of them (NNCF, calibrated on
+  generated inputs; patch embedding and final projection kept fp32: see
+  :mod:`pixql.models.clip.quantize`). Rows do not depend on their batch mates, so batches
+  run batched; the fastest here at every batch size.
+* ``auto`` (the default) — per tower, the first of :data:`AUTO_ORDER` (texts:
+  :data:`TOWER_ORDER`) that is installed,
   exports, loads and keeps cosine :data:`MIN_COSINE` vs torch fp32 on a calibration batch;
   torch otherwise (and always off the CPU). Nothing it tries can fail the load: a missing
   runtime is skipped silently (debug log), any other failure (export, quantization, runtime,
@@ -52,11 +57,19 @@ BACKENDS: dict[str, str] = {
     "onnx": "ONNX Runtime fp32 on the CPU (needs pixql[onnx])",
     "onnx-int8": "ONNX Runtime with dynamic int8 quantization on the CPU (needs pixql[onnx])",
     "openvino": "OpenVINO on the CPU, bf16 where supported (needs pixql[onnx,openvino])",
+    "openvino-int8": "OpenVINO on the CPU with static int8 quantization (calibrated; needs "
+                     "pixql[onnx,openvino])",
     "auto": "per tower the fastest installed CPU backend keeping cosine >= 0.99 vs torch, "
             "else torch (the default)",
 }
-#: candidates of ``auto``, fastest first (benchmarks/RESULTS.md, section clip_cpu)
-AUTO_ORDER = ("onnx-int8", "openvino", "onnx")
+#: candidates of ``auto``, fastest first (benchmarks/RESULTS.md, sections clip_cpu and
+#: clip_cpu_int8): the image tower's order
+AUTO_ORDER = ("openvino-int8", "onnx-int8", "openvino", "onnx")
+#: towers whose order differs: ONNX Runtime's dynamic int8 was faster than OpenVINO's static
+#: int8 on texts (whose length changes from batch to batch) in the same runs
+TOWER_ORDER: dict[str, tuple[str, ...]] = {
+    "text": ("onnx-int8", "openvino-int8", "openvino", "onnx"),
+}
 #: the least per-row cosine similarity to torch fp32 a backend must keep
 MIN_COSINE = 0.99
 
@@ -80,6 +93,10 @@ def resolve_backend(name: str | None = None) -> str:
 def attach_backend(embedder: ClipEmbedder, backend: str | None = None) -> ClipEmbedder:
     """Make ``embedder`` compute embeddings with ``backend`` (see the module docstring).
 
+    When another runtime computes both towers, the torch model is released (if the embedder
+    can load it again: see :meth:`~pixql.models.clip.embedder.ClipEmbedder.release_torch`),
+    so a served model holds only what its runtime uses.
+
     Raises:
         OptionError: unknown backend.
         MissingDependencyError: an explicit backend whose runtime is not installed.
@@ -87,7 +104,9 @@ def attach_backend(embedder: ClipEmbedder, backend: str | None = None) -> ClipEm
             (never for ``auto``, which falls back to torch).
     """
     name = resolve_backend(backend)
-    embedder.towers = _BUILDERS[name](embedder, name)
+    towers = embedder.towers = _BUILDERS[name](embedder, name)
+    if towers is not None and all(getattr(towers, t) is not None for t in TOWERS):
+        embedder.release_torch()  # only an embedder that can reload its weights frees them
     log.info("CLIP %s: backend %s", getattr(embedder, "model_id", "?"), embedder.backend)
     return embedder
 
@@ -148,12 +167,14 @@ def _pick(embedder: ClipEmbedder, towers: Towers, tower: str, candidates: list[s
     Raises:
         CacheNotWritableError: nothing can be exported (the caller stops trying).
     """
-    from pixql.models.clip.export import CacheNotWritableError, ExportError
+    from pixql.models.clip.export import SOURCES, CacheNotWritableError, ExportError
     from pixql.models.clip.onnx_backend import RUNNERS
 
     failed: set[str] = set()
-    for backend in list(candidates):
-        if RUNNERS[backend][0] in failed:
+    order = TOWER_ORDER.get(tower, AUTO_ORDER)
+    for backend in sorted(candidates, key=order.index):
+        precision = RUNNERS[backend][0]
+        if precision in failed or SOURCES.get(precision) in failed:
             continue
         try:
             runner, cosine = _runner_and_cosine(embedder, backend, tower)
@@ -218,6 +239,7 @@ _BUILDERS: dict[str, Callable[[ClipEmbedder, str], Towers | None]] = {
     "onnx": _explicit,
     "onnx-int8": _explicit,
     "openvino": _explicit,
+    "openvino-int8": _explicit,
     "auto": _auto,
 }
 
@@ -226,13 +248,16 @@ _BUILDERS: dict[str, Callable[[ClipEmbedder, str], Towers | None]] = {
 def _runner_and_cosine(embedder: ClipEmbedder, backend: str, tower: str) -> tuple[Runner, float]:
     """The runner of ``tower`` for ``backend`` and its min cosine vs torch (cached)."""
     from pixql.models.clip import export
+    from pixql.models.clip.calibration import quantization_samples
     from pixql.models.clip.onnx_backend import ROWWISE, RUNNERS, RowwiseRunner, require_runtime
 
     require_runtime(backend)
     precision, factory = RUNNERS[backend]
     folder = _export_folder(embedder)
     path = export.ensure_files(embedder.model, folder, [(tower, precision)],
-                               trimmed=embedder.can_trim())[(tower, precision)]
+                               trimmed=embedder.can_trim(),
+                               calibration=lambda t: quantization_samples(embedder, t),
+                               )[(tower, precision)]
     runner = factory(path)
     if backend in ROWWISE:
         runner = RowwiseRunner(runner, trim_text=tower == "text" and embedder.can_trim())

@@ -57,6 +57,47 @@ def photo_like_images(n: int = 8, size: int = 256, seed: int = 0) -> list[Image.
     return images
 
 
+#: captions static int8 quantization calibrates on (not those of the accuracy check)
+QUANTIZATION_CAPTIONS = (
+    "a dog",
+    "people",
+    "sunset over the mountains with a lake in the foreground",
+    "a screenshot of a spreadsheet with numbers",
+    "portrait of a smiling woman wearing glasses",
+    "a red car parked in front of a brick house",
+    "aerial view of a city at night with bright lights",
+    "a bowl of ramen with an egg, chopsticks and green onions on a dark table",
+    "logo",
+    "a watercolor painting of a small boat on a calm sea in the early morning",
+    "an x-ray of a hand",
+    "three children playing football in a park on a sunny afternoon",
+    " ".join(["a detailed description of a busy train station during rush hour"] * 8),
+    "macro photo of a bee on a yellow flower",
+    "a black and white photo of an old man reading a newspaper",
+    "text",
+)
+#: seeds of the images static int8 quantization calibrates on (the check uses seed 0)
+QUANTIZATION_SEEDS = (1, 2, 3, 4)
+
+
+def quantization_samples(embedder: ClipEmbedder, tower: str) -> list[torch.Tensor]:
+    """Calibration inputs for static quantization of ``tower``: 4 batches of 8 generated
+    images, or the captions one by one (each at its own length, as single texts run) and
+    all together — different inputs from :func:`calibration_batch`, so the accuracy check
+    does not see the data the quantizer was fitted on."""
+    return _SAMPLES[tower](embedder)
+
+
+def _image_samples(embedder: ClipEmbedder) -> list[torch.Tensor]:
+    return [torch.stack([embedder.preprocess(img, "image") for img in photo_like_images(seed=s)])
+            for s in QUANTIZATION_SEEDS]
+
+
+def _text_samples(embedder: ClipEmbedder) -> list[torch.Tensor]:
+    captions = list(QUANTIZATION_CAPTIONS)
+    return [embedder.tokens_for([c]) for c in captions] + [embedder.tokens_for(captions)]
+
+
 def calibration_batch(embedder: ClipEmbedder, tower: str) -> torch.Tensor:
     """The model input of ``tower``: preprocessed images, or tokens as ``forward`` makes them."""
     return _BATCHES[tower](embedder)
@@ -72,4 +113,7 @@ def _text_batch(embedder: ClipEmbedder) -> torch.Tensor:
 
 _BATCHES: dict[str, Callable[[ClipEmbedder], torch.Tensor]] = {
     "image": _image_batch, "text": _text_batch,
+}
+_SAMPLES: dict[str, Callable[[ClipEmbedder], list[torch.Tensor]]] = {
+    "image": _image_samples, "text": _text_samples,
 }

@@ -17,6 +17,8 @@ The same object serves SQL (``CONVERT``/``SEARCH IMAGE``) and HTTP (``/clip/*``)
 
 from __future__ import annotations
 
+import gc
+import logging
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable, Sequence
 
     from pixql.models.clip.towers import ClipModule, Tokenizer, Towers
+
+log = logging.getLogger(__name__)
 
 
 class ClipEmbedder(Embedder):
@@ -49,6 +53,9 @@ class ClipEmbedder(Embedder):
             :func:`pixql.models.clip.backends.attach_backend`).
         weights_folder: the folder the weights were read from (None: downloaded, or built
             in memory).
+        reload: builds the same torch model again (the loader passes one); with it, a
+            backend that computes both towers without torch may free the torch model
+            (:meth:`release_torch`), and :attr:`model` reloads it if it is needed again.
 
     Thread safety: ``preprocess`` and ``forward`` may be called from several threads at once;
     inference on the (read-only, eval-mode) torch module is re-entrant and the tokenizer's
@@ -69,10 +76,16 @@ class ClipEmbedder(Embedder):
         video_frames: int = 8,
         towers: Towers | None = None,
         weights_folder: Path | None = None,
+        reload: Callable[[], ClipModule] | None = None,
     ) -> None:
         if video_frames < 1:
             raise ValueError(f"video_frames must be >= 1, got {video_frames}")
-        self.model = model.eval().requires_grad_(False)
+        self._model: ClipModule | None = model.eval().requires_grad_(False)
+        self._reload = reload
+        self._model_lock = threading.Lock()
+        self._context_length = int(getattr(model, "context_length", 0)
+                                   or tokenizer.context_length)
+        self._can_trim = can_trim(model)
         self.image_transform = preprocess
         self.tokenizer = tokenizer
         self.version_id = version_id
@@ -101,6 +114,41 @@ class ClipEmbedder(Embedder):
         return (f"ClipEmbedder({self.model_id!r}, dim={self.dim}, source={self.source!r}, "
                 f"backend={self.backend!r})")
 
+    # ------------------------------------------------------------------ torch model
+    @property
+    def model(self) -> ClipModule:
+        """open_clip's torch model; loaded again (once, with a warning) if it was released."""
+        model = self._model
+        if model is None:
+            with self._model_lock:
+                if self._model is None:
+                    if self._reload is None:  # pragma: no cover - release_torch refuses
+                        raise ModelError(f"{self.model_id}: the torch model was released")
+                    log.warning("CLIP %s: loading the torch model again (a backend handed a "
+                                "tower back to torch)", self.model_id)
+                    self._model = self._reload().eval().requires_grad_(False)
+                model = self._model
+        return model
+
+    @property
+    def torch_loaded(self) -> bool:
+        """Whether the torch model is in memory (False after :meth:`release_torch`)."""
+        return self._model is not None
+
+    def release_torch(self) -> bool:
+        """Free the torch model (its weights) if it can be loaded again; True if freed.
+
+        Backends call this once both towers run elsewhere (see
+        :func:`pixql.models.clip.backends.attach_backend`)."""
+        with self._model_lock:
+            if self._reload is None or self._model is None:
+                return False
+            self._model = None
+        free_heap()
+        log.info("CLIP %s: torch model released (the backend computes both towers)",
+                 self.model_id)
+        return True
+
     @property
     def backend(self) -> str:
         """The backend computing the embeddings (``'torch'`` unless ``towers`` is set)."""
@@ -121,7 +169,7 @@ class ClipEmbedder(Embedder):
         Longer texts are truncated to this length (the last kept token becomes the end
         token), as open_clip's tokenizer does; Roboflow's server answers 500 instead.
         """
-        return int(getattr(self.model, "context_length", 0) or self.tokenizer.context_length)
+        return self._context_length
 
     def text_token_count(self, text: str) -> int:
         """Tokens ``text`` needs, start and end tokens included (may exceed the limit)."""
@@ -198,7 +246,7 @@ class ClipEmbedder(Embedder):
 
     def can_trim(self) -> bool:
         """Whether text batches drop their all-padding tail (see :mod:`.text`)."""
-        return can_trim(self.model)
+        return self._can_trim
 
     # ------------------------------------------------------------------ video
     def _preprocess_video(self, item: Any) -> torch.Tensor:
@@ -215,3 +263,15 @@ class ClipEmbedder(Embedder):
         means = torch.stack([part.mean(dim=0) for part in emb.split(sizes)])
         return F.normalize(means, dim=-1)
 
+
+
+def free_heap() -> None:
+    """Collect garbage and hand freed heap memory back to the OS (glibc keeps freed blocks
+    of a few MB, such as a ViT's weight matrices, in its arenas otherwise)."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass

@@ -5,6 +5,7 @@ Layout of the cache (``$PIXQL_CACHE_DIR/onnx`` or ``~/.cache/pixql/onnx``)::
     <fingerprint>/               sha256 of the weights, the architecture and the export format
       image.onnx  text.onnx      fp32 towers (dynamic batch; text also dynamic length)
       image.int8.onnx  ...       onnxruntime dynamic int8 quantization of the fp32 files
+      image.int8s.onnx ...       static int8 (QDQ, calibrated; see pixql.models.clip.quantize)
       manifest.json              size + sha256 of every file (+ its cosine vs torch, when known)
       .lock                      held (flock) while a process exports
 
@@ -27,6 +28,7 @@ import os
 import threading
 import uuid
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from pixql.models.clip.towers import ClipModule
+
+    #: tower → calibration batches for static quantization
+    Calibration = Callable[[str], list[torch.Tensor]]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,13 @@ FILES: dict[tuple[str, str], str] = {
     ("text", "fp32"): "text.onnx",
     ("image", "int8"): "image.int8.onnx",
     ("text", "int8"): "text.int8.onnx",
+    ("image", "int8s"): "image.int8s.onnx",
+    ("text", "int8s"): "text.int8s.onnx",
 }
+#: precision → the precision its file is made from
+SOURCES = {"int8": "fp32", "int8s": "fp32"}
 ONNX_EXTRA = "pip install 'pixql[onnx]' (onnxruntime, onnx, onnxscript)"
+NNCF_EXTRA = "pip install 'pixql[onnx,openvino]' (openvino, nncf)"
 
 #: model attributes that change the graph without changing the weights
 _ARCH_ATTRS = ("context_length", "vocab_size", "text_pool_type", "text_eos_id", "output_dict")
@@ -142,13 +152,15 @@ def ensure_files(
     wanted: list[tuple[str, str]],
     *,
     trimmed: bool,
+    calibration: Calibration | None = None,
 ) -> dict[tuple[str, str], Path]:
     """Make sure the ``(tower, precision)`` files exist and are intact; export what is not.
 
     Intact files are used as they are, without locking (files are only ever replaced by
     renaming a complete file over them); anything missing or damaged is exported under a
     lock per folder (other threads) and an ``flock`` (other processes), so concurrent first
-    loads export once.
+    loads export once. ``calibration(tower)`` gives the inputs static quantization
+    (``int8s``) calibrates on.
 
     Raises:
         CacheNotWritableError: the cache folder cannot be written (and a file is missing).
@@ -169,7 +181,7 @@ def ensure_files(
                             "takes a minute or two for ViT-B/32", folder,
                             ", ".join(FILES[key] for key in missing))
             for key in missing:
-                _ensure(model, folder, key, manifest, trimmed)
+                _ensure(model, folder, key, manifest, trimmed, calibration)
     except OSError as e:
         raise CacheNotWritableError(
             f"cannot write the CLIP ONNX cache in {folder}: {e}. Set {CACHE_ENV} to a "
@@ -178,18 +190,19 @@ def ensure_files(
 
 
 def _ensure(model: ClipModule, folder: Path, key: tuple[str, str],
-            manifest: dict[str, Any], trimmed: bool) -> None:
+            manifest: dict[str, Any], trimmed: bool, calibration: Calibration | None) -> None:
     """Export ``key`` unless intact; an int8 file first needs its (intact) fp32 source."""
     tower, precision = key
     name = FILES[key]
     if file_ok(folder, name, manifest):
         return
-    if precision == "int8":
-        _ensure(model, folder, (tower, "fp32"), manifest, trimmed)
+    if precision in SOURCES:
+        _ensure(model, folder, (tower, SOURCES[precision]), manifest, trimmed, calibration)
     log.info("exporting CLIP %s tower (%s) to %s", tower, precision, folder / name)
+    job = _Job(model, folder, tower, trimmed, calibration)
     try:
         with _EXPORT_LOCK:  # torch.onnx.export is not thread-safe, even for other models
-            _EXPORTERS[precision](model, folder, tower, trimmed)
+            _EXPORTERS[precision](job)
     except (MissingDependencyError, OSError):
         raise
     except Exception as e:
@@ -263,9 +276,21 @@ def sha256_file(path: Path) -> str:
 
 
 # ---------------------------------------------------------------------- exporters
-def _export_fp32(model: ClipModule, folder: Path, tower: str, trimmed: bool) -> None:
+@dataclass(frozen=True)
+class _Job:
+    """What an exporter needs."""
+
+    model: ClipModule
+    folder: Path
+    tower: str
+    trimmed: bool
+    calibration: Calibration | None
+
+
+def _export_fp32(job: _Job) -> None:
     """torch.onnx.export (dynamo) of one tower with a dynamic batch (and text length)."""
     _require("onnx", "onnxscript")
+    model, folder, tower, trimmed = job.model, job.folder, job.tower, job.trimmed
     from torch.export import Dim
 
     batch = Dim("batch", min=1, max=65536)
@@ -291,12 +316,13 @@ def _export_fp32(model: ClipModule, folder: Path, tower: str, trimmed: bool) -> 
     _atomic_write(folder / FILES[(tower, "fp32")], write)
 
 
-def _export_int8(model: ClipModule, folder: Path, tower: str, trimmed: bool) -> None:
+def _export_int8(job: _Job) -> None:
     """onnxruntime dynamic quantization of the fp32 file: int8 weights (per output channel),
     activations quantized to uint8 on the fly."""
     _require("onnxruntime")
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    folder, tower = job.folder, job.tower
     source = folder / FILES[(tower, "fp32")]
 
     def write(tmp: Path) -> None:
@@ -307,9 +333,28 @@ def _export_int8(model: ClipModule, folder: Path, tower: str, trimmed: bool) -> 
     _atomic_write(folder / FILES[(tower, "int8")], write)
 
 
-_EXPORTERS: dict[str, Callable[[ClipModule, Path, str, bool], None]] = {
+def _export_int8_static(job: _Job) -> None:
+    """NNCF static int8 of the fp32 file, calibrated (see :mod:`.quantize`)."""
+    _require("onnx")
+    _require("nncf", extra=NNCF_EXTRA)
+    from pixql.models.clip.quantize import quantize_static
+
+    if job.calibration is None:
+        raise ValueError("static int8 quantization needs calibration inputs")
+    samples = [t.numpy() for t in job.calibration(job.tower)]
+    source = job.folder / FILES[(job.tower, "fp32")]
+
+    def write(tmp: Path) -> None:
+        with _quiet():
+            quantize_static(source, tmp, samples)
+
+    _atomic_write(job.folder / FILES[(job.tower, "int8s")], write)
+
+
+_EXPORTERS: dict[str, Callable[[_Job], None]] = {
     "fp32": _export_fp32,
     "int8": _export_int8,
+    "int8s": _export_int8_static,
 }
 
 
@@ -321,7 +366,7 @@ def _image_size(model: ClipModule) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------- helpers
-def _require(*modules: str) -> None:
+def _require(*modules: str, extra: str = ONNX_EXTRA) -> None:
     """Import ``modules`` or raise MissingDependencyError naming the ``onnx`` extra."""
     import importlib
 
@@ -330,7 +375,7 @@ def _require(*modules: str) -> None:
             importlib.import_module(module)
         except ImportError as e:
             raise MissingDependencyError(
-                f"exporting CLIP to ONNX needs the Python package {module!r}: {ONNX_EXTRA}"
+                f"exporting CLIP to ONNX needs the Python package {module!r}: {extra}"
             ) from e
 
 

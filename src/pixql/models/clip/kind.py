@@ -46,9 +46,9 @@ class ClipOptions(BuildOptions):
     device: str = Field(default="cpu", description="torch device, e.g. 'cpu' or 'cuda'")
     backend: str | None = Field(
         default=None,
-        description="runtime of the embeddings: torch, onnx, onnx-int8, openvino or auto "
-        "(default $PIXQL_CLIP_BACKEND or auto: on the CPU the fastest installed one keeping "
-        "cosine >= 0.99 vs torch, else torch)",
+        description="runtime of the embeddings: torch, onnx, onnx-int8, openvino, "
+        "openvino-int8 or auto (default $PIXQL_CLIP_BACKEND or auto: on the CPU the fastest "
+        "installed one keeping cosine >= 0.99 vs torch, else torch)",
     )
 
     @field_validator("clip_version_id")

@@ -86,7 +86,8 @@ def load_clip(
         models_dir: folder of ``<version_id>/`` folders; overrides ``$PIXQL_CLIP_MODELS_DIR``.
         device: torch device for the model.
         video_frames: frames sampled per video.
-        backend: ``torch``, ``onnx``, ``onnx-int8``, ``openvino`` or ``auto``; default
+        backend: ``torch``, ``onnx``, ``onnx-int8``, ``openvino``, ``openvino-int8``
+            or ``auto``; default
             ``$PIXQL_CLIP_BACKEND`` or ``auto`` (see :mod:`pixql.models.clip.backends`;
             ``auto`` exports the towers to ONNX on the first load of given weights, and
             falls back to torch when anything about that fails).
@@ -246,8 +247,13 @@ def _build(
         ) from e
     dim = int(config.get("embed_dim") or variant.dim)
     log.info("loaded CLIP %s from %s", variant.version_id, where)
+
+    def reload() -> Any:  # the same weights again, after a backend released them
+        return open_clip.create_model_from_pretrained(name, device=device, **kwargs)[0]
+
     return ClipEmbedder(model, preprocess, tokenizer, version_id=variant.version_id, dim=dim,
-                        source=where, video_frames=video_frames, weights_folder=source.folder)
+                        source=where, video_frames=video_frames, weights_folder=source.folder,
+                        reload=reload)
 
 
 def download_host_unreachable(timeout_s: float | None = None) -> str | None:

@@ -31,6 +31,7 @@ RUNTIMES: dict[str, tuple[str, str]] = {
     "onnx": ("onnxruntime", "pip install 'pixql[onnx]' (or: pip install onnxruntime)"),
     "onnx-int8": ("onnxruntime", "pip install 'pixql[onnx]' (or: pip install onnxruntime)"),
     "openvino": ("openvino", "pip install 'pixql[openvino]' (or: pip install openvino)"),
+    "openvino-int8": ("openvino", "pip install 'pixql[openvino]' (openvino, nncf)"),
 }
 
 
@@ -90,7 +91,8 @@ class OrtRunner:
 
 class OpenVinoRunner:
     """One ONNX file compiled by OpenVINO for the CPU (its default precision: bf16 where the
-    CPU has it, else fp32); compiled blobs are cached next to the file."""
+    CPU has it, else fp32; int8 where the file has QuantizeLinear/DequantizeLinear pairs);
+    compiled blobs are cached next to the file."""
 
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
         ov = require_runtime("openvino")
@@ -159,4 +161,5 @@ RUNNERS: dict[str, tuple[str, Any]] = {
     "onnx": ("fp32", OrtRunner),
     "onnx-int8": ("int8", OrtRunner),
     "openvino": ("fp32", OpenVinoRunner),
+    "openvino-int8": ("int8s", OpenVinoRunner),
 }
