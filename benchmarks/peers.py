@@ -31,7 +31,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import shlex
 import shutil
 import subprocess
@@ -76,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the section from results.json, run nothing")
     p.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
-    p.add_argument("--worker", choices=["build", "search"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=["data", "build", "search"], help=argparse.SUPPRESS)
     p.add_argument("--system", help=argparse.SUPPRESS)
     p.add_argument("--set", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -85,13 +84,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # -- worker (one system, one phase, in its own process) ---------------------------------
 def rss_mb() -> tuple[float, float]:
-    """(current, peak) resident set of this process in MB."""
-    cur = 0.0
+    """(current, peak) resident set of this process in MB: VmRSS and VmHWM, which start
+    afresh at exec (``ru_maxrss`` does not: it keeps the parent's peak across fork + exec)."""
+    got = {}
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                cur = int(line.split()[1]) / 1024
-    return cur, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                got[line[:5]] = int(line.split()[1]) / 1024
+    return got["VmRSS"], got["VmHWM"]
 
 
 def du(paths: list[Path]) -> int:
@@ -144,6 +144,10 @@ def measure(m: Method, ctx: Ctx, budget: float) -> dict[str, Any]:
 def worker(args: argparse.Namespace) -> None:
     import numpy as np
 
+    if args.worker == "data":
+        kind, rows, dim, queries = args.system.split(":")
+        data.prepare(args.set / "data", kind, int(rows), int(dim), int(queries))
+        return
     meta = json.loads((args.set / "worker.json").read_text())
     vs = data.VectorSet(Path(meta["folder"]), meta["kind"], meta["rows"], meta["dim"],
                         meta["queries"])
@@ -237,7 +241,11 @@ def save_result(args: argparse.Namespace, key: str, name: str, res: dict[str, An
 
 def run_set(args: argparse.Namespace, kind: str, rows: int, variants: dict[str, str],
             command: str) -> str:
-    vs = data.prepare(args.workdir / "data", kind, rows, args.dim, args.queries)
+    # generated in a process of its own, so this one stays small (its workers start from it)
+    subprocess.run([sys.executable, __file__, "--worker", "data", "--set", str(args.workdir),
+                    "--system", f"{kind}:{rows}:{args.dim}:{args.queries}"], check=True)
+    vs = data.VectorSet(args.workdir / "data" / f"{kind}_{rows}x{args.dim}", kind, rows,
+                        args.dim, args.queries)
     key = f"{kind} {rows}x{args.dim}"
     art_root = args.workdir / "art" / f"{kind}_{rows}x{args.dim}"
     for name in [n for n in ORDER if n in args.systems and n not in args.skip]:
