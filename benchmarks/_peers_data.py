@@ -87,10 +87,12 @@ class VectorSet:
                 yield start, x.reshape(m, self.dim)
 
     def load_base(self) -> np.ndarray:
-        """All base vectors in memory (read, not memory-mapped)."""
+        """All base vectors in memory (read straight into one array, not memory-mapped)."""
         out = np.empty((self.rows, self.dim), dtype=np.float32)
-        for start, x in self.chunks():
-            out[start : start + len(x)] = x
+        with open(self.base_path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            np.lib.format._read_array_header(f, version)  # type: ignore[attr-defined]
+            f.readinto(memoryview(out.reshape(-1)).cast("B"))
         return out
 
 
