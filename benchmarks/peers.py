@@ -156,6 +156,8 @@ def worker(args: argparse.Namespace) -> None:
     out: dict[str, Any] = {"rss_start_mb": rss_mb()[0]}
     t0 = time.perf_counter()
     if args.worker == "build":
+        if not sysobj.folder:  # a folder of its own: start afresh
+            shutil.rmtree(ctx.art, ignore_errors=True)
         info = sysobj.build(ctx)
         out["build_s"] = info.pop("build_s", time.perf_counter() - t0)
         out.update(info)
