@@ -42,10 +42,10 @@ def num(x: float | None, digits: int = 1) -> str:
 
 def method_rows(name: str, res: dict[str, Any]) -> list[str]:
     if "skipped" in res or "error" in res:
-        return [f"| {name} | {res.get('skipped') or res.get('error')} |" + " |" * 11]
+        return [f"| {name} | {res.get('skipped') or res.get('error')} |" + " |" * 12]
     b, s = res["build"], res["search"]
     if "error" in s:
-        return [f"| {name} | search: {s['error']} |" + " |" * 11]
+        return [f"| {name} | search: {s['error']} |" + " |" * 12]
     lines = []
     for i, (mname, m) in enumerate(s["methods"].items()):
         f = m.get("filtered")
@@ -58,7 +58,8 @@ def method_rows(name: str, res: dict[str, Any]) -> list[str]:
             f"{num(b['build_s']) if first else ''} | "
             f"{num(b['rss_peak_mb'], 0) if first else ''} | "
             f"{num(s['rss_peak_mb'], 0) if first else ''} | "
-            f"{num(b['disk_mb'], 0) if first else ''} | {m['n']} |")
+            f"{num(b['disk_mb'], 0) if first else ''} | {m['n']} | "
+            f"{num(res.get('load'), 1) if first else ''} |")
     return lines
 
 
@@ -114,8 +115,8 @@ def set_section(key: str, results: dict[str, Any]) -> list[str]:
     lines = [f"### {key}", "", *(f"Command: `{c}`  " for c in commands), "",
              "| system | method | kind | p50 / p95 ms | recall@10 | filtered: fewest rows "
              "(of 10) | filtered recall@10 | filtered p50 ms | build s | build peak RSS MB | "
-             "search peak RSS MB | disk MB | queries |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "search peak RSS MB | disk MB | queries | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         lines += method_rows(name, res)
     notes = []
@@ -146,7 +147,8 @@ def report(allres: dict[str, Any], command: str, args: argparse.Namespace) -> st
         f"(`benchmarks/_peers_data.py`): unit vectors, *random* (Gaussian) or *clustered* "
         f"({data.CLUSTERS} centres, noise norm {data.NOISE}); queries are fresh draws of the same "
         f"kind; `label = id % 10`, the filter `label = {data.FILTER_LABEL}` keeps 10% of the "
-        "rows. One query at a time, top_k=10, after 3 warm-up queries; recall@10 against "
+        "rows. One query at a time, top_k=10, after 3 warm-up queries (*load*: the 1-minute load "
+        "average when the system finished searching); recall@10 against "
         "numpy's exact float32 top 10 (filtered: the exact top 10 among the filtered rows). "
         "HNSW everywhere M=16, ef_construction=100; IVF nlist ≈ sqrt(rows).", "",
         "Systems:", "", *(f"- **{n}**: {a}" for n, a in abouts.items()), "",
