@@ -42,10 +42,10 @@ def num(x: float | None, digits: int = 1) -> str:
 
 def method_rows(name: str, res: dict[str, Any]) -> list[str]:
     if "skipped" in res or "error" in res:
-        return [f"| {name} | {res.get('skipped') or res.get('error')} |" + " |" * 12]
+        return [f"| {name} | {res.get('skipped') or res.get('error')} |" + " |" * 13]
     b, s = res["build"], res["search"]
     if "error" in s:
-        return [f"| {name} | search: {s['error']} |" + " |" * 12]
+        return [f"| {name} | search: {s['error']} |" + " |" * 13]
     lines = []
     for i, (mname, m) in enumerate(s["methods"].items()):
         f = m.get("filtered")
@@ -59,7 +59,8 @@ def method_rows(name: str, res: dict[str, Any]) -> list[str]:
             f"{num(b['rss_peak_mb'], 0) if first else ''} | "
             f"{num(s['rss_peak_mb'], 0) if first else ''} | "
             f"{num(b['disk_mb'], 0) if first else ''} | {m['n']} | "
-            f"{num(res.get('load'), 1) if first else ''} |")
+            f"{num(res.get('load'), 1) if first else ''} | "
+            f"{num(s.get('probe_ms')) if first else ''} |")
     return lines
 
 
@@ -115,8 +116,8 @@ def set_section(key: str, results: dict[str, Any]) -> list[str]:
     lines = [f"### {key}", "", *(f"Command: `{c}`  " for c in commands), "",
              "| system | method | kind | p50 / p95 ms | recall@10 | filtered: fewest rows "
              "(of 10) | filtered recall@10 | filtered p50 ms | build s | build peak RSS MB | "
-             "search peak RSS MB | disk MB | queries | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "search peak RSS MB | disk MB | queries | load | probe ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         lines += method_rows(name, res)
     notes = []
@@ -148,7 +149,9 @@ def report(allres: dict[str, Any], command: str, args: argparse.Namespace) -> st
         f"({data.CLUSTERS} centres, noise norm {data.NOISE}); queries are fresh draws of the same "
         f"kind; `label = id % 10`, the filter `label = {data.FILTER_LABEL}` keeps 10% of the "
         "rows. One query at a time, top_k=10, after 3 warm-up queries (*load*: the 1-minute load "
-        "average when the system finished searching); recall@10 against "
+        "average when the system finished searching; *probe*: the median time of a fixed "
+        "single-threaded task, 10 scans of a 4 MB matrix, run between its queries — about "
+        "1 ms on a quiet core, so it shows how much CPU that system got); recall@10 against "
         "numpy's exact float32 top 10 (filtered: the exact top 10 among the filtered rows). "
         "HNSW everywhere M=16, ef_construction=100; IVF nlist ≈ sqrt(rows).", "",
         "Systems:", "", *(f"- **{n}**: {a}" for n, a in abouts.items()), "",

@@ -28,6 +28,7 @@ section of ``benchmarks/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -110,7 +111,37 @@ def stats(times: list[float]) -> dict[str, float]:
             "n": len(times)}
 
 
-def timed(fn: Any, n: int, budget: float, truth: Any) -> dict[str, Any]:
+class Probe:
+    """A fixed single-threaded task (a 4 MB ``M @ q`` scan, 10 times) timed between
+    queries: its median shows how much CPU this system got from a shared machine (about
+    1 ms on a quiet core), comparable across systems where load averages are not."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        self.m = rng.standard_normal((2048, 512), dtype=np.float32)
+        self.q = rng.standard_normal(512, dtype=np.float32)
+        self.times: list[float] = []
+
+    def __call__(self) -> None:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover  (then BLAS keeps its own thread count)
+            threadpool_limits = None
+        with threadpool_limits(1) if threadpool_limits else contextlib.nullcontext():
+            t0 = time.perf_counter()
+            for _ in range(10):
+                (self.m @ self.q).argmax()
+            self.times.append(time.perf_counter() - t0)
+
+    def median_ms(self) -> float:
+        import numpy as np
+
+        return float(np.median(self.times) * 1000) if self.times else 0.0
+
+
+def timed(fn: Any, n: int, budget: float, truth: Any, probe: Probe) -> dict[str, Any]:
     times, hits, rows = [], 0, []
     started = time.perf_counter()
     for i in range(n):
@@ -119,6 +150,8 @@ def timed(fn: Any, n: int, budget: float, truth: Any) -> dict[str, Any]:
         times.append(time.perf_counter() - t0)
         rows.append(len(ids))
         hits += len({int(x) for x in ids[:K]} & {int(x) for x in truth[i][:K]})
+        if i % 5 == 0:
+            probe()
         if i >= 19 and time.perf_counter() - started > budget:
             break
     out = stats(times)
@@ -127,16 +160,16 @@ def timed(fn: Any, n: int, budget: float, truth: Any) -> dict[str, Any]:
     return out
 
 
-def measure(m: Method, ctx: Ctx, budget: float) -> dict[str, Any]:
+def measure(m: Method, ctx: Ctx, budget: float, probe: Probe) -> dict[str, Any]:
     vs = ctx.vs
     for i in range(WARM):
         m.search(vs.queries - 1 - i)
     res: dict[str, Any] = {"kind": m.kind, "note": m.note}
-    res.update(timed(m.search, vs.queries, budget, vs.load_truth()))
+    res.update(timed(m.search, vs.queries, budget, vs.load_truth(), probe))
     if m.filtered is not None:
         m.filtered(vs.queries - 1)
         res["filtered"] = timed(m.filtered, min(FILTER_QUERIES, vs.queries), budget / 2,
-                                vs.load_truth(filtered=True))
+                                vs.load_truth(filtered=True), probe)
     print(f"  {m.name}: p50 {res['p50']:.2f} ms, recall {res['recall']:.3f}", flush=True)
     return res
 
@@ -166,7 +199,9 @@ def worker(args: argparse.Namespace) -> None:
         methods = sysobj.open(ctx)
         out["open_s"] = time.perf_counter() - t0
         out["rss_open_mb"] = rss_mb()[0]
-        out["methods"] = {m.name: measure(m, ctx, args.max_seconds) for m in methods}
+        probe = Probe()
+        out["methods"] = {m.name: measure(m, ctx, args.max_seconds, probe) for m in methods}
+        out["probe_ms"] = probe.median_ms()
     out["rss_peak_mb"] = rss_mb()[1]
     args.out.write_text(json.dumps(out))
 
