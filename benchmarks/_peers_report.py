@@ -83,10 +83,13 @@ def summary(key: str, results: dict[str, Any]) -> list[str]:
     ex = best(results, "exact", EXACT_RECALL)
     ann = best(results, "ann", ANN_RECALL)
     pix = results.get("pixql", {}).get("search", {}).get("methods", {}).get("SEARCH exact")
+    peer = best({n: r for n, r in results.items() if not n.startswith("pixql")}, "exact",
+                EXACT_RECALL)
     if ex:
         line = f"fastest exact (recall ≥ {EXACT_RECALL}): **{ex[0]}** {num(ex[1])} ms"
-        if pix:
-            line += f"; pixql exact SEARCH {num(pix['p50'])} ms ({pix['p50'] / ex[1]:.2f}×)"
+        if pix and peer:
+            line += (f"; pixql exact SEARCH {num(pix['p50'])} ms = {pix['p50'] / peer[1]:.2f}× "
+                     f"the fastest exact peer ({peer[0]})")
         out.append(line)
     if ann:
         line = f"fastest ANN with recall@10 ≥ {ANN_RECALL}: **{ann[0]}** {num(ann[1])} ms"
@@ -108,6 +111,14 @@ def summary(key: str, results: dict[str, Any]) -> list[str]:
                     for mn, m in r.get("search", {}).get("methods", {}).items()
                     if m.get("filtered") and m["filtered"]["rows_min"] < 10})
     out.append("filtered top_k short of 10 rows: " + ("; ".join(short) if short else "none"))
+    weak = sorted({f"{n} · {mn} ({m['filtered']['recall']:.2f} vs {m['recall']:.2f} unfiltered)"
+                   for n, r in results.items()
+                   for mn, m in r.get("search", {}).get("methods", {}).items()
+                   if m.get("filtered") and m["filtered"]["rows_min"] >= 10
+                   and m["recall"] >= ANN_RECALL and m["filtered"]["recall"] < ANN_RECALL})
+    if weak:
+        out.append(f"filtered recall below {ANN_RECALL} where the unfiltered one is not: "
+                   + "; ".join(weak))
     return [f"- **{key}**: " + "; ".join(out) + "."]
 
 
