@@ -37,7 +37,7 @@ class _Lance(System):
             else:
                 table.add(batch)
         assert table is not None
-        if self.index_type:
+        if self.index_type and ctx.build_index:
             table.create_index(metric="cosine", index_type=self.index_type,
                                **self.index_args(ctx))
         return {}
@@ -64,7 +64,6 @@ class _Lance(System):
 @system
 class LanceFlat(_Lance):
     name = "lancedb"
-    ann = True
     index_type = "IVF_PQ"
     about = ("LanceDB table (id, label, vector); brute force = `bypass_vector_index()`; "
              "`IVF_PQ` (num_partitions ≈ sqrt(rows), num_sub_vectors = dim/8)")
@@ -76,6 +75,9 @@ class LanceFlat(_Lance):
         tbl = self.table(ctx)
         flat = self.query(tbl, ctx, lambda q: q.bypass_vector_index())
         out = [Method("brute force", "exact", *flat, "filtered: prefilter `where`")]
+        if not tbl.list_indices():
+            out[0].note += "; IVF_PQ not built (above --index-max-rows)"
+            return out
         for n in (16,):
             for refine in (None, 10):
                 def set_up(q: Any, n: int = n, refine: int | None = refine) -> Any:
@@ -94,7 +96,6 @@ class LanceFlat(_Lance):
 @system
 class LanceHNSW(_Lance):
     name = "lancedb-hnsw"
-    ann = True
     index_type = "IVF_HNSW_SQ"
     about = (f"LanceDB `IVF_HNSW_SQ` index (m={HNSW_M}, ef_construction="
              f"{HNSW_EF_CONSTRUCTION}, LanceDB's default partitions), on its own table copy")

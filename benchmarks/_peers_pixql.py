@@ -146,7 +146,6 @@ class Pixql(_Pixql):
 
 class _PixqlIndex(_Pixql):
     modules = ("pixql", "faiss")
-    ann = True
     sweep: ClassVar[tuple[str, tuple[int, ...]]] = ("", ())
 
     def build(self, ctx: Ctx) -> dict[str, Any]:

@@ -46,6 +46,7 @@ class Ctx:
     vs: VectorSet
     art: Path  # this system's artefact folder
     queries: np.ndarray
+    build_index: bool = True  # False above --index-max-rows (for systems that check it)
 
 
 def nlist(rows: int) -> int:
@@ -58,7 +59,6 @@ class System:
     modules: ClassVar[tuple[str, ...]] = ()
     folder: ClassVar[str] = ""  # artefact folder (default: the system's name)
     about: ClassVar[str] = ""
-    ann: ClassVar[bool] = False  # an approximate index (skipped above --ann-max-rows)
 
     def build(self, ctx: Ctx) -> dict[str, Any]:
         return {}
@@ -223,7 +223,6 @@ class FaissFlat(_Faiss):
 @system
 class FaissHNSW(_Faiss):
     name = "faiss-hnsw"
-    ann = True
     about = f"`IndexHNSWFlat` (M={HNSW_M}, efConstruction={HNSW_EF_CONSTRUCTION})"
 
     def make(self, ctx: Ctx) -> Any:
@@ -250,7 +249,6 @@ class FaissHNSW(_Faiss):
 @system
 class FaissIVF(_Faiss):
     name = "faiss-ivf"
-    ann = True
     about = "`IndexIVFFlat` (nlist ≈ sqrt(rows), trained on 64 × nlist rows)"
 
     def make(self, ctx: Ctx) -> Any:
@@ -280,7 +278,6 @@ class FaissIVF(_Faiss):
 class Hnswlib(System):
     name = "hnswlib"
     modules = ("hnswlib",)
-    ann = True
     about = f"`hnswlib.Index(space='ip')` (M={HNSW_M}, ef_construction={HNSW_EF_CONSTRUCTION})"
 
     def build(self, ctx: Ctx) -> dict[str, Any]:
@@ -318,7 +315,6 @@ class Hnswlib(System):
 class USearch(System):
     name = "usearch"
     modules = ("usearch",)
-    ann = True
     about = (f"`usearch.index.Index(metric='ip', dtype='f32')` (connectivity={HNSW_M}, "
              f"expansion_add={HNSW_EF_CONSTRUCTION}); exact = its `search(exact=True)`")
 

@@ -21,7 +21,7 @@ section of ``benchmarks/RESULTS.md``.
     .venv/bin/python benchmarks/peers.py                           # 100k and 1M, random + clustered
     .venv/bin/python benchmarks/peers.py --rows 100000 --data clustered --no-write
     .venv/bin/python benchmarks/peers.py --systems pixql numpy lancedb --queries 50
-    .venv/bin/python benchmarks/peers.py --hnsw-max-rows 100000    # no HNSW builds at 1M
+    .venv/bin/python benchmarks/peers.py --index-max-rows 100000   # no HNSW / IVF_PQ builds at 1M
     .venv/bin/python benchmarks/peers.py --pixql-variant "sq8=, scan='sq8'"
 """
 
@@ -48,7 +48,7 @@ from common import CACHE, RESULTS, write_section
 #: the order systems run in (pixql's indexes need pixql's table, built first)
 ORDER = ("numpy", "pixql", "pixql-hnsw", "pixql-ivf", "duckdb", "faiss-flat", "faiss-hnsw",
          "faiss-ivf", "hnswlib", "usearch", "lancedb", "lancedb-hnsw")
-#: HNSW systems (their builds are the slow ones; see --hnsw-max-rows)
+#: HNSW systems (their builds are the slow ones; see --index-max-rows)
 HNSW = ("pixql-hnsw", "faiss-hnsw", "hnswlib", "usearch", "lancedb-hnsw")
 #: warm-up queries before timing
 WARM = 3
@@ -64,8 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=200, help="queries per set (200)")
     p.add_argument("--systems", nargs="+", default=list(ORDER), choices=ORDER)
     p.add_argument("--skip", nargs="+", default=[], choices=ORDER)
-    p.add_argument("--hnsw-max-rows", type=int, default=10**9,
-                   help=f"build the HNSW systems ({', '.join(HNSW)}) only up to this many rows")
+    p.add_argument("--index-max-rows", "--hnsw-max-rows", type=int, default=10**9,
+                   help=f"build the slow indexes (the HNSW systems {', '.join(HNSW)}, and "
+                   "LanceDB's IVF_PQ) only up to this many rows")
     p.add_argument("--max-seconds", type=float, default=90.0,
                    help="time budget per method: fewer queries (at least 20) when exceeded")
     p.add_argument("--pixql-variant", action="append", default=[], metavar="NAME=OPTIONS",
@@ -185,7 +186,8 @@ def worker(args: argparse.Namespace) -> None:
     vs = data.VectorSet(Path(meta["folder"]), meta["kind"], meta["rows"], meta["dim"],
                         meta["queries"])
     sysobj = load_system(args.system, meta.get("variants", {}))
-    ctx = Ctx(vs, Path(meta["art"]), np.load(vs.folder / "queries.npy"))
+    ctx = Ctx(vs, Path(meta["art"]), np.load(vs.folder / "queries.npy"),
+              meta.get("build_index", True))
     out: dict[str, Any] = {"rss_start_mb": rss_mb()[0]}
     t0 = time.perf_counter()
     if args.worker == "build":
@@ -252,8 +254,8 @@ def run_system(args: argparse.Namespace, name: str, set_dir: Path, rows: int) ->
     lacking = missing(name)
     if lacking:
         return {"skipped": f"not installed: {', '.join(lacking)} (pip install 'pixql[bench]')"}
-    if name in HNSW and rows > args.hnsw_max_rows:
-        return {"skipped": f"HNSW build not run above --hnsw-max-rows {args.hnsw_max_rows:,}"}
+    if name in HNSW and rows > args.index_max_rows:
+        return {"skipped": f"HNSW build not run above --index-max-rows {args.index_max_rows:,}"}
     print(f"{name}: build ... (MemAvailable {mem_available_gb():.1f} GB, load "
           f"{os.getloadavg()[0]:.1f})", flush=True)
     build = run_worker(args, "build", name, set_dir)
@@ -288,7 +290,8 @@ def run_set(args: argparse.Namespace, kind: str, rows: int, variants: dict[str, 
     for name in [n for n in ORDER if n in args.systems and n not in args.skip]:
         folder = SYSTEMS[name].folder or name
         meta = {"folder": str(vs.folder), "kind": kind, "rows": rows, "dim": args.dim,
-                "queries": args.queries, "art": str(art_root / folder), "variants": variants}
+                "queries": args.queries, "art": str(art_root / folder), "variants": variants,
+                "build_index": rows <= args.index_max_rows}
         (vs.folder / "worker.json").write_text(json.dumps(meta))
         res = run_system(args, name, vs.folder, rows)
         res["about"] = SYSTEMS[name].about
