@@ -123,8 +123,12 @@ def summary(key: str, results: dict[str, Any]) -> list[str]:
 
 
 def set_section(key: str, results: dict[str, Any]) -> list[str]:
-    commands = sorted({r["command"] for r in results.values() if r.get("command")})
-    lines = [f"### {key}", "", *(f"Command: `{c}`  " for c in commands), "",
+    by_command: dict[str, list[str]] = {}
+    for name, r in results.items():
+        by_command.setdefault(r.get("command", "?"), []).append(name)
+    lines = [f"### {key}", "",
+             *(f"Command: `{c}` ({', '.join(names)})  " for c, names in by_command.items()),
+             "",
              "| system | method | kind | p50 / p95 ms | recall@10 | filtered: fewest rows "
              "(of 10) | filtered recall@10 | filtered p50 ms | build s | build peak RSS MB | "
              "search peak RSS MB | disk MB | queries | load | probe ms |",
