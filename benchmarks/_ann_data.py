@@ -94,7 +94,7 @@ def augmented_table(folder: Path, copies: int, progress: bool) -> tuple[Any, dic
     marker = folder / "digits_recipe.json"
     want = {**RECIPE, "rows": rows}
     have = ws.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'digits'").fetchone()
-    kept = json.loads(marker.read_text()) if marker.is_file() else {}
+    kept = json.loads(marker.read_text(encoding="utf-8")) if marker.is_file() else {}
     if have and have[0] and {k: kept.get(k) for k in want} == want \
             and ws.sql("SELECT count(*) FROM digits").fetchone()[0] == rows:
         return ws, {"this_run": False, "seconds": kept.get("build_seconds")}

@@ -153,7 +153,7 @@ def prepare(root: Path, kind: str, rows: int, dim: int, queries: int) -> VectorS
     want = {"kind": kind, "rows": rows, "dim": dim, "queries": queries, "clusters": CLUSTERS,
             "noise": NOISE, "version": VERSION}
     marker = folder / "recipe.json"
-    if marker.is_file() and json.loads(marker.read_text()) == want:
+    if marker.is_file() and json.loads(marker.read_text(encoding="utf-8")) == want:
         return vs
     folder.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)

@@ -62,7 +62,7 @@ def write_section(name: str, body: str, path: Path = RESULTS) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     with open(CACHE / "RESULTS.md.lock", "w") as lock:  # outside the repository
         fcntl.flock(lock, fcntl.LOCK_EX)
-        text = path.read_text() if path.is_file() else header
+        text = path.read_text(encoding="utf-8") if path.is_file() else header
         pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
         if pattern.search(text):
             text = pattern.sub(lambda _: block, text)

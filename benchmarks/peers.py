@@ -182,7 +182,7 @@ def worker(args: argparse.Namespace) -> None:
         kind, rows, dim, queries = args.system.split(":")
         data.prepare(args.set / "data", kind, int(rows), int(dim), int(queries))
         return
-    meta = json.loads((args.set / "worker.json").read_text())
+    meta = json.loads((args.set / "worker.json").read_text(encoding="utf-8"))
     vs = data.VectorSet(Path(meta["folder"]), meta["kind"], meta["rows"], meta["dim"],
                         meta["queries"])
     sysobj = load_system(args.system, meta.get("variants", {}))
@@ -237,7 +237,7 @@ def run_worker(args: argparse.Namespace, phase: str, name: str, set_dir: Path) -
     if proc.returncode or not out.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"error": f"{phase} failed (exit {proc.returncode}): {' / '.join(tail)}"}
-    res: dict[str, Any] = json.loads(out.read_text())
+    res: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
     res["wall_s"] = time.perf_counter() - t0
     return res
 
@@ -273,7 +273,7 @@ def results_path(args: argparse.Namespace) -> Path:
 
 def save_result(args: argparse.Namespace, key: str, name: str, res: dict[str, Any]) -> None:
     path = results_path(args)
-    allres = json.loads(path.read_text()) if path.is_file() else {}
+    allres = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     allres.setdefault(key, {})[name] = res
     path.write_text(json.dumps(allres, indent=1))
 
@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> None:
         for kind in args.data:
             for rows in args.rows:
                 keys.append(run_set(args, kind, rows, variants, command.strip()))
-    allres = json.loads(results_path(args).read_text()) if results_path(args).is_file() else {}
+    path = results_path(args)
+    allres = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     chosen = {k: allres[k] for k in (keys or allres) if k in allres}
     text = report(chosen, command.strip(), args)
     print(text)

@@ -109,9 +109,9 @@ def generate(folder: Path, data: str, n: int, d: int, clusters: int,
     """The workspace of one synthetic data set (kept between runs)."""
     marker = folder / "scale.json"
     want = {"data": data, "rows": n, "dim": d, "clusters": clusters, "noise": NOISE}
-    if marker.is_file() and {k: v for k, v in json.loads(marker.read_text()).items()
+    if marker.is_file() and {k: v for k, v in json.loads(marker.read_text(encoding="utf-8")).items()
                              if k in want} == want:
-        return json.loads(marker.read_text())
+        return json.loads(marker.read_text(encoding="utf-8"))
     shutil.rmtree(folder, ignore_errors=True)
     ws = pixql.connect(folder, progress=False)
     if duckdb_memory:

@@ -173,7 +173,7 @@ def process_cpu(pid: int) -> Callable[[], float]:
     tick = os.sysconf("SC_CLK_TCK")
 
     def read() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / tick
     return read
 

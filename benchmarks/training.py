@@ -85,7 +85,7 @@ def training_csv(root: Path, limit: int | None, seed: int) -> Path:
         return full
     subset = root / f"train_sample{limit}_seed{seed}.csv"
     if not subset.is_file():
-        header, *rows = full.read_text().splitlines()
+        header, *rows = full.read_text(encoding="utf-8").splitlines()
         picked = random.Random(seed).sample(rows, min(limit, len(rows)))
         subset.write_text("\n".join([header, *picked]) + "\n")
     return subset
@@ -182,7 +182,7 @@ def run_arm_subprocess(name: str, argv: list[str]) -> dict[str, Any]:
         code = subprocess.call(cmd)
         if code or not result.is_file():
             raise SystemExit(f"the {name} arm failed (exit {code}): {shlex.join(cmd)}")
-        out = json.loads(result.read_text())
+        out = json.loads(result.read_text(encoding="utf-8"))
     out["load_before"], out["load_after"] = load_before, os.getloadavg()[0]
     out["images_per_s"] = out["images"] / out["seconds"]
     out["images_per_cpu_s"] = out["images"] / out["cpu_s"]

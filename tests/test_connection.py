@@ -77,7 +77,7 @@ def test_record_says_who_serves(served):
     assert record.sql is True
     assert record.auth is False
     assert record.url.startswith("http://127.0.0.1:")
-    data = json.loads(record_path(record.workspace).read_text())
+    data = json.loads(record_path(record.workspace).read_text(encoding="utf-8"))
     assert set(data) >= {"url", "pid", "sql", "started", "workspace"}
 
 

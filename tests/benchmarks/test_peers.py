@@ -33,7 +33,8 @@ def test_tiny_run_through_pixql_and_numpy(tmp_path: Path) -> None:
            "--workdir", str(tmp_path), "--no-write"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    results = json.loads((tmp_path / "results.json").read_text())["clustered 2000x32"]
+    text = (tmp_path / "results.json").read_text(encoding="utf-8")
+    results = json.loads(text)["clustered 2000x32"]
     exact = results["pixql"]["search"]["methods"]["SEARCH exact"]
     # exact SEARCH, and a WHERE filter never shortens the answer
     assert exact["kind"] == "exact"

@@ -82,7 +82,7 @@ def pixql_serve(ws: Path, *args: str, env: dict[str, str] | None = None,
             if record is not None and record.pid == proc.pid and live_record(ws):
                 served = Served(proc, record, log)
             elif proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pixql serve did not start:\n{log.read_text()}")
+                raise RuntimeError(f"pixql serve did not start:\n{log.read_text(encoding='utf-8')}")
             else:
                 time.sleep(0.1)
         yield served

@@ -43,7 +43,7 @@ def test_unreadable_records_are_none(tmp_path):
 
 def test_unknown_fields_are_ignored(tmp_path):
     write_record(tmp_path, record(tmp_path))
-    text = record_path(tmp_path).read_text().replace('"url"', '"future": 1, "url"')
+    text = record_path(tmp_path).read_text(encoding="utf-8").replace('"url"', '"future": 1, "url"')
     record_path(tmp_path).write_text(text)
     assert read_record(tmp_path) == record(tmp_path)
 

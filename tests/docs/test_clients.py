@@ -19,7 +19,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "clients"
 
 
 def blocks(page: str, kind: str) -> list[str]:
-    return re.findall(rf"```{kind}\n(.*?)```", (DOCS / page).read_text(), flags=re.S)
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return re.findall(rf"```{kind}\n(.*?)```", text, flags=re.S)
 
 
 def serve_args(page: str) -> tuple[str, list[str]]:
@@ -49,7 +50,7 @@ def test_python_page(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"RemoteWorkspace({served.record.url} (pid {served.proc.pid}))" in out
     documented = re.search(r"print\(e.line, e.col\)\s+# (\d+ \d+)",
-                           (DOCS / "python.md").read_text())
+                           (DOCS / "python.md").read_text(encoding="utf-8"))
     assert documented is not None
     assert documented.group(1) in out.splitlines()
 

@@ -28,7 +28,7 @@ KEY = "notebook-test-key"
 
 
 def doc_blocks(kinds: str = "python|sql") -> list[tuple[str, str]]:
-    return re.findall(rf"```({kinds})\n(.*?)```", DOC.read_text(), flags=re.S)
+    return re.findall(rf"```({kinds})\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
 
 
 @pytest.fixture(scope="module")

@@ -74,4 +74,5 @@ def served_workspace(tmp: Path, *, pg: bool = True, keys: tuple[str, ...] = (KEY
 
 
 def doc_blocks(page: str, lang: str = "python") -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", (DOCS / page).read_text(), flags=re.S)
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)

@@ -36,7 +36,7 @@ def ui_ws(tmp_path_factory: pytest.TempPathFactory, tiny_models_dir: Path) -> An
     root = tmp / "ws"
     make_image_folder(root / "shapes", per_class=3)
     Image.new("RGB", (300, 200), (200, 120, 40)).save(root / "photo.jpg")
-    (root / "notes.txt").write_text("not an image")
+    (root / "notes.txt").write_text("not an image", encoding="utf-8")
     Image.new("RGB", (8, 8)).save(tmp / "outside.png")
     os.symlink(tmp / "outside.png", root / "escape.png")
     os.symlink(root / "shapes" / "circle" / "000.png", root / "inside.png")

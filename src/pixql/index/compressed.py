@@ -357,7 +357,7 @@ def _write_meta(codes: SQ8Codes, folder: Path) -> None:
             "starts": codes.starts, "sizes": codes.sizes,
             "shards": [f"sq8.{i}.faiss" for i in range(len(codes.starts))]}
     tmp = folder / "sq8.json.tmp"
-    tmp.write_text(json.dumps(meta))
+    tmp.write_text(json.dumps(meta), encoding="utf-8")
     os.replace(tmp, folder / "sq8.json")
 
 
@@ -373,7 +373,7 @@ def load(folder: Path, n: int, d: int) -> SQ8Codes | None:
     memory, or — past :func:`codes_memory_bytes` — mapped shard by shard for each scan."""
     faiss = _faiss()
     try:
-        meta = json.loads((folder / "sq8.json").read_text())
+        meta = json.loads((folder / "sq8.json").read_text(encoding="utf-8"))
         files = [folder / name for name in meta["shards"]]
         sizes = [int(x) for x in meta["sizes"]]
         mapped = n * d > codes_memory_bytes()

@@ -36,7 +36,7 @@ def index_dir(root: Path, table_key: str, column: str) -> Path:
 def read_sidecar(folder: Path, kind: str) -> dict[str, Any] | None:
     """The sidecar of ``kind`` in ``folder`` (None when missing or unreadable)."""
     try:
-        meta = json.loads((folder / f"{kind}.json").read_text())
+        meta = json.loads((folder / f"{kind}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
@@ -54,7 +54,7 @@ def save(folder: Path, kind: str, write_index: Any, meta: dict[str, Any]) -> boo
         write_index(tmp)
         os.replace(tmp, folder / f"{kind}.faiss")
         side = folder / f"{kind}.json.tmp"
-        side.write_text(json.dumps({"format": SIDECAR_FORMAT, **meta}, indent=1))
+        side.write_text(json.dumps({"format": SIDECAR_FORMAT, **meta}, indent=1), encoding="utf-8")
         os.replace(side, folder / f"{kind}.json")
         return True
     except OSError:

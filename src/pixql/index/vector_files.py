@@ -59,7 +59,7 @@ def _jsonable(state: Any) -> Any:
 def open_saved(path: Path, state: Any, dim: int) -> SavedVectors | None:
     """The files in ``path`` when they were made from ``state`` (else None)."""
     try:
-        meta = json.loads((path / SIDECAR).read_text())
+        meta = json.loads((path / SIDECAR).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT \
@@ -142,7 +142,7 @@ class UnitsWriter:
             store.write_array(self.path / "status.npy", status)
         side = self.path / (SIDECAR + ".tmp")
         side.write_text(json.dumps({"format": FORMAT, "state": _jsonable(state), "dim": self.dim,
-                                    "rows": n, "status": status is not None}))
+                                    "rows": n, "status": status is not None}), encoding="utf-8")
         os.replace(side, self.path / SIDECAR)
         units = map_units(self.path / UNITS, n, self.dim)
         return SavedVectors(units, rowids, valid, status, codes)

@@ -53,7 +53,7 @@ class TestPixelsEmbedder(PixelsEmbedder):
         if self.crash_always:
             os._exit(3)
         if self.crash_once_file and not os.path.exists(self.crash_once_file):
-            with open(self.crash_once_file, "w") as fh:
+            with open(self.crash_once_file, "w", encoding="utf-8") as fh:
                 fh.write(str(os.getpid()))
             os._exit(3)
         if self.sleep_s:

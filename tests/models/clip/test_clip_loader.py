@@ -32,7 +32,7 @@ def test_make_tiny_clip_writes_hub_layout_deterministically(tmp_path):
     c = make_tiny_clip(tmp_path / "c", seed=4)
     assert sorted(p.name for p in a.iterdir()) == ["open_clip_config.json",
                                                     "open_clip_model.safetensors"]
-    cfg = json.loads((a / "open_clip_config.json").read_text())
+    cfg = json.loads((a / "open_clip_config.json").read_text(encoding="utf-8"))
     assert cfg["model_cfg"]["embed_dim"] == 32
     assert cfg["model_cfg"]["text_cfg"]["vocab_size"] == 49408
     assert cfg["preprocess_cfg"]["interpolation"] == "bicubic"
