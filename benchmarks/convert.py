@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def child(args: argparse.Namespace, n: int) -> dict[str, Any]:
     """Run one CONVERT of ``n`` rows in a fresh process; its peak RSS and time."""
     cmd = [sys.executable, __file__, "--child", str(n), "--workspace", str(args.workspace)]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    res = subprocess.run(cmd, capture_output=True, encoding="utf-8", check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 

@@ -114,7 +114,7 @@ def run_child(kind: str, rows: int, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", kind, str(rows), "--workspace",
            str(args.workspace), "--duckdb-memory-limit", args.duckdb_memory_limit]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, check=True,
+        res = subprocess.run(cmd, capture_output=True, encoding="utf-8", check=True,
                              timeout=args.timeout)
     except subprocess.TimeoutExpired:
         return {"kind": kind, "rows": rows, "limit": args.duckdb_memory_limit or "default",

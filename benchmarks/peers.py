@@ -230,7 +230,7 @@ def run_worker(args: argparse.Namespace, phase: str, name: str, set_dir: Path) -
            "--out", str(out), "--max-seconds", str(args.max_seconds)]
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        proc = subprocess.run(cmd, capture_output=True, encoding="utf-8", timeout=args.timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"{phase} timed out after {args.timeout:.0f} s"}
     sys.stdout.write(proc.stdout)

@@ -230,7 +230,7 @@ def _query(ws: Any, emb: Any, spec: dict[str, Any], i: int) -> np.ndarray:
 
 def run_child(mode: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", mode, "--spec", json.dumps(spec)]
-    got = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True,
+    got = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, encoding="utf-8",
                          check=False)
     if got.returncode:
         raise RuntimeError(f"child {mode} failed:\n{got.stderr[-3000:]}")

@@ -32,7 +32,7 @@ def _untracked_files() -> set[str] | None:
     if git is None or not (REPO / ".git").exists():
         return None
     done = subprocess.run([git, "-C", str(REPO), "ls-files", "--others", "--exclude-standard"],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, encoding="utf-8", check=False)
     if done.returncode != 0:
         return None
     return {p for p in done.stdout.splitlines() if not p.startswith(".")}

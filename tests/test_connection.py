@@ -84,7 +84,7 @@ def test_record_says_who_serves(served):
 def test_serving_twice_is_refused(served):
     out = subprocess.run(
         [sys.executable, "-m", "pixql.cli.main", "-w", served.record.workspace, "serve",
-         "--port", "0"], env=clean_env(), capture_output=True, text=True, timeout=120)
+         "--port", "0"], env=clean_env(), capture_output=True, encoding="utf-8", timeout=120)
     assert out.returncode == 1
     assert f"already served by pixql at {served.record.url} (pid {served.proc.pid})" in out.stderr
 
@@ -156,7 +156,7 @@ def test_lock_held_by_another_process_is_a_clear_error(tmp_path):
     ws = tmp_path / "ws"
     pixql.connect(ws).close()
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ws / "pixql.duckdb")],
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, encoding="utf-8")
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "locked"

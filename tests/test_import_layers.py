@@ -37,7 +37,7 @@ def broken_contracts(src: Path, cwd: Path) -> set[str]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     for cid in contract_ids():
         run = subprocess.run([*LINT, str(PYPROJECT), "--contract", cid, "--no-cache",
-                              "--no-logo"], cwd=cwd, env=env, capture_output=True, text=True,
+                              "--no-logo"], cwd=cwd, env=env, capture_output=True, encoding="utf-8",
                              timeout=120, check=False)
         assert run.returncode in (0, 1), run.stdout + run.stderr  # 1: broken; else: crashed
         if run.returncode:

@@ -19,7 +19,7 @@ def test_import_pixql_and_parse_stay_light():
             "from pixql.models.registry import get_kind; get_kind('pixels');"
             "print(sorted(m for m in ('torch', 'fastapi', 'open_clip', 'torchvision') "
             "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8",
                          check=True)
     assert out.stdout.strip() == "[]"
 

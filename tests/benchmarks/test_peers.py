@@ -31,7 +31,7 @@ def test_tiny_run_through_pixql_and_numpy(tmp_path: Path) -> None:
     cmd = [sys.executable, str(BENCH / "peers.py"), "--rows", "2000", "--dim", "32",
            "--data", "clustered", "--queries", "12", "--systems", "numpy", "pixql",
            "--workdir", str(tmp_path), "--no-write"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(cmd, capture_output=True, encoding="utf-8", timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     text = (tmp_path / "results.json").read_text(encoding="utf-8")
     results = json.loads(text)["clustered 2000x32"]

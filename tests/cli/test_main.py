@@ -37,7 +37,7 @@ AS SELECT * FROM mnist_test
 def pixql(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PIXQL_PROGRESS": "0"}
     return subprocess.run([sys.executable, "-m", "pixql.cli.main", *args], cwd=cwd, env=env,
-                          input=stdin, capture_output=True, text=True, timeout=120)
+                          input=stdin, capture_output=True, encoding="utf-8", timeout=120)
 
 
 def test_sql_runs_the_tutorial_with_pixels(tmp_path):
@@ -84,7 +84,7 @@ def test_workspace_from_environment(tmp_path):
     env_ws = tmp_path / "from-env"
     env = {**os.environ, "PIXQL_WORKSPACE": str(env_ws)}
     out = subprocess.run([sys.executable, "-m", "pixql.cli.main", "sql", "SELECT 1 AS one"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+                         cwd=tmp_path, env=env, capture_output=True, encoding="utf-8", timeout=60)
     assert out.returncode == 0
     assert (env_ws / "pixql.duckdb").is_file()
 
@@ -130,7 +130,7 @@ def test_serve_takes_the_workspace_and_allowed_dirs_after_the_command(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "pixql.cli.main", "serve", "-w", str(ws), "--port", str(port),
          "--enable-sql", "--allow-dir", str(shared)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, encoding="utf-8")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(proc, base)

@@ -23,7 +23,7 @@ KEY = "cli-test-key"
 def pixql(*args: str, cwd: Path, stdin: str | None = None,
           **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pixql.cli.main", *args], cwd=cwd,
-                          env=clean_env(**env), input=stdin, capture_output=True, text=True,
+                          env=clean_env(**env), input=stdin, capture_output=True, encoding="utf-8",
                           timeout=180)
 
 

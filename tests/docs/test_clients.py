@@ -66,7 +66,7 @@ def test_cli_page(tmp_path):
             if " serve" in code:
                 continue
             out = subprocess.run(["bash", "-e", "-c", code], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=300)
+                                 capture_output=True, encoding="utf-8", timeout=300)
             assert out.returncode == 0, (code, out.stderr)
             assert "lock" not in out.stderr.lower()
             outputs.append(out.stdout)

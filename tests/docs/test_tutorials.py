@@ -29,6 +29,6 @@ def test_clip_tutorial_runs_offline(tmp_path, monkeypatch):
 def test_generated_reference_pages_are_current():
     script = Path(__file__).resolve().parents[2] / "scripts" / "gen_docs.py"
     out = subprocess.run([sys.executable, str(script), "--check"], capture_output=True,
-                         text=True, timeout=120)
+                         encoding="utf-8", timeout=120)
     if out.returncode != 0:
         pytest.fail(out.stderr)

@@ -197,6 +197,6 @@ def test_load_ext_is_light_in_a_fresh_ipython(tmp_path: Path):
             "'fastapi' in sys.modules)")
     proc = subprocess.run(
         [sys.executable, "-m", "IPython", "--quick", "--no-banner", "--colors=nocolor",
-         "-c", code], capture_output=True, text=True, timeout=120,
+         "-c", code], capture_output=True, encoding="utf-8", timeout=120,
         env={**__import__("os").environ, "IPYTHONDIR": str(tmp_path / "ipy")})
     assert "RESULT 42 False False" in proc.stdout, proc.stdout + proc.stderr

@@ -171,7 +171,7 @@ def test_every_client_at_once(sh, tmp_path):
                 db.sql(statement)
             cli = [subprocess.run(
                 [sys.executable, "-m", "pixql.cli.main", "-w", str(ws), *args],
-                input=stdin, env=clean_env(), capture_output=True, text=True, timeout=180)
+                input=stdin, env=clean_env(), capture_output=True, encoding="utf-8", timeout=180)
                 for args, stdin in ((["sql", SEARCH], None), (["shell"], search2 + ";\n"))]
             frames = [db.sql(SEARCH).df(), sh.cell(f"%%pixql\n{search2}").value]
     for out, want in zip(cli, expected, strict=True):

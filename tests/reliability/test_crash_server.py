@@ -64,7 +64,7 @@ def server(ws_dir: Path, stage: str = "none", marker: Path | None = None
     cmd = [sys.executable, str(WORKER), stage, str(marker or ws_dir.parent / "unused"), "--",
            "-w", str(ws_dir), "serve", "--port", str(port), "--api-key", KEY]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+                            encoding="utf-8")
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:

@@ -103,6 +103,6 @@ def test_first_statements_on_many_threads_at_once(tmp_path: Path) -> None:
     import sys
 
     done = subprocess.run([sys.executable, "-c", RACE, str(tmp_path / "ws")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, encoding="utf-8", timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

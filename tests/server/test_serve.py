@@ -41,7 +41,7 @@ def test_serve_runs_uvicorn_and_redacts_keys(tmp_path: Path) -> None:
     env = {**os.environ, "PIXQL_PORT": str(port), "PIXQL_API_KEYS": "very-secret-key"}
     code = f"from pixql.server.app import serve; serve(workspace_dir={str(tmp_path / 'ws')!r})"
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, encoding="utf-8")
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(proc, base)

@@ -74,6 +74,6 @@ def test_importing_clip_package_and_kind_stays_light():
             "from pixql.models.registry import get_kind; get_kind('clip'); "
             "heavy = [m for m in ('torch', 'open_clip') if m in sys.modules]; "
             "assert not heavy, heavy")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, encoding="utf-8",
                           timeout=120)
     assert proc.returncode == 0, proc.stderr

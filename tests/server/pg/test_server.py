@@ -40,7 +40,7 @@ def psql(served: Served, *args: str, password: str = KEY) -> subprocess.Complete
     env = dict(os.environ, PGPASSWORD=password, PGCONNECT_TIMEOUT="10")
     return subprocess.run([PSQL, "-X", "-h", "127.0.0.1", "-p", str(served.pg.port),
                            "-U", "pixql", "-d", "pixql", "-A", "-F", "|", "-t", *args],
-                          capture_output=True, text=True, env=env, timeout=60, check=False)
+                          capture_output=True, encoding="utf-8", env=env, timeout=60, check=False)
 
 
 @needs_psql
@@ -71,7 +71,7 @@ def test_psql_wrong_password_and_database_are_refused(served):
     assert "password authentication failed" in out.stderr
     other = subprocess.run([PSQL or "psql", "-h", "127.0.0.1", "-p", str(served.pg.port),
                             "-U", "pixql", "-d", "postgres", "-c", "SELECT 1"],
-                           capture_output=True, text=True, timeout=60, check=False,
+                           capture_output=True, encoding="utf-8", timeout=60, check=False,
                            env=dict(os.environ, PGPASSWORD=KEY))
     assert 'database "postgres" does not exist' in other.stderr
 
@@ -136,7 +136,7 @@ def test_docs_page_runs(served, tmp_path):
     if PSQL is not None:
         for script in doc_blocks("postgresql.md", "sh")[1:]:  # the first starts a server
             out = subprocess.run(["bash", "-e", "-c", served.substitute(script)],
-                                 capture_output=True, text=True, timeout=120, check=False,
+                                 capture_output=True, encoding="utf-8", timeout=120, check=False,
                                  cwd=tmp_path)
             assert out.returncode == 0, out.stderr
             assert "photos/p2.png|1" in out.stdout.replace(" ", "")
