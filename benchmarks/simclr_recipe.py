@@ -75,7 +75,7 @@ def load_split(root: Path, split: str, limit: int, seed: int) -> tuple[torch.Ten
     """A seeded random sample of ``limit`` digits of ``split`` as ``uint8 (n, 1, 28, 28)``."""
     from PIL import Image
 
-    header, *rows = (root / f"{split}.csv").read_text().splitlines()
+    _, *rows = (root / f"{split}.csv").read_text().splitlines()
     pick = np.random.default_rng(seed).permutation(len(rows))[:limit]
     paths = [rows[i].split(",") for i in pick]
     arr = np.stack([np.array(Image.open(root / p).convert("L")) for p, _ in paths])
