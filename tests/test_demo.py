@@ -17,23 +17,32 @@ def test_run_demo_builds_searches_and_draws(tmp_path: Path,
     root = tmp_path / "demo"
     assert out["images"] == 200
     assert len(list((root / "digits").rglob("*.png"))) == 200
-    assert out["query"].startswith("digits/3/")
-    assert len(out["matches"]) == 4
-    assert all(m["image_path"] != out["query"] for m in out["matches"])
-    scores = [m["score"] for m in out["matches"]]
-    assert scores == sorted(scores, reverse=True)
+    assert len(list((root / "queries").rglob("*.png"))) == 200
+    assert out["query"].startswith("queries/3/")
+    assert out["query"].endswith("_shifted.png")
+    original = "digits/3/" + out["query"].split("/")[-1].split("_")[0] + ".png"
+    for found in (out["matches"], out["pixel_matches"]):
+        assert len(found) == 4
+        assert all(m["image_path"].startswith("digits/") for m in found)
+        assert all(m["image_path"] != original for m in found)  # its own original left out
+        scores = [m["score"] for m in found]
+        assert scores == sorted(scores, reverse=True)
     p = out["precision_at_10"]
-    assert 0.0 <= p["simclr"] <= 1.0
-    assert p["pixels"] > 0.7
+    kinds = ["clean", "shifted", "rotated", "scaled", "noisy", "transformed"]
+    for column in ("simclr", "pixels"):
+        assert list(p[column]) == kinds
+        assert all(0.0 <= v <= 1.0 for v in p[column].values())
+    assert p["pixels"]["clean"] > 0.7
     assert out["build"]["kind"] == "SimCLR"
     assert out["build"]["epochs"] == 1
     with Image.open(out["contact_sheet"]) as sheet:
         assert Path(out["contact_sheet"]) == root / "demo_results.png"
         assert sheet.width > 5 * 112
-        assert sheet.height > 112
+        assert sheet.height > 2 * 112  # SimCLR's row and raw pixels' row
     printed = capsys.readouterr().out
     assert "precision@10" in printed
     assert "best matches" in printed
+    assert "transformed" in printed
 
 
 def test_digits_are_written_once_as_mnist_like_pngs(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ def test_documented_defaults() -> None:
     assert opts.backbone == "auto"
     assert opts.image_size == "auto"
     assert opts.time_budget is None
+    assert (opts.views, opts.temperature, opts.deterministic) == ("auto", 0.2, False)
     assert all(field.description for name, field in SimCLROptions.model_fields.items()
                if name != "overwrite")
 
@@ -56,11 +57,21 @@ def test_documented_defaults() -> None:
     ({"time_budget": 0}, "time_budget"),
     ({"pretrained": True, "backbone": "small_resnet"}, "backbone"),
     ({"pretrained": True, "grayscale": True}, "grayscale"),
+    ({"views": 1}, "views"),
+    ({"views": 17}, "views"),
+    ({"views": "many"}, "views"),
+    ({"deterministic": True, "time_budget": 10}, "deterministic"),
 ])
 def test_invalid_options_name_the_field(options: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError) as err:
         SimCLROptions(**options)
     assert err.value.errors()[0]["loc"][0] == field
+
+
+@pytest.mark.parametrize(("max_epochs", "views"), [(1, 8), (2, 4), (3, 2), (4, 2), (50, 2)])
+def test_auto_views_spend_about_eight_views_per_image(max_epochs: int, views: int) -> None:
+    assert SimCLROptions(max_epochs=max_epochs).n_views() == views
+    assert SimCLROptions(max_epochs=max_epochs, views=3).n_views() == 3
 
 
 def _ctx(tmp_path: Path, files: list[Path], column: str = "image_path") -> BuildContext:
@@ -186,3 +197,17 @@ def test_loading_without_an_artifact_folder_says_why() -> None:
     server names clip/<version>)."""
     with pytest.raises(ModelError, match="SimCLR model is loaded from its artifact folder"):
         get_kind("simclr").load(None, {"backbone": {"name": "small_resnet"}})
+
+
+def test_same_seed_gives_byte_identical_weights(tmp_path: Path) -> None:
+    files = make_image_folder(tmp_path / "imgs", per_class=3)
+    weights = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        opts = SimCLROptions(max_epochs=1, batch_size=6, views=3, seed=7, deterministic=True,
+                             image_size=16)
+        result = SimCLR.build(_ctx(tmp_path / run, files), opts)
+        assert result.summary["views"] == 3
+        weights.append((tmp_path / run / "artifact" / WEIGHTS_FILE).read_bytes())
+    assert weights[0] == weights[1]
+    assert not torch.are_deterministic_algorithms_enabled()  # the setting is restored

@@ -1,4 +1,5 @@
-"""NT-Xent against a hand-written reference, plus symmetry and closed-form cases."""
+"""NT-Xent against hand-written references (two views, and V views with multiple positives),
+plus symmetry and closed-form cases."""
 
 from __future__ import annotations
 
@@ -87,5 +88,48 @@ def test_rejects_bad_temperature(bad: object) -> None:
 @pytest.mark.parametrize("shapes", [((4, 8), (3, 8)), ((4, 8), (4, 7)), ((0, 8), (0, 8)),
                                     ((8,), (8,))])
 def test_rejects_mismatched_shapes(shapes: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
-    with pytest.raises(ValueError, match="two \\(n, d\\) tensors"):
+    with pytest.raises(ValueError, match="2 \\(n, d\\) tensors"):
         NTXentLoss()(torch.randn(*shapes[0]), torch.randn(*shapes[1]))
+
+
+def reference_multiview(views: list[torch.Tensor], temperature: float) -> float:
+    """SupCon eq. 2 with "same image" as the class, one anchor and one positive at a time."""
+    z = torch.cat(views).double()
+    z = z / z.norm(dim=1, keepdim=True)
+    n, m = views[0].shape[0], z.shape[0]
+    total = 0.0
+    for i in range(m):
+        denom = sum(math.exp(float(z[i] @ z[k]) / temperature) for k in range(m) if k != i)
+        positives = [p for p in range(m) if p != i and p % n == i % n]
+        total += sum(-math.log(math.exp(float(z[i] @ z[p]) / temperature) / denom)
+                     for p in positives) / len(positives)
+    return total / m
+
+
+@pytest.mark.parametrize("n_views", [2, 3, 5])
+@pytest.mark.parametrize("n", [1, 4])
+def test_multiview_matches_reference(n_views: int, n: int) -> None:
+    gen = torch.Generator().manual_seed(n_views * 10 + n)
+    views = [torch.randn(n, 6, generator=gen) for _ in range(n_views)]
+    got = float(NTXentLoss(0.2)(*views))
+    assert got == pytest.approx(reference_multiview(views, 0.2), rel=1e-4, abs=1e-5)
+
+
+def test_two_views_are_the_multiview_loss_with_two() -> None:
+    z0, z1 = torch.randn(5, 8), torch.randn(5, 8)
+    assert float(NTXentLoss(0.3)(z0, z1)) == pytest.approx(
+        reference_multiview([z0, z1], 0.3), rel=1e-4)
+
+
+@pytest.mark.parametrize("n_views", [3, 4])
+def test_identical_views_give_log_of_candidates_minus_share(n_views: int) -> None:
+    # all similarities 1: each positive is one of (V n - 1) equal candidates
+    n = 3
+    z = torch.ones(n, 4)
+    got = float(NTXentLoss(0.5)(*[z.clone() for _ in range(n_views)]))
+    assert got == pytest.approx(math.log(n_views * n - 1), rel=1e-5)
+
+
+def test_multiview_rejects_a_mismatched_third_view() -> None:
+    with pytest.raises(ValueError, match="3 \\(n, d\\) tensors"):
+        NTXentLoss()(torch.randn(4, 8), torch.randn(4, 8), torch.randn(3, 8))

@@ -78,3 +78,27 @@ def test_learning_rate_warms_up_then_decays_to_zero() -> None:
     assert lr_factor(0.55, 0.1) == pytest.approx(0.5)
     assert lr_factor(1.0, 0.1) == pytest.approx(0.0, abs=1e-9)
     assert lr_factor(1.5, 0.1) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_more_views_count_images_once_and_train(
+        shapes: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images, _ = shapes
+    views = MultiViewTransform(SimCLRTransform(AugmentConfig.from_strength(1.0), mean=[0.1],
+                                               std=[0.3]), n_views=4)
+    cfg = TrainConfig(max_epochs=3, batch_size=32, learning_rate=3e-3, seed=0)
+    stats = train_simclr(_net(), images, views, cfg, progress=False)
+    assert stats.steps == 6
+    assert stats.images == 3 * 64  # images, not views
+    assert all(loss > 0 for loss in stats.epoch_losses)
+
+
+def test_deterministic_run_restores_the_global_setting_and_repeats(
+        shapes: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images, _ = shapes
+    cfg = TrainConfig(max_epochs=1, batch_size=16, seed=5, deterministic=True)
+    nets = [_net(seed=2) for _ in range(2)]
+    for net in nets:
+        train_simclr(net, images[:32], _views(), cfg, progress=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    for a, b in zip(nets[0].state_dict().values(), nets[1].state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -79,3 +79,35 @@ def test_rejects_bad_settings() -> None:
         MultiViewTransform(SimCLRTransform(AugmentConfig(), mean=[0.0], std=[1.0]), n_views=1)
     with pytest.raises(ValueError, match="std > 0"):
         SimCLRTransform(AugmentConfig(), mean=[0.0, 0.0], std=[1.0])
+
+
+def _geometry_only(**changes: float) -> SimCLRTransform:
+    from dataclasses import replace
+
+    still = replace(AugmentConfig.from_strength(0.0), **changes)
+    return SimCLRTransform(still, mean=[0.0], std=[1.0])
+
+
+def _square() -> torch.Tensor:
+    img = torch.zeros(4, 1, 32, 32, dtype=torch.uint8)
+    img[..., 8:24, 8:24] = 255
+    return img
+
+
+def test_zoom_out_shrinks_the_image_inside_the_view() -> None:
+    tf = _geometry_only(crop_scale_min=4.0, zoom_out=2.0)  # every view zoomed out 2x
+    out = tf(_square(), _gen())
+    ink = (out > 0.5).float().sum(dim=(1, 2, 3))
+    assert torch.allclose(ink, torch.full_like(ink, 16 * 16 / 4), rtol=0.2)
+
+
+def test_translate_moves_the_image() -> None:
+    tf = _geometry_only(translate=0.2)
+    out = tf(_square(), _gen(3))
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    w = out[:, 0]
+    cx = (w * xs).sum(dim=(1, 2)) / w.sum(dim=(1, 2))
+    cy = (w * ys).sum(dim=(1, 2)) / w.sum(dim=(1, 2))
+    moved = ((cx - 15.5) ** 2 + (cy - 15.5) ** 2).sqrt()
+    assert (moved > 0.5).all()
+    assert (moved <= 0.2 * 32 * 2 ** 0.5 + 1).all()

@@ -161,4 +161,6 @@ def save_backbone(backbone: nn.Module, path: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    save_file(state, str(path), metadata={"format": "pt", "model": "pixql-simclr-backbone"})
+    # one metadata entry only: safetensors writes the metadata map in hash order, which
+    # changes between calls, so a second entry would make identical weights differ in bytes
+    save_file(state, str(path), metadata={"format": "pt"})

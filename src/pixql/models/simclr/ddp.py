@@ -58,6 +58,7 @@ class RayJob:
     augment: dict[str, Any]
     train: dict[str, Any]  # TrainConfig's fields; batch_size is the global batch
     cpus_per_worker: float
+    views: int = 2  # augmented views per image and step
 
 
 def gather_with_grad(t: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,7 @@ def worker_loop(config: dict[str, Any]) -> None:
     net = SimCLRNet(backbone, ProjectionHead(dim, max(512, dim), job.projection_dim))
     net = net.to(memory_format=torch.channels_last)
     views = MultiViewTransform(SimCLRTransform(AugmentConfig(**job.augment), mean=job.mean,
-                                               std=job.std))
+                                               std=job.std), n_views=job.views)
     cfg = TrainConfig(**{**job.train, "batch_size": job.train["batch_size"] // world,
                          "seed": job.train["seed"] + 1000 * rank})
     stats = train_simclr(DistributedDataParallel(net), images, views, cfg, progress=False,

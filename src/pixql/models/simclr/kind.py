@@ -6,9 +6,12 @@ Example:
     >>> db.sql("BUILD MODEL digits USING SimCLR OPTIONS (max_epochs=1) "
     ...        "AS SELECT * FROM mnist_train")                          # doctest: +SKIP
 
-Training decodes the images once, trains a backbone and projection head with NT-Xent on two
-augmented views per image (:mod:`.train`), and saves the *backbone* to
-``weights.safetensors``: embeddings are the backbone's pooled features (before the head).
+Training decodes the images once, trains a backbone and projection head with NT-Xent on
+``views`` augmented views per image (:mod:`.train`; every view of an image is a positive of
+the others), and saves the *backbone* to ``weights.safetensors``: embeddings are the
+backbone's pooled features (before the head). ``views='auto'`` spends about eight augmented
+views per image over the whole run (``8 // max_epochs``, from 2 to 8), so the tutorial's
+single epoch still gets a strong model.
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ AUTO_MAX_SIDE = {"cpu": 96, "cuda": 224}
 PRETRAINED_MIN_SIDE = 64
 #: images channel_stats measures (its default)
 STATS_SAMPLE = 10_000
+#: views per image over the whole run that ``views='auto'`` aims for
+AUTO_VIEWS = 8
+#: range of the ``views`` option
+MIN_VIEWS, MAX_VIEWS = 2, 16
 
 
 class SimCLROptions(BuildOptions):
@@ -69,7 +76,7 @@ class SimCLROptions(BuildOptions):
 
     image_col: str = Field(default="image_path", description="column holding the image paths")
     batch_size: int = Field(default=256, ge=2, le=65536,
-                            description="images per training step (each seen in two views)")
+                            description="images per training step (each seen in `views` views)")
     max_epochs: int = Field(default=5, ge=1, le=100_000, description="passes over the data")
     pretrained: bool = Field(default=False,
                              description="start from torchvision's ImageNet ResNet-18 weights")
@@ -86,7 +93,11 @@ class SimCLROptions(BuildOptions):
                                 description="projection head output size")
     learning_rate: float = Field(default=2e-3, gt=0, le=10, description="peak AdamW learning rate")
     weight_decay: float = Field(default=1e-4, ge=0, le=1, description="AdamW weight decay")
-    temperature: float = Field(default=0.1, gt=0, le=10, description="NT-Xent temperature")
+    views: int | Literal["auto"] = Field(
+        default="auto", description="augmented views of each image per step, all positives of "
+        "each other in NT-Xent; 'auto': 8 // max_epochs, from 2 to 8 (8 views for "
+        "max_epochs=1, 2 from max_epochs=4)")
+    temperature: float = Field(default=0.2, gt=0, le=10, description="NT-Xent temperature")
     augmentation: float = Field(default=1.0, ge=0, le=3,
                                 description="augmentation strength (0: none, 1: default)")
     flips: bool = Field(default=False, description="random horizontal flips (off: digits "
@@ -112,6 +123,10 @@ class SimCLROptions(BuildOptions):
                                    description="engine='ray': CPUs (and torch threads) a worker")
     gpus_per_worker: float = Field(default=0.0, ge=0, le=64,
                                    description="engine='ray': GPUs a worker")
+    deterministic: bool = Field(
+        default=False, description="only deterministic torch kernels, so the same seed, data and "
+        "options on the same machine give byte-identical weights (cannot be combined with "
+        "time_budget)")
 
     @field_validator("image_size")
     @classmethod
@@ -119,6 +134,28 @@ class SimCLROptions(BuildOptions):
         if isinstance(value, int) and not 8 <= value <= 1024:
             raise ValueError(f"image_size must be 'auto' or an integer from 8 to 1024, got {value}")
         return value
+
+    @field_validator("views")
+    @classmethod
+    def _check_views(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not MIN_VIEWS <= value <= MAX_VIEWS:
+            raise ValueError(f"views must be 'auto' or an integer from {MIN_VIEWS} to "
+                             f"{MAX_VIEWS}, got {value}")
+        return value
+
+    @field_validator("deterministic")
+    @classmethod
+    def _check_deterministic(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("time_budget") is not None:
+            raise ValueError("deterministic=True cannot be combined with time_budget: how many "
+                             "steps fit in a time budget is not reproducible")
+        return value
+
+    def n_views(self) -> int:
+        """The number of views per image (``'auto'`` resolved)."""
+        if self.views == "auto":
+            return max(MIN_VIEWS, min(AUTO_VIEWS, AUTO_VIEWS // self.max_epochs))
+        return int(self.views)
 
     @field_validator("backbone")
     @classmethod
@@ -222,7 +259,8 @@ class SimCLR(ModelKind):
         net = SimCLRNet(backbone, head)
         aug = AugmentConfig.from_strength(options.augmentation, flips=options.flips,
                                           image_size=plan["image_size"])
-        views = MultiViewTransform(SimCLRTransform(aug, mean=mean, std=std))
+        views = MultiViewTransform(SimCLRTransform(aug, mean=mean, std=std),
+                                   n_views=options.n_views())
         stats = train_simclr(net, images, views, _train_config(options, plan),
                              progress=ctx.progress)
         save_backbone(backbone, ctx.artifact_dir / WEIGHTS_FILE)
@@ -286,7 +324,8 @@ def _result(options: SimCLROptions, plan: dict[str, Any], norm: tuple[list[float
               "feature_dim": dim, "pretrained": pretrained,
               "projection_dim": options.projection_dim}
     summary = {**stats, "backbone": plan["spec"]["name"], "image_size": plan["image_size"],
-               "device": plan["device"], "mixed_precision": plan["mixed_precision"]}
+               "device": plan["device"], "mixed_precision": plan["mixed_precision"],
+               "views": options.n_views()}
     return BuildResult(config=config, dim=dim, summary=summary)
 
 
@@ -305,7 +344,7 @@ def _build_on_ray(ctx: BuildContext, options: SimCLROptions, plan: dict[str, Any
                  std=norm[1], projection_dim=options.projection_dim,
                  pretrained=options.pretrained, augment=dataclasses.asdict(aug),
                  train=dataclasses.asdict(_train_config(options, plan)),
-                 cpus_per_worker=options.cpus_per_worker)
+                 cpus_per_worker=options.cpus_per_worker, views=options.n_views())
     stats = train_on_ray(job, address=options.ray_address, num_workers=options.num_workers,
                          gpus_per_worker=options.gpus_per_worker, staging=ctx.artifact_dir)
     w = options.num_workers
@@ -329,5 +368,5 @@ def _train_config(options: SimCLROptions, plan: dict[str, Any]) -> TrainConfig:
                        learning_rate=options.learning_rate, weight_decay=options.weight_decay,
                        temperature=options.temperature, time_budget=options.time_budget,
                        seed=options.seed, mixed_precision=plan["mixed_precision"],
-                       device=plan["device"])
+                       device=plan["device"], deterministic=options.deterministic)
 

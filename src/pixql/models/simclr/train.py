@@ -1,14 +1,23 @@
-"""The SimCLR training loop: two views per image, NT-Xent, AdamW, warm-up + cosine schedule.
+"""The SimCLR training loop: V views per image, NT-Xent, AdamW, warm-up + cosine schedule.
 
 The schedule runs on *progress*, the larger of the share of steps done and the share of the
 time budget spent, so a run cut short by its time budget still ends with a decayed learning
 rate instead of stopping mid-way at the peak.
+
+Reproducibility: the weights' initialisation (the caller seeds torch), the shuffling and the
+augmentations all come from generators seeded with ``seed``, so the same seed, data, options
+and machine (same torch build and thread count) give the same weights. ``deterministic=True``
+also makes torch refuse nondeterministic kernels (``torch.use_deterministic_algorithms``,
+which on CUDA needs ``CUBLAS_WORKSPACE_CONFIG``, set here when missing) and takes the time
+budget out of the schedule (a time-dependent learning rate cannot repeat).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +28,7 @@ from pixql.models.simclr.loss import NTXentLoss
 from pixql.progress import progress_bar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from pixql.models.simclr.transforms import MultiViewTransform
 
@@ -32,12 +41,13 @@ class TrainConfig:
     batch_size: int = 256
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    temperature: float = 0.1
+    temperature: float = 0.2
     warmup: float = 0.05  # share of the run spent warming the learning rate up
     time_budget: float | None = None  # seconds
     seed: int = 0
     mixed_precision: bool = False  # bfloat16 autocast
     device: str = "cpu"
+    deterministic: bool = False
 
 
 @dataclass
@@ -122,7 +132,7 @@ class _Run:
 
     def progress(self) -> float:
         p = self.stats.steps / self.total_steps
-        if self.cfg.time_budget:
+        if self.cfg.time_budget and not self.cfg.deterministic:
             p = max(p, self.clock / self.cfg.time_budget)
         return p
 
@@ -145,7 +155,7 @@ class _Run:
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16,
                             enabled=self.cfg.mixed_precision):
             z = self.net(x)
-        loss = self.loss_fn(z[:n].float(), z[n:].float())
+        loss = self.loss_fn(*z.float().split(n))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -167,6 +177,29 @@ def train_simclr(net: nn.Module, images: torch.Tensor, views: MultiViewTransform
     """
     if images.shape[0] < 2:
         raise ValueError(f"SimCLR needs at least 2 training images, got {images.shape[0]}")
+    with deterministic_algorithms(cfg.deterministic):
+        return _train(net, images, views, cfg, progress=progress, loss_fn=loss_fn, agree=agree)
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """While active (and ``enabled``), torch uses deterministic kernels only; restores the
+    previous setting afterwards."""
+    if not enabled:
+        yield
+        return
+    before = torch.are_deterministic_algorithms_enabled()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
+def _train(net: nn.Module, images: torch.Tensor, views: MultiViewTransform,
+           cfg: TrainConfig, *, progress: bool, loss_fn: nn.Module | None,
+           agree: Callable[[float], float] | None) -> TrainStats:
     device = torch.device(cfg.device)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
