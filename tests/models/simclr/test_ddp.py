@@ -12,35 +12,35 @@ from pixql.models.simclr.ddp import shard
 from pixql.models.simclr.loss import NTXentLoss
 
 
-@pytest.mark.parametrize("world", [2, 4])
-def test_global_loss_of_the_workers_is_the_one_process_loss(world: int) -> None:
+@pytest.mark.parametrize(("world", "n_views"), [(2, 2), (4, 2), (2, 4)])
+def test_global_loss_of_the_workers_is_the_one_process_loss(world: int, n_views: int) -> None:
     """Fixed projections: the mean of the workers' losses, and its gradient, equal the
-    one-process NT-Xent of the global batch (every anchor meets all 2N - 2 negatives)."""
+    one-process NT-Xent of the global batch (every anchor meets all v N - v negatives),
+    with two views and with several (all views of an image are positives)."""
     torch.manual_seed(0)
-    z0 = torch.randn(16, 8, requires_grad=True)
-    z1 = torch.randn(16, 8, requires_grad=True)
-    one = NTXentLoss(0.2)(z0, z1)
-    (g0, g1) = torch.autograd.grad(one, (z0, z1))
+    zs = [torch.randn(16, 8, requires_grad=True) for _ in range(n_views)]
+    one = NTXentLoss(0.2)(*zs)
+    want = torch.autograd.grad(one, zs)
     n = 16 // world
-    shards = [(z0[r * n:(r + 1) * n], z1[r * n:(r + 1) * n]) for r in range(world)]
+    shards = [[z[r * n:(r + 1) * n] for z in zs] for r in range(world)]
     mean = sum(_worker_loss(r, shards) for r in range(world)) / world
-    (d0, d1) = torch.autograd.grad(mean, (z0, z1))
+    got = torch.autograd.grad(mean, zs)
     assert torch.allclose(mean, one, atol=1e-5)
-    assert torch.allclose(d0, g0, atol=1e-6)
-    assert torch.allclose(d1, g1, atol=1e-6)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-6)
     local = sum(NTXentLoss(0.2)(*s) for s in shards) / world  # plain DDP: local negatives
     assert not torch.allclose(local, one, atol=1e-3)
 
 
-def _worker_loss(rank: int, shards: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    z0, z1 = shards[rank]
-    views = {id(z0): 0, id(z1): 1}
+def _worker_loss(rank: int, shards: list[list[torch.Tensor]]) -> torch.Tensor:
+    mine = shards[rank]
+    views = {id(z): v for v, z in enumerate(mine)}
 
     def gather(t: torch.Tensor) -> torch.Tensor:
         v = views[id(t)]
         return torch.cat([t if k == rank else s[v] for k, s in enumerate(shards)])
 
-    return NTXentLoss(0.2, gather=gather, rank=rank)(z0, z1)
+    return NTXentLoss(0.2, gather=gather, rank=rank)(*mine)
 
 
 def test_shards_are_disjoint_and_the_same_size() -> None:
