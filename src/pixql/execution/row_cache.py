@@ -1,0 +1,64 @@
+"""The rows of a small table, kept beside its cached vectors, so that a SEARCH the memo
+recognised takes its winning rows without a DuckDB query.
+
+Fetching the ``top_k`` winners by row id is a DuckDB query of about 1–2 ms even for ten
+rows: most of a repeated SEARCH's fixed cost (``benchmarks/search_overhead.py``). For a
+table whose Arrow rows fit ``PIXQL_ROW_CACHE_MB`` (default 256; 0 turns it off), the hot
+path (:mod:`pixql.execution.search_hot`) instead reads the whole table once, in row id
+order, onto the cached vectors' entry (:class:`~pixql.execution.vectors.ColumnVectors`),
+and takes the winners from it.
+
+The rows are exactly as valid as the vectors beside them: they are read by one statement
+(one snapshot) between two reads of the write stamp that both equal the entry's, and their
+row ids must equal the entry's, so they are the committed state the vectors were loaded
+from. They live and die with the entry: a write, a reload, :meth:`VectorCache.invalidate`
+or eviction drops them too; their bytes count in the vector cache's budget.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pixql.execution.context import to_arrow
+from pixql.execution.vectors import db_stamp
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from pixql.execution.context import ExecContext
+    from pixql.execution.vectors import ColumnVectors, Stamp, TableRef, VectorCache
+
+_ROWID = "__pixql_rowid"
+
+
+def row_budget() -> int:
+    """Bytes of Arrow rows one table may keep in memory (``PIXQL_ROW_CACHE_MB``)."""
+    return int(float(os.environ.get("PIXQL_ROW_CACHE_MB", "256")) * 2**20)
+
+
+def cached_rows(ctx: ExecContext, cache: VectorCache, table: TableRef, vecs: ColumnVectors,
+                stamp: Stamp) -> pa.Table | None:
+    """The rows of ``table`` aligned with ``vecs`` (row ``i`` has id ``vecs.rowids[i]``),
+    read on first use; None when they do not fit or could not be read at ``stamp`` (the
+    write stamp ``vecs`` was loaded at, just checked by the caller)."""
+    if vecs.rows is not None or vecs.rows_skipped:
+        return vecs.rows
+    budget = row_budget()
+    dim = vecs.units.shape[1] if vecs.units.ndim == 2 else 0
+    if budget <= 0 or len(vecs.rowids) * dim * 4 > budget:
+        vecs.rows_skipped = True
+        return None
+    got = to_arrow(ctx.cur.sql(f'SELECT rowid AS "{_ROWID}", * FROM {table.sql} '
+                               "ORDER BY rowid"))
+    if db_stamp(cache.db_path) != stamp:  # a commit since: try again another time
+        return None
+    if got.nbytes > budget or cache.nbytes + got.nbytes > cache.budget:
+        vecs.rows_skipped = True
+        return None
+    if not np.array_equal(got.column(_ROWID).to_numpy(), vecs.rowids):
+        return None  # pragma: no cover - defensive: not the entry's state
+    vecs.rows = got.drop_columns([_ROWID]).combine_chunks()
+    return vecs.rows

@@ -1,0 +1,81 @@
+"""Rows kept beside the cached vectors: used by a recognised SEARCH, never after a change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.execution.test_search_fast import general, search
+from tests.execution.test_search_fast import vec_ws as vec_ws
+
+
+def _entry(ws: Any) -> Any:
+    return ws._vector_cache.peek(("main.t", "e"))
+
+
+def _hot(ws: Any, top_k: str = "9") -> Any:
+    """The SEARCH until it is answered from kept rows; that answer."""
+    ws.sql(search(top_k=top_k))
+    out = ws.sql(search(top_k=top_k)).table
+    assert _entry(ws).rows is not None
+    return out
+
+
+def test_kept_rows_answer_like_the_general_path(vec_ws: Any) -> None:
+    got = _hot(vec_ws)
+    assert got.equals(general(vec_ws, top_k="9"))
+    again = vec_ws.sql(search(top_k="None")).table  # every row, from the kept rows
+    assert again.equals(general(vec_ws, top_k="None"))
+    assert _entry(vec_ws).nbytes >= _entry(vec_ws).rows.nbytes
+
+
+@pytest.mark.parametrize("change", [
+    "UPDATE t SET grp = 99",  # not the vector column: same vectors, other rows
+    "DELETE FROM t WHERE id % 2 = 0",
+    "INSERT INTO t SELECT id + 1000, grp, e FROM t WHERE id < 50",
+    "ALTER TABLE t ADD COLUMN extra INTEGER DEFAULT 1",
+    "CREATE OR REPLACE TABLE t AS SELECT id, grp + 5 AS grp, e FROM t",
+])
+def test_committed_changes_are_seen(vec_ws: Any, change: str) -> None:
+    _hot(vec_ws)
+    vec_ws.cursor().cursor().execute(change)  # another cursor, committed
+    got = vec_ws.sql(search(top_k="9")).table
+    assert got.equals(general(vec_ws, top_k="9"))
+    assert _hot(vec_ws).equals(general(vec_ws, top_k="9"))  # kept again, for the new state
+
+
+def test_open_transaction_sees_its_own_changes(vec_ws: Any) -> None:
+    _hot(vec_ws)
+    cur = vec_ws.cursor()
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        cur.execute("UPDATE t SET grp = 42")  # uncommitted: only this cursor sees it
+        inside = vec_ws.sql(search(top_k="9")).table
+        assert set(inside.column("grp").to_pylist()) == {42}
+    finally:
+        cur.execute("ROLLBACK")
+    after = vec_ws.sql(search(top_k="9")).table
+    assert 42 not in after.column("grp").to_pylist()
+    assert after.equals(general(vec_ws, top_k="9"))
+
+
+@pytest.mark.parametrize("mb", ["0", "0.001"])
+def test_rows_too_big_are_fetched(vec_ws: Any, monkeypatch: Any, mb: str) -> None:
+    monkeypatch.setenv("PIXQL_ROW_CACHE_MB", mb)
+    for _ in range(3):
+        got = vec_ws.sql(search(top_k="9")).table
+    assert _entry(vec_ws).rows is None
+    assert _entry(vec_ws).rows_skipped
+    assert got.equals(general(vec_ws, top_k="9"))
+
+
+def test_a_commit_while_reading_keeps_nothing(vec_ws: Any, monkeypatch: Any) -> None:
+    import pixql.execution.row_cache as row_cache
+
+    monkeypatch.setattr(row_cache, "db_stamp", lambda path: (-1,))  # "changed meanwhile"
+    for _ in range(3):
+        got = vec_ws.sql(search(top_k="9")).table
+    assert _entry(vec_ws).rows is None
+    assert not _entry(vec_ws).rows_skipped
+    assert got.equals(general(vec_ws, top_k="9"))
