@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from tests.execution.test_search_fast import general, search
@@ -78,4 +79,26 @@ def test_a_commit_while_reading_keeps_nothing(vec_ws: Any, monkeypatch: Any) -> 
         got = vec_ws.sql(search(top_k="9")).table
     assert _entry(vec_ws).rows is None
     assert not _entry(vec_ws).rows_skipped
+    assert got.equals(general(vec_ws, top_k="9"))
+
+
+def test_a_setting_that_changes_arrow_types_is_noticed(vec_ws: Any) -> None:
+    vec_ws.sql("ALTER TABLE t ADD COLUMN name VARCHAR DEFAULT 'x'")
+    assert _hot(vec_ws).schema.field("name").type == pa.string()
+    vec_ws.sql("SET arrow_large_buffer_size = true")
+    for _ in range(3):
+        got = vec_ws.sql(search(top_k="9")).table
+        assert got.schema.field("name").type == pa.large_string()
+    assert got.equals(general(vec_ws, top_k="9"))
+    assert _entry(vec_ws).rows.schema.field("name").type == pa.large_string()  # read anew
+
+
+def test_a_setting_that_changes_nothing_keeps_the_rows(vec_ws: Any) -> None:
+    _hot(vec_ws)
+    kept = _entry(vec_ws).rows
+    vec_ws.sql("SET enable_progress_bar = false")
+    for _ in range(3):
+        got = vec_ws.sql(search(top_k="9")).table
+    assert _entry(vec_ws).rows is kept
+    assert _entry(vec_ws).rows_version == vec_ws.cursor()._catalog_version()
     assert got.equals(general(vec_ws, top_k="9"))

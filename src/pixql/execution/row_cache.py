@@ -13,6 +13,12 @@ The rows are exactly as valid as the vectors beside them: they are read by one s
 row ids must equal the entry's, so they are the committed state the vectors were loaded
 from. They live and die with the entry: a write, a reload, :meth:`VectorCache.invalidate`
 or eviction drops them too; their bytes count in the vector cache's budget.
+
+Their *Arrow types* may depend on the connection's settings (``TimeZone``,
+``arrow_large_buffer_size``...), which change nothing in the write stamp: the rows are also
+tied to DuckDB's catalog version (bumped by every ``SET``). Once it has moved, the winners
+are fetched as before and the kept rows are used again only if the fetched rows have the
+very same schema (else they are read anew).
 """
 
 from __future__ import annotations
@@ -40,12 +46,15 @@ def row_budget() -> int:
 
 
 def cached_rows(ctx: ExecContext, cache: VectorCache, table: TableRef, vecs: ColumnVectors,
-                stamp: Stamp) -> pa.Table | None:
+                stamp: Stamp, version: int | None) -> pa.Table | None:
     """The rows of ``table`` aligned with ``vecs`` (row ``i`` has id ``vecs.rowids[i]``),
-    read on first use; None when they do not fit or could not be read at ``stamp`` (the
-    write stamp ``vecs`` was loaded at, just checked by the caller)."""
-    if vecs.rows is not None or vecs.rows_skipped:
-        return vecs.rows
+    read on first use; None when they do not fit, could not be read at ``stamp`` (the
+    write stamp ``vecs`` was loaded at, just checked by the caller), or were read at
+    another catalog ``version`` (see :func:`confirm_rows`)."""
+    if vecs.rows_skipped or version is None:
+        return None
+    if vecs.rows is not None:
+        return vecs.rows if vecs.rows_version == version else None
     budget = row_budget()
     dim = vecs.units.shape[1] if vecs.units.ndim == 2 else 0
     if budget <= 0 or len(vecs.rowids) * dim * 4 > budget:
@@ -61,4 +70,17 @@ def cached_rows(ctx: ExecContext, cache: VectorCache, table: TableRef, vecs: Col
     if not np.array_equal(got.column(_ROWID).to_numpy(), vecs.rowids):
         return None  # pragma: no cover - defensive: not the entry's state
     vecs.rows = got.drop_columns([_ROWID]).combine_chunks()
+    vecs.rows_version = version
     return vecs.rows
+
+
+def confirm_rows(vecs: ColumnVectors, fetched: pa.Table, version: int | None) -> None:
+    """After the winners were fetched at a catalog ``version`` the kept rows were not read
+    at: keep them for that version when ``fetched`` has their schema, else drop them."""
+    rows = vecs.rows
+    if rows is None or version is None or vecs.rows_version == version:
+        return
+    if fetched.schema.equals(rows.schema, check_metadata=True):
+        vecs.rows_version = version
+    else:
+        vecs.rows = None

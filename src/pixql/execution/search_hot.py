@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from pixql.execution.context import quote_ident, to_arrow
-from pixql.execution.row_cache import cached_rows
+from pixql.execution.row_cache import cached_rows, confirm_rows
 from pixql.execution.vectors import db_stamp
 
 if TYPE_CHECKING:
@@ -167,7 +167,8 @@ def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
     done = ranked(vecs)
     if done is None:
         return None
-    kept = cached_rows(ctx, cache, table, vecs, stamp)
+    version = catalog_version(ctx.cur)
+    kept = cached_rows(ctx, cache, table, vecs, stamp, version)
     if kept is not None:  # the rows of the entry's own state: no count to check
         rows: pa.Table | None = kept.take(pa.array(done[0], type=pa.int64()))
         count: Any = vecs.state[2]
@@ -176,6 +177,8 @@ def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
         rows, count = fetch_rows_and(ctx, table, vecs.rowids[done[0]], count_sql)
         if count is None:
             count = ctx.cur.execute(f"SELECT {count_sql}").fetchall()[0][0]
+        if rows is not None:
+            confirm_rows(vecs, rows, version)
     if rows is None or int(count) != vecs.state[2] or db_stamp(cache.db_path) != stamp:
         return None
     cache.hits += 1
