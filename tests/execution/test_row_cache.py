@@ -102,3 +102,16 @@ def test_a_setting_that_changes_nothing_keeps_the_rows(vec_ws: Any) -> None:
     assert _entry(vec_ws).rows is kept
     assert _entry(vec_ws).rows_version == vec_ws.cursor()._catalog_version()
     assert got.equals(general(vec_ws, top_k="9"))
+
+
+def test_rows_scanned_out_of_order_are_put_in_row_id_order(vec_ws: Any,
+                                                           monkeypatch: Any) -> None:
+    import pixql.execution.row_cache as row_cache
+
+    def reversed_scan(rel: Any) -> pa.Table:
+        got = rel.to_arrow_table()
+        return got.take(pa.array(range(got.num_rows - 1, -1, -1), type=pa.int64()))
+
+    monkeypatch.setattr(row_cache, "to_arrow", reversed_scan)
+    got = _hot(vec_ws)
+    assert got.equals(general(vec_ws, top_k="9"))
