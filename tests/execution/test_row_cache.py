@@ -100,7 +100,7 @@ def test_a_setting_that_changes_nothing_keeps_the_rows(vec_ws: Any) -> None:
     for _ in range(3):
         got = vec_ws.sql(search(top_k="9")).table
     assert _entry(vec_ws).rows is kept
-    assert _entry(vec_ws).rows_version == vec_ws.cursor()._catalog_version()
+    assert _entry(vec_ws).rows_tag == (vec_ws.cursor(), vec_ws.cursor()._catalog_version())
     assert got.equals(general(vec_ws, top_k="9"))
 
 
@@ -115,3 +115,24 @@ def test_rows_scanned_out_of_order_are_put_in_row_id_order(vec_ws: Any,
     monkeypatch.setattr(row_cache, "to_arrow", reversed_scan)
     got = _hot(vec_ws)
     assert got.equals(general(vec_ws, top_k="9"))
+
+
+def test_another_cursors_settings_are_its_own(vec_ws: Any) -> None:
+    import threading
+
+    vec_ws.sql("ALTER TABLE t ADD COLUMN name VARCHAR DEFAULT 'x'")
+    _hot(vec_ws)  # kept for this thread's cursor
+    seen: list[Any] = []
+
+    def other() -> None:  # a new thread: its own cursor, with a setting of its own
+        vec_ws.sql("SET SESSION arrow_large_buffer_size = true")
+        seen.extend(vec_ws.sql(search(top_k="9")).table for _ in range(3))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert {s.schema.field("name").type for s in seen} == {pa.large_string()}
+    for _ in range(3):
+        mine = vec_ws.sql(search(top_k="9")).table
+        assert mine.schema.field("name").type == pa.string()
+    assert mine.equals(general(vec_ws, top_k="9"))

@@ -15,16 +15,17 @@ from. They live and die with the entry: a write, a reload, :meth:`VectorCache.in
 or eviction drops them too; their bytes count in the vector cache's budget.
 
 Their *Arrow types* may depend on the connection's settings (``TimeZone``,
-``arrow_large_buffer_size``...), which change nothing in the write stamp: the rows are also
-tied to DuckDB's catalog version (bumped by every ``SET``). Once it has moved, the winners
-are fetched as before and the kept rows are used again only if the fetched rows have the
-very same schema (else they are read anew).
+``arrow_large_buffer_size``...), which change nothing in the write stamp and belong to one
+cursor: the rows are also tied to the cursor that read them and to DuckDB's catalog version
+(bumped by every ``SET``). On another cursor or once the version has moved, the winners are
+fetched as before and the kept rows are used again (for that cursor and version) only if
+the fetched rows have the very same schema, else they are read anew.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -49,11 +50,11 @@ def cached_rows(ctx: ExecContext, cache: VectorCache, table: TableRef, vecs: Col
     """The rows of ``table`` aligned with ``vecs`` (row ``i`` has id ``vecs.rowids[i]``),
     read on first use; None when they do not fit, could not be read at ``stamp`` (the
     write stamp ``vecs`` was loaded at, just checked by the caller), or were read at
-    another catalog ``version`` (see :func:`confirm_rows`)."""
+    another cursor or catalog ``version`` (see :func:`confirm_rows`)."""
     if vecs.rows_skipped or version is None:
         return None
     if vecs.rows is not None:
-        return vecs.rows if vecs.rows_version == version else None
+        return vecs.rows if _same(vecs.rows_tag, ctx.cur, version) else None
     budget = row_budget()
     dim = vecs.units.shape[1] if vecs.units.ndim == 2 else 0
     if budget <= 0 or len(vecs.rowids) * dim * 4 > budget:
@@ -72,18 +73,24 @@ def cached_rows(ctx: ExecContext, cache: VectorCache, table: TableRef, vecs: Col
         got, ids = got.take(pa.array(order, type=pa.int64())), ids[order]
     if not np.array_equal(ids, vecs.rowids):
         return None  # pragma: no cover - defensive: not the entry's state
-    vecs.rows = got.drop_columns([_ROWID])
-    vecs.rows_version = version
+    vecs.rows, vecs.rows_tag = got.drop_columns([_ROWID]), (ctx.cur, version)
     return vecs.rows
 
 
-def confirm_rows(vecs: ColumnVectors, fetched: pa.Table, version: int | None) -> None:
-    """After the winners were fetched at a catalog ``version`` the kept rows were not read
-    at: keep them for that version when ``fetched`` has their schema, else drop them."""
+def confirm_rows(ctx: ExecContext, vecs: ColumnVectors, fetched: pa.Table,
+                 version: int | None) -> None:
+    """After the winners were fetched on a cursor or at a catalog ``version`` the kept rows
+    were not read for: keep them for those when ``fetched`` has their schema, else drop
+    them."""
     rows = vecs.rows
-    if rows is None or version is None or vecs.rows_version == version:
+    if rows is None or version is None or _same(vecs.rows_tag, ctx.cur, version):
         return
     if fetched.schema.equals(rows.schema, check_metadata=True):
-        vecs.rows_version = version
+        vecs.rows_tag = (ctx.cur, version)
     else:
-        vecs.rows = None
+        vecs.rows, vecs.rows_tag = None, None
+
+
+def _same(tag: tuple[Any, int] | None, cur: Any, version: int) -> bool:
+    # the cursor itself, not its id: the tag keeps it alive, so no other can take its place
+    return tag is not None and tag[0] is cur and tag[1] == version

@@ -178,7 +178,7 @@ def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
         if count is None:
             count = ctx.cur.execute(f"SELECT {count_sql}").fetchall()[0][0]
         if rows is not None:
-            confirm_rows(vecs, rows, version)
+            confirm_rows(ctx, vecs, rows, version)
     if rows is None or int(count) != vecs.state[2] or db_stamp(cache.db_path) != stamp:
         return None
     cache.hits += 1

@@ -154,7 +154,7 @@ class ColumnVectors:
     indexes: dict[str, Any] = field(default_factory=dict)  # ANN indexes over ``units``
     codes: SQ8Codes | None = None  # 8-bit codes of ``units`` (then memory-mapped from disk)
     rows: pa.Table | None = None  # the table's rows, aligned (pixql.execution.row_cache)
-    rows_version: int | None = None  # DuckDB's catalog version when ``rows`` were read
+    rows_tag: tuple[Any, int] | None = None  # (cursor, catalog version) ``rows`` are for
     rows_skipped: bool = False  # the rows do not fit: never read them for this entry
     lock: threading.Lock = field(default_factory=threading.Lock)
     _checksum: str | None = None
