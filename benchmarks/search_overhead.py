@@ -3,7 +3,8 @@
 In one process, blocks of 40 SEARCHes alternate between the hot path (the default) and the
 same SEARCH with the memo switched off (every lookup and the read snapshot each time, as
 before), on ``benchmarks/search.py``'s tables; the ranking kernel alone is timed in the same
-blocks. Wall and CPU time (all threads of the process) per SEARCH, p50.
+blocks. Wall and CPU time (all threads of the process) per SEARCH, p50; rows kept = the
+table's rows held beside its vectors (``PIXQL_ROW_CACHE_MB``) by the hot path.
 
     python benchmarks/search_overhead.py --sizes 10000 70000
 """
@@ -78,18 +79,21 @@ def main(argv: list[str] | None = None) -> None:
         "## SEARCH fixed cost: hot path vs every lookup (`benchmarks/search_overhead.py`)", "",
         f"Command: `{command.strip()}`  ",
         f"Machine: {machine()}. {__doc__.split(chr(10))[2].strip()} "
-        + " ".join(x.strip() for x in __doc__.split(chr(10))[3:6]), "",
+        + " ".join(x.strip() for x in __doc__.split(chr(10))[3:7]), "",
         "| rows × dims | hot path SEARCH p50 ms (wall / CPU) | without memo p50 ms (wall / CPU) "
         "| kernel p50 ms (wall / CPU) | overhead hot (wall / CPU) | overhead without "
-        "(wall / CPU) |", "|---|---|---|---|---|---|"]
+        "(wall / CPU) | rows kept MB |", "|---|---|---|---|---|---|---|"]
     for n in args.sizes:
         ws = open_table(CACHE / "bench" / "search" / f"v{n}x{args.dim}", n, args.dim)
         t = measure(ws, args.blocks)
+        kept = next(iter(ws._vector_cache._entries.values()))
+        kept_mb = getattr(kept, "rows", None)
+        kept_mb = 0.0 if kept_mb is None else kept_mb.nbytes / 2**20
         ws.close()
         h, m, k = ((p50(t[x][0]), p50(t[x][1])) for x in ("hot path", "no memo", "kernel"))
         lines.append(f"| {n:,} × {args.dim} | {h[0]:.2f} / {h[1]:.2f} | {m[0]:.2f} / {m[1]:.2f} "
                      f"| {k[0]:.2f} / {k[1]:.2f} | **{h[0] - k[0]:.2f} / {h[1] - k[1]:.2f}** | "
-                     f"{m[0] - k[0]:.2f} / {m[1] - k[1]:.2f} |")
+                     f"{m[0] - k[0]:.2f} / {m[1] - k[1]:.2f} | {kept_mb:.0f} |")
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)

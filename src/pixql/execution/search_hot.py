@@ -21,7 +21,9 @@ the transaction check nor an explicit snapshot. :func:`hot_search` then reads
 
 1. the WHERE clause's row ids, when there is one;
 2. the winning rows, with the table's row count in the same query (a guard on the cached
-   vectors, as on the snapshot path),
+   vectors, as on the snapshot path) — or, for a table small enough, nothing: its rows
+   are kept beside the vectors, read once at the entry's own state
+   (:mod:`pixql.execution.row_cache`),
 
 and the write stamp again at the end: a commit by anyone in between throws the answer
 away (the snapshot path answers instead), so the row ids, scores and rows come from one
@@ -40,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from pixql.execution.context import quote_ident, to_arrow
+from pixql.execution.row_cache import cached_rows, confirm_rows
 from pixql.execution.vectors import db_stamp
 
 if TYPE_CHECKING:
@@ -164,10 +167,18 @@ def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
     done = ranked(vecs)
     if done is None:
         return None
-    count_sql = f"(SELECT count(*) FROM {table.sql})"
-    rows, count = fetch_rows_and(ctx, table, vecs.rowids[done[0]], count_sql)
-    if count is None:
-        count = ctx.cur.execute(f"SELECT {count_sql}").fetchall()[0][0]
+    version = catalog_version(ctx.cur)
+    kept = cached_rows(ctx, cache, table, vecs, stamp, version)
+    if kept is not None:  # the rows of the entry's own state: no count to check
+        rows: pa.Table | None = kept.take(pa.array(done[0], type=pa.int64()))
+        count: Any = vecs.state[2]
+    else:
+        count_sql = f"(SELECT count(*) FROM {table.sql})"
+        rows, count = fetch_rows_and(ctx, table, vecs.rowids[done[0]], count_sql)
+        if count is None:
+            count = ctx.cur.execute(f"SELECT {count_sql}").fetchall()[0][0]
+        if rows is not None:
+            confirm_rows(ctx, vecs, rows, version)
     if rows is None or int(count) != vecs.state[2] or db_stamp(cache.db_path) != stamp:
         return None
     cache.hits += 1

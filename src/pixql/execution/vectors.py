@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     import duckdb
+    import pyarrow as pa
 
     from pixql.index.compressed import SQ8Codes
 
@@ -152,6 +153,9 @@ class ColumnVectors:
     state: tuple[Any, ...] | None = None  # (write stamp, table state, row count); None: one-shot
     indexes: dict[str, Any] = field(default_factory=dict)  # ANN indexes over ``units``
     codes: SQ8Codes | None = None  # 8-bit codes of ``units`` (then memory-mapped from disk)
+    rows: pa.Table | None = None  # the table's rows, aligned (pixql.execution.row_cache)
+    rows_tag: tuple[Any, int] | None = None  # (cursor, catalog version) ``rows`` are for
+    rows_skipped: bool = False  # the rows do not fit: never read them for this entry
     lock: threading.Lock = field(default_factory=threading.Lock)
     _checksum: str | None = None
     _counts: np.ndarray | None = None
@@ -159,6 +163,7 @@ class ColumnVectors:
     @property
     def nbytes(self) -> int:
         extra = 0 if self.status is None else self.status.nbytes
+        extra += 0 if self.rows is None else self.rows.nbytes
         main = self.units.nbytes if self.codes is None else self.codes.nbytes
         return int(main + self.rowids.nbytes + self.valid.nbytes + extra)
 

@@ -1,0 +1,96 @@
+"""The rows of a small table, kept beside its cached vectors, so that a SEARCH the memo
+recognised takes its winning rows without a DuckDB query.
+
+Fetching the ``top_k`` winners by row id is a DuckDB query of about 1–2 ms even for ten
+rows: most of a repeated SEARCH's fixed cost (``benchmarks/search_overhead.py``). For a
+table whose Arrow rows fit ``PIXQL_ROW_CACHE_MB`` (default 256; 0 turns it off), the hot
+path (:mod:`pixql.execution.search_hot`) instead reads the whole table once, in row id
+order, onto the cached vectors' entry (:class:`~pixql.execution.vectors.ColumnVectors`),
+and takes the winners from it.
+
+The rows are exactly as valid as the vectors beside them: they are read by one statement
+(one snapshot) between two reads of the write stamp that both equal the entry's, and their
+row ids must equal the entry's, so they are the committed state the vectors were loaded
+from. They live and die with the entry: a write, a reload, :meth:`VectorCache.invalidate`
+or eviction drops them too; their bytes count in the vector cache's budget.
+
+Their *Arrow types* may depend on the connection's settings (``TimeZone``,
+``arrow_large_buffer_size``...), which change nothing in the write stamp and belong to one
+cursor: the rows are also tied to the cursor that read them and to DuckDB's catalog version
+(bumped by every ``SET``). On another cursor or once the version has moved, the winners are
+fetched as before and the kept rows are used again (for that cursor and version) only if
+the fetched rows have the very same schema, else they are read anew.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from pixql.execution.context import to_arrow
+from pixql.execution.vectors import db_stamp
+
+if TYPE_CHECKING:
+    from pixql.execution.context import ExecContext
+    from pixql.execution.vectors import ColumnVectors, Stamp, TableRef, VectorCache
+
+_ROWID = "__pixql_rowid"
+
+
+def row_budget() -> int:
+    """Bytes of Arrow rows one table may keep in memory (``PIXQL_ROW_CACHE_MB``)."""
+    return int(float(os.environ.get("PIXQL_ROW_CACHE_MB", "256")) * 2**20)
+
+
+def cached_rows(ctx: ExecContext, cache: VectorCache, table: TableRef, vecs: ColumnVectors,
+                stamp: Stamp, version: int | None) -> pa.Table | None:
+    """The rows of ``table`` aligned with ``vecs`` (row ``i`` has id ``vecs.rowids[i]``),
+    read on first use; None when they do not fit, could not be read at ``stamp`` (the
+    write stamp ``vecs`` was loaded at, just checked by the caller), or were read at
+    another cursor or catalog ``version`` (see :func:`confirm_rows`)."""
+    if vecs.rows_skipped or version is None:
+        return None
+    if vecs.rows is not None:
+        return vecs.rows if _same(vecs.rows_tag, ctx.cur, version) else None
+    budget = row_budget()
+    dim = vecs.units.shape[1] if vecs.units.ndim == 2 else 0
+    if budget <= 0 or len(vecs.rowids) * dim * 4 > budget:
+        vecs.rows_skipped = True
+        return None
+    # no ORDER BY: DuckDB's sort would hold a second copy of the rows (2x the peak memory)
+    got = to_arrow(ctx.cur.sql(f'SELECT rowid AS "{_ROWID}", * FROM {table.sql}'))
+    if db_stamp(cache.db_path) != stamp:  # a commit since: try again another time
+        return None
+    if got.nbytes > budget or cache.nbytes + got.nbytes > cache.budget:
+        vecs.rows_skipped = True
+        return None
+    ids = got.column(_ROWID).to_numpy()
+    if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):  # scanned out of order
+        order = np.argsort(ids, kind="stable")
+        got, ids = got.take(pa.array(order, type=pa.int64())), ids[order]
+    if not np.array_equal(ids, vecs.rowids):
+        return None  # pragma: no cover - defensive: not the entry's state
+    vecs.rows, vecs.rows_tag = got.drop_columns([_ROWID]), (ctx.cur, version)
+    return vecs.rows
+
+
+def confirm_rows(ctx: ExecContext, vecs: ColumnVectors, fetched: pa.Table,
+                 version: int | None) -> None:
+    """After the winners were fetched on a cursor or at a catalog ``version`` the kept rows
+    were not read for: keep them for those when ``fetched`` has their schema, else drop
+    them."""
+    rows = vecs.rows
+    if rows is None or version is None or _same(vecs.rows_tag, ctx.cur, version):
+        return
+    if fetched.schema.equals(rows.schema, check_metadata=True):
+        vecs.rows_tag = (ctx.cur, version)
+    else:
+        vecs.rows, vecs.rows_tag = None, None
+
+
+def _same(tag: tuple[Any, int] | None, cur: Any, version: int) -> bool:
+    # the cursor itself, not its id: the tag keeps it alive, so no other can take its place
+    return tag is not None and tag[0] is cur and tag[1] == version
