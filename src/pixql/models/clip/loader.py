@@ -33,6 +33,8 @@ from pixql.errors import ModelError, WeightsNotFoundError
 from pixql.models.clip.names import ClipVariant, get_variant, resolve_version_id
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from pixql.models.clip.embedder import ClipEmbedder
 
 log = logging.getLogger(__name__)
@@ -47,10 +49,11 @@ CONFIG_NAME = "open_clip_config.json"
 #: weight file names of the hub layout, in order of preference
 WEIGHT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
-_CACHE: dict[tuple[str, str, str, int, str], ClipEmbedder] = {}
+_Key = tuple[str, str, str, int, str]  # version, weights, device, video frames, backend
+_CACHE: dict[_Key, ClipEmbedder] = {}
 _CACHE_LOCK = threading.Lock()
 #: a lock per key being loaded (see load_clip)
-_LOADING: dict[tuple[str, str, str, int, str], threading.Lock] = {}
+_LOADING: dict[_Key, threading.Lock] = {}
 
 
 @dataclass(frozen=True)
@@ -110,18 +113,23 @@ def load_clip(
     runtime = resolve_backend(backend)
     source = resolve_weights(version, path=path, models_dir=models_dir)
     key = (version, source.key, str(device), int(video_frames), runtime)
+    return _load_once(key, lambda: attach_backend(
+        _load(version, source, device=device, video_frames=video_frames), runtime))
+
+
+def _load_once(key: _Key, make: Callable[[], ClipEmbedder]) -> ClipEmbedder:
+    """The cached embedder for ``key``, made by ``make`` once per key: other models stay
+    available meanwhile (a first ``auto`` load exports to ONNX, which takes minutes for
+    large models)."""
     with _CACHE_LOCK:
         if key in _CACHE:
             return _CACHE[key]
         loading = _LOADING.setdefault(key, threading.Lock())
-    # one load per key; other models stay available meanwhile (a first ``auto`` load
-    # exports to ONNX, which takes minutes for large models)
     with loading:
         with _CACHE_LOCK:
             if key in _CACHE:
                 return _CACHE[key]
-        embedder = attach_backend(
-            _load(version, source, device=device, video_frames=video_frames), runtime)
+        embedder = make()
         with _CACHE_LOCK:
             _LOADING.pop(key, None)
             return _CACHE.setdefault(key, embedder)
