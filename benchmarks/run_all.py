@@ -5,7 +5,8 @@ Each benchmark script owns one section of RESULTS.md (between ``<!-- name:start 
 once gives the same file. Scripts run one after another in fresh processes (timings must
 not share the machine with each other).
 
-    .venv/bin/python benchmarks/run_all.py                      # everything
+    .venv/bin/python benchmarks/run_all.py                      # everything but LONG ones
+    .venv/bin/python benchmarks/run_all.py --long               # everything
     .venv/bin/python benchmarks/run_all.py --only search ann
     .venv/bin/python benchmarks/run_all.py --skip simclr_mnist --args "convert=--growth"
 """
@@ -22,6 +23,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 #: modules here that are helpers, not benchmarks
 NOT_BENCHMARKS = {"common", "run_all"}
+#: benchmarks that take hours at their default sizes: run only when named in --only or with --long
+LONG = {"peers": "LanceDB/HNSW index builds at 1M rows take hours on 2 cores"}
 
 
 def benchmarks() -> list[str]:
@@ -36,6 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip", nargs="+", default=[], help="benchmarks to leave out")
     p.add_argument("--args", action="append", default=[], metavar="NAME=ARGS",
                    help="extra arguments for one benchmark, e.g. \"search=--reps 5\"")
+    p.add_argument("--long", action="store_true",
+                   help=f"also run the benchmarks that take hours ({', '.join(sorted(LONG))})")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     return p.parse_args(argv)
 
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     extra = dict(a.split("=", 1) for a in args.args)
     chosen = [n for n in (args.only or names) if n not in args.skip]
+    if not (args.only or args.long):
+        for name in [n for n in chosen if n in LONG]:
+            print(f"=== {name}: left out ({LONG[name]}); add --long or --only {name}", flush=True)
+        chosen = [n for n in chosen if n not in LONG]
     failed = []
     for name in chosen:
         cmd = [sys.executable, str(HERE / f"{name}.py"), *shlex.split(extra.get(name, ""))]

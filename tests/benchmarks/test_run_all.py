@@ -1,0 +1,55 @@
+"""benchmarks/run_all.py: which benchmarks run, in fresh processes, one after another."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def run_all(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    sys.path.insert(0, str(BENCH))
+    try:
+        import run_all as module
+
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def ran(run_all: Any, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[int, list[str]]:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(run_all.subprocess, "call", lambda cmd, cwd: calls.append(cmd) or 0)
+    code = run_all.main(argv)
+    return code, [Path(c[1]).stem for c in calls]
+
+
+def test_long_benchmarks_need_long_or_only(run_all: Any, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    names = run_all.benchmarks()
+    assert "peers" in names
+    assert not {"run_all", "common"} & set(names)
+    code, chosen = ran(run_all, monkeypatch, [])
+    assert code == 0
+    assert "peers" not in chosen
+    assert "search" in chosen
+    assert "peers: left out" in capsys.readouterr().out
+    assert "peers" in ran(run_all, monkeypatch, ["--long"])[1]
+    assert ran(run_all, monkeypatch, ["--only", "peers"])[1] == ["peers"]
+
+
+def test_unknown_names_and_failures_are_reported(run_all: Any, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_all.main(["--only", "nope"]) == 2
+    assert "unknown benchmark(s): nope" in capsys.readouterr().err
+    monkeypatch.setattr(run_all.subprocess, "call", lambda cmd, cwd: 3)
+    assert run_all.main(["--only", "search", "knn"]) == 1
+    assert "failed: search, knn" in capsys.readouterr().err
