@@ -2,10 +2,13 @@
 
 CONVERT's data path (:mod:`pixql.execution.incremental`: the work list of missing and stale
 rows, chunks committed with their provenance by this process, ``on_error``) is the same
-whatever the engine; an engine only turns a chunk of source values into an
-:class:`~pixql.execution.embedding.Embedded` (vectors, validity, reasons), raising
-ImageError for bad values when ``on_error='fail'``. Engines are registered by name in
-:data:`ENGINES` (module path, imported on first use: Ray is imported only when asked for):
+whatever the engine; an engine only turns the statement's stream of :class:`Chunk` s into
+their :class:`~pixql.execution.embedding.Embedded` (vectors, validity, reasons), in order,
+one chunk at a time (:meth:`ComputeEngine.stream`: the caller commits each chunk as soon as
+it comes back), raising ImageError for bad values when ``on_error='fail'`` (the values of
+the first bad batch of ``batch_size``, as a local CONVERT counts them). Engines are
+registered by name in :data:`ENGINES` (module path, imported on first use: Ray is imported
+only when asked for):
 
 ========= ===============================================================================
 ``local`` this process: decoding threads and the model (the default)
@@ -22,12 +25,15 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pixql.errors import OptionError
 from pixql.execution.embedding import embed_values
 
 if TYPE_CHECKING:
+    from collections.abc import Generator, Iterable
+
     from pixql.catalog.store import ModelRecord
     from pixql.execution.context import ExecContext
     from pixql.execution.embedding import Embedded
@@ -43,6 +49,16 @@ ENGINES: dict[str, str] = {
 ENV = {"engine": "PIXQL_ENGINE", "ray_address": "PIXQL_RAY_ADDRESS"}
 
 
+@dataclass
+class Chunk:
+    """One chunk of a CONVERT: its distinct source values (``keys``), the rows holding
+    each, and (files) each file's (size, mtime) read before it was sent to be embedded."""
+
+    keys: list[Any]
+    counts: list[int]
+    sigs: list[tuple[int, int]] | None = None
+
+
 class ComputeEngine(Protocol):
     """Turns chunks of source values into vectors (see the module docstring)."""
 
@@ -50,6 +66,11 @@ class ComputeEngine(Protocol):
 
     def embed(self, values: list[Any]) -> Embedded:
         """Vectors of ``values`` in order; ImageError for bad ones under on_error='fail'."""
+
+    def stream(self, chunks: Iterable[Chunk]) -> Generator[tuple[Chunk, Embedded], None, None]:
+        """Each chunk with its vectors, in the order given, as soon as the chunk is done
+        (an engine may read ``chunks`` ahead, e.g. all of it, before the first comes back);
+        closing the generator stops the work still in flight."""
 
     def close(self) -> None:
         """Release what the engine holds (its workers); the statement is over."""
@@ -71,6 +92,10 @@ class LocalEngine:
                             resolve=self.ctx.ws.resolve, batch_size=o.batch_size,
                             workers=o.workers, on_error=o.on_error, progress=self.progress,
                             desc=f"CONVERT {self.rec.name}")
+
+    def stream(self, chunks: Iterable[Chunk]) -> Generator[tuple[Chunk, Embedded], None, None]:
+        for chunk in chunks:  # lazily: the next chunk is read after this one is committed
+            yield chunk, self.embed(chunk.keys)
 
     def close(self) -> None:
         return None
