@@ -93,7 +93,7 @@ class Assembly:
     def add(self, batch: dict[str, np.ndarray]) -> None:
         """One batch of results: ``i`` (statement positions), ``vec``, ``ok``, ``err``."""
         starts = [s.start for s in self.sent]
-        positions: list[int] = batch["i"].astype(np.int64).tolist()
+        positions = [int(x) for x in batch["i"]]
         for row, i in enumerate(positions):
             c = bisect.bisect_right(starts, i) - 1
             part = self.partial(c)
