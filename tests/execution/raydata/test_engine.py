@@ -4,6 +4,7 @@ bounded retries, and one clear error for what the workers cannot read (issue 13)
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,32 @@ def test_on_error_fail_names_the_path_and_changes_nothing(t_ws: Any) -> None:
     with pytest.raises(ImageError, match=r"gone\.png.*Nothing was changed"):
         convert(t_ws, "e", f", {RAY}")
     assert "e" not in t_ws.sql("SELECT * FROM t LIMIT 0").columns
+
+
+def test_on_error_fail_counts_the_bad_values_as_local_does(t_ws: Any) -> None:
+    """Locally the statement stops at the first batch holding a bad value (here the NULL
+    path, in the first batch of 4; gone.png is in the third): Ray names the same ones."""
+    errors = []
+    for extra in ("", f", {RAY}"):
+        with pytest.raises(ImageError) as got:
+            convert(t_ws, "e", f", batch_size=4{extra}")
+        errors.append(str(got.value))
+    assert errors[0].startswith("cannot embed 1 value(s): NULL value.")
+    assert errors[1] == errors[0]
+
+
+def test_one_actor_pool_for_all_the_chunks(t_ws: Any, tmp_path: Path) -> None:
+    import pixql.testing.faulty  # noqa: F401 - registers TestPixels
+
+    log = tmp_path / "loads"
+    t_ws.sql(f"BUILD MODEL c USING TestPixels OPTIONS (image_size=8, load_log='{log}') "
+             "AS SELECT * FROM t")
+    convert(t_ws, "e_local", ", on_error='null'", model="c")
+    res = convert(t_ws, "e", f", on_error='null', chunk_size=3, {RAY}", model="c")
+    assert "(4 chunk(s) committed)" in res.message
+    actors = [f for f in log.iterdir() if not f.name.startswith(f"{os.getpid()}-")]
+    assert 1 <= len(actors) <= 2  # 2 actors for the 4 chunks: each loaded the model once
+    assert rows(t_ws, "e") == rows(t_ws, "e_local")
 
 
 def test_worker_crash_is_retried_without_losing_rows(t_ws: Any, tmp_path: Path) -> None:
