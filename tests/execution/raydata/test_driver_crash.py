@@ -61,7 +61,7 @@ def test_killed_driver_keeps_committed_chunks_and_a_rerun_finishes(
     path, log = tmp_path / "w", tmp_path / "committed.log"
     db = pixql.connect(path, progress=False)
     make_image_folder(path / "imgs", per_class=ROWS // 2, shapes=("a", "b"))
-    db.sql("COPY t FROM 'imgs/'")
+    db.sql("COPY t OPTIONS (if_exists='replace') FROM 'imgs/'")
     db.sql("BUILD MODEL slow USING TestPixels OPTIONS (image_size=8, sleep_ms=400)")
     db.close()  # the driver opens the file
 
