@@ -18,7 +18,9 @@ only when asked for):
 
 The engine of a statement is ``OPTIONS (engine=...)``, else the workspace's default
 (``pixql.connect(..., engine=...)``), else ``$PIXQL_ENGINE``, else ``local``; the same
-chain gives ``ray_address`` (``$PIXQL_RAY_ADDRESS``).
+chain gives ``ray_address`` (``$PIXQL_RAY_ADDRESS``). BUILD MODEL follows the same chain
+for the kinds that train on Ray (their options have ``engine``: SimCLR); the others
+(Pixels, CLIP: nothing to train) build in this process under any default engine.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pixql.errors import OptionError
 from pixql.execution.embedding import embed_values
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable
+
+    from pydantic import BaseModel
 
     from pixql.catalog.store import ModelRecord
     from pixql.execution.context import ExecContext
@@ -45,6 +49,8 @@ ENGINES: dict[str, str] = {
     "local": "pixql.execution.compute:LocalEngine",
     "ray": "pixql.execution.raydata.engine:RayEngine",
 }
+#: options models carrying ``engine`` (ConvertOptions, a kind's BUILD options)
+OptionsT = TypeVar("OptionsT", bound="BaseModel")
 #: the environment variables behind the workspace defaults
 ENV = {"engine": "PIXQL_ENGINE", "ray_address": "PIXQL_RAY_ADDRESS"}
 
@@ -108,15 +114,19 @@ def default_setting(ctx: ExecContext, key: str) -> str | None:
     return value if value else (os.environ.get(ENV[key]) or None)
 
 
-def with_defaults(ctx: ExecContext, opts: ConvertOptions) -> ConvertOptions:
-    """``opts`` with ``engine`` and ``ray_address`` filled from the defaults chain."""
-    engine = opts.engine or default_setting(ctx, "engine") or "local"
+def with_defaults(ctx: ExecContext, opts: OptionsT) -> OptionsT:
+    """``opts`` with ``engine`` and ``ray_address`` filled from the defaults chain (for
+    CONVERT, and for BUILD of the kinds whose options have an ``engine``: those training
+    on Ray; the others build in this process whatever the default engine)."""
+    engine = getattr(opts, "engine", None) or default_setting(ctx, "engine") or "local"
     if engine not in ENGINES:
         raise OptionError(f"engine {engine!r} (from ${ENV['engine']} or the workspace's "
                           f"default) is not known; engines: {', '.join(ENGINES)}",
                           option="engine", allowed=list(ENGINES))
-    address = opts.ray_address or default_setting(ctx, "ray_address")
-    return opts.model_copy(update={"engine": engine, "ray_address": address})
+    address = getattr(opts, "ray_address", None) or default_setting(ctx, "ray_address")
+    update = {"engine": engine, "ray_address": address}
+    return opts.model_copy(update={k: v for k, v in update.items()
+                                   if k in type(opts).model_fields})
 
 
 def open_engine(ctx: ExecContext, rec: ModelRecord, embedder: Embedder,

@@ -81,3 +81,19 @@ def test_ray_not_installed_names_the_extra_and_leaves_nothing(
                      "AS SELECT * FROM images")
     assert image_ws.catalog.find_model("d") is None
     assert not list(image_ws.root.glob("models/.tmp-*"))
+
+
+@pytest.mark.parametrize("where", ["environment", "workspace"])
+def test_the_default_engine_applies_to_build(image_ws: Any, monkeypatch: pytest.MonkeyPatch,
+                                             where: str) -> None:
+    """PIXQL_ENGINE / connect(engine=...) reach Ray Train (the batch check is on the Ray
+    path only); kinds that do not train (Pixels) build here under engine 'ray'."""
+    if where == "environment":
+        monkeypatch.setenv("PIXQL_ENGINE", "ray")
+    else:
+        monkeypatch.setitem(image_ws.compute_defaults, "engine", "ray")
+    with pytest.raises(ModelError, match="fewer than 2 images a step"):
+        image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=4, num_workers=4) "
+                     "AS SELECT * FROM images")
+    res = image_ws.sql("BUILD MODEL p USING Pixels OPTIONS (image_size=8) AS SELECT * FROM images")
+    assert res.df().iloc[0]["kind"] == "Pixels"

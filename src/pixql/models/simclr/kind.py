@@ -111,11 +111,13 @@ class SimCLROptions(BuildOptions):
         default="auto", description="bfloat16 autocast; 'auto': where the hardware supports it")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto",
                                                    description="'auto': cuda if available")
-    engine: Literal["local", "ray"] = Field(
-        default="local", description="'ray': data-parallel training on Ray Train with the "
-        "global batch's negatives (pixql[ray]; docs/scale-out.md)")
+    engine: Literal["local", "ray"] | None = Field(
+        default=None, description="'ray': data-parallel training on Ray Train with the "
+        "global batch's negatives (pixql[ray]; docs/scale-out.md); default: the workspace's, "
+        "$PIXQL_ENGINE, 'local'")
     ray_address: str | None = Field(default=None, description="engine='ray': the cluster "
-                                    "to join ('auto', 'host:port'); default: a local Ray")
+                                    "to join ('auto', 'host:port'); default: the workspace's, "
+                                    "$PIXQL_RAY_ADDRESS, a local Ray")
     num_workers: int = Field(default=2, ge=1, le=4096,
                              description="engine='ray': training workers (batch_size is "
                              "split between them)")
