@@ -97,3 +97,32 @@ def test_the_default_engine_applies_to_build(image_ws: Any, monkeypatch: pytest.
                      "AS SELECT * FROM images")
     res = image_ws.sql("BUILD MODEL p USING Pixels OPTIONS (image_size=8) AS SELECT * FROM images")
     assert res.df().iloc[0]["kind"] == "Pixels"
+
+
+def test_a_worker_killed_once_is_restarted_from_the_last_epoch(
+        image_ws: Any, ray_local: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    marker = tmp_path / "died"
+    monkeypatch.setenv("PIXQL_TEST_TRAIN_FAULT", f"once:{marker}")
+    monkeypatch.setenv("PIXQL_ENGINE", "ray")  # the default engine, no engine option
+    res = image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (max_epochs=2, batch_size=8, "
+                       "image_size=16, num_workers=2, cpus_per_worker=0.5, max_retries=1) "
+                       "AS SELECT * FROM images")
+    assert marker.exists()  # a worker did die, after the first epoch's checkpoint
+    row = res.df().iloc[0]
+    assert (row["engine"], row["resumed_from_epoch"], row["epochs"]) == ("ray", 1, 2)
+    assert row["steps"] == 2 * (24 // 2 // 4)  # epoch 1 not trained again
+    assert not list(image_ws.root.glob("models/.tmp-*"))
+
+
+def test_a_worker_that_always_dies_ends_in_an_error_and_no_model(
+        image_ws: Any, ray_local: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixql.errors import ExecutionError
+
+    monkeypatch.setenv("PIXQL_TEST_TRAIN_FAULT", "always")
+    with pytest.raises(ExecutionError, match=r"training on Ray failed after 1 retries.*"
+                       r"Nothing was changed"):
+        image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=8, image_size=16, "
+                     "engine='ray', num_workers=2, cpus_per_worker=0.5, max_retries=1) "
+                     "AS SELECT * FROM images")
+    assert image_ws.catalog.find_model("d") is None
+    assert not list(image_ws.root.glob("models/.tmp-*"))
