@@ -163,9 +163,11 @@ def work_list(target: Target, query_sql: str, plain: bool, columns: dict[str, st
 
 def work_pages(ctx: ExecContext, work: WorkList) -> Iterator[pa.Table]:
     """The work list, a page of at most :data:`PAGE_VALUES` values at a time, NULL first.
-    Each page is a query of its own on the statement's cursor, run after the chunks before
-    it were written (it sees them), inside or outside a transaction; only the page is held
-    (DuckDB finds its bound with a top-N sort)."""
+    Each page is a query of its own on the statement's cursor, inside or outside a
+    transaction; only the page is held (DuckDB finds its bound with a top-N sort). The
+    local engine reads a page after the chunks before it were written, the ``ray`` engine
+    all pages first: either is right, as a page holds only values above the ones whose
+    chunks may have been written since."""
     yield to_arrow(ctx.cur.sql(work.nulls()))
     last = None
     while True:
