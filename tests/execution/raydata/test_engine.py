@@ -148,3 +148,16 @@ def test_ray_not_installed_names_the_extra(ws: Any, monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'pixql\[ray\]'"):
         convert(ws, "e", ", engine='ray'")
+
+
+def test_a_bad_value_in_a_later_chunk_keeps_the_chunks_before(t_ws: Any) -> None:
+    """Chunks of 4 of the 11 paths (gone.png last): the pipeline stops at the third chunk,
+    the first two are committed, and a re-run embeds only what is left."""
+    query = "AS SELECT * FROM t WHERE image_path IS NOT NULL"
+    with pytest.raises(ImageError, match=r"gone\.png.*Nothing of this chunk was written\. "
+                       r"The 8 row\(s\) embedded in earlier chunks were kept"):
+        t_ws.sql(f"CONVERT USING q OPTIONS (result_col='e', chunk_size=4, {RAY}) {query}")
+    assert t_ws.sql("SELECT count(e) FROM t").fetchone()[0] == 8
+    res = t_ws.sql(f"CONVERT USING q OPTIONS (result_col='e', chunk_size=4, on_error='null', "
+                   f"{RAY}) {query}")
+    assert res.message.startswith("embedded 2 rows and reused 8 in t.e (1 chunk(s) committed)")
