@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pixql
-import pixql.testing.faulty  # noqa: F401 - registers TestPixels
+import pixql.testing.faulty  # registers TestPixels
 from tests.conftest import make_image_folder
 
 if TYPE_CHECKING:
