@@ -161,3 +161,11 @@ def test_a_bad_value_in_a_later_chunk_keeps_the_chunks_before(t_ws: Any) -> None
     res = t_ws.sql(f"CONVERT USING q OPTIONS (result_col='e', chunk_size=4, on_error='null', "
                    f"{RAY}) {query}")
     assert res.message.startswith("embedded 2 rows and reused 8 in t.e (1 chunk(s) committed)")
+
+
+def test_an_unstored_convert_returns_the_vectors_a_local_one_does(t_ws: Any) -> None:
+    query = "AS SELECT t.image_path FROM t, (SELECT 1 AS one) x ORDER BY 1 NULLS FIRST"
+    got = [t_ws.sql(f"CONVERT USING q OPTIONS (result_col='e', on_error='null'{extra}) {query}")
+           for extra in ("", f", {RAY}")]
+    assert "not stored" in got[1].message
+    assert got[1].fetchall() == got[0].fetchall()

@@ -170,9 +170,8 @@ class RayEngine:
 
     # -- the statement ------------------------------------------------------------------
     def embed(self, values: list[Any]) -> Embedded:
-        for _, emb in self.run([Chunk(values, [1] * len(values))]):
-            return emb
-        raise AssertionError("unreachable")  # pragma: no cover - one chunk, one result
+        (_, emb), = self.run([Chunk(values, [1] * len(values))])  # to the end: Ray's iterator
+        return emb  # finishes here, not when collected (maybe after ray.shutdown)
 
     def stream(self, chunks: Iterable[Chunk]) -> Generator[tuple[Chunk, Embedded], None, None]:
         if POOL_PER_CHUNK:  # the pre-0.3 behaviour, kept for benchmarks/ray_scaling.py
