@@ -62,7 +62,10 @@ def connect(address: str | None, *, num_cpus: float, num_gpus: float = 0) -> Any
         prefer_loopback()
         # one CPU more than the workers reserve: Ray's own tasks and actors (Ray Data's
         # operators, Ray Train's controller) must not wait behind a pool that fills it
-        ray.init(num_cpus=math.ceil(num_cpus) + 1, num_gpus=math.ceil(num_gpus), **kwargs)
+        # address='local': a Ray of this process's own, even where another process of the
+        # machine runs one (address=None would join that one, at its settings and bindings)
+        ray.init(address="local", num_cpus=math.ceil(num_cpus) + 1,
+                 num_gpus=math.ceil(num_gpus), **kwargs)
         try:
             check_loopback(ray)
         except ExecutionError:

@@ -10,6 +10,7 @@ import pyarrow as pa
 from pixql.catalog.artifacts import checksum, write_config
 from pixql.catalog.store import ModelRecord, now
 from pixql.errors import ConflictError, OptionError, ProgrammingError
+from pixql.execution.compute import with_defaults
 from pixql.execution.engine import executes
 from pixql.execution.options import GetModelOptions, validate
 from pixql.execution.result import Result
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 def run_build(ctx: ExecContext, node: BuildModel) -> Result:
     kind = get_kind(node.kind)
     options = validate(kind.build_options, node, what=f"BUILD MODEL ... USING {kind.display_name}")
+    if "engine" in type(options).model_fields:  # trains on Ray: the default engine applies
+        options = with_defaults(ctx, options)
     if kind.needs_data and node.query is None:
         raise ProgrammingError(
             f"BUILD MODEL {node.name} USING {kind.display_name} needs training data: "

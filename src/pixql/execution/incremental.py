@@ -10,8 +10,10 @@ page by page straight from the table; any other AS query is evaluated once per p
 DuckDB holds its distinct source values while it runs.) Values are embedded in value order
 (paths sort by folder).
 
-Values that need embedding are gathered into chunks of ``chunk_size``; each chunk is
-embedded, then written (vectors + provenance) in one transaction of its own. A chunk is
+Values that need embedding are gathered into chunks of ``chunk_size``; the compute engine
+embeds them (the local one a chunk at a time, the ``ray`` one in one pipeline for the whole
+statement), and each chunk is written (vectors + provenance) in one transaction of its own
+as soon as all its vectors are back. A chunk is
 either wholly committed or not at all, and every committed row is current by construction:
 a crash loses at most the chunk in flight, and re-running the statement continues with the
 rows still missing. Inside a transaction the user opened (or a statement with a nested
@@ -29,6 +31,7 @@ import pyarrow as pa
 
 from pixql.catalog import provenance as prov
 from pixql.errors import Error, ExecutionError, ImageError
+from pixql.execution.compute import Chunk
 from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
 from pixql.progress import progress_bar
 
@@ -160,9 +163,11 @@ def work_list(target: Target, query_sql: str, plain: bool, columns: dict[str, st
 
 def work_pages(ctx: ExecContext, work: WorkList) -> Iterator[pa.Table]:
     """The work list, a page of at most :data:`PAGE_VALUES` values at a time, NULL first.
-    Each page is a query of its own on the statement's cursor, run after the chunks before
-    it were written (it sees them), inside or outside a transaction; only the page is held
-    (DuckDB finds its bound with a top-N sort)."""
+    Each page is a query of its own on the statement's cursor, inside or outside a
+    transaction; only the page is held (DuckDB finds its bound with a top-N sort). The
+    local engine reads a page after the chunks before it were written, the ``ray`` engine
+    all pages first: either is right, as a page holds only values above the ones whose
+    chunks may have been written since."""
     yield to_arrow(ctx.cur.sql(work.nulls()))
     last = None
     while True:
@@ -276,56 +281,77 @@ def convert_rows(ctx: ExecContext, query_sql: str, target: Target, engine: Compu
                  opts: ConvertOptions, legacy_version: int | None,
                  columns: dict[str, str]) -> Tally:
     """Embed the missing and stale rows the AS query selects, chunk by chunk: ``engine``
-    computes each chunk's vectors (:mod:`pixql.execution.compute`), this process writes
-    them."""
+    computes the chunks' vectors (:mod:`pixql.execution.compute`; the ``ray`` engine runs
+    one pipeline over all of them), this process commits each chunk as it comes back."""
     tally = Tally()
     writer = ChunkWriter(ctx, target, columns, legacy_version)
     files = opts.convert_type in FILE_MODALITIES
     work = work_list(target, query_sql, is_plain(ctx, query_sql), columns,
                      target.record.model_version, legacy_version, opts.refresh)
-    pending: dict[Any, int] = {}  # value → rows, for the chunk being gathered
     with progress_bar(total=None, desc=f"CONVERT {target.record.model_name}",
                       unit="row", enabled=ctx.ws.progress) as bar:
-        for page in work_pages(ctx, work):
-            for row in zip(*(c.to_pylist() for c in page.columns), strict=True):
-                if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve):
-                    tally.reused += row[1]
-                    bar.update(row[1])
-                    continue
-                pending[row[0]] = pending.get(row[0], 0) + row[1]
-                if len(pending) >= opts.chunk_size:
-                    _flush(ctx, writer, pending, engine, tally, files)
-                    bar.update(sum(pending.values()))
-                    pending = {}
-        if pending:
-            _flush(ctx, writer, pending, engine, tally, files)
-            bar.update(sum(pending.values()))
+        results = engine.stream(_chunks(ctx, work, opts.chunk_size, files, tally, bar))
+        try:
+            while True:
+                try:
+                    done = next(results, None)
+                except (ImageError, ExecutionError) as e:  # a bad value; failing workers
+                    raise _kept(ctx, tally, e) from None
+                if done is None:
+                    break
+                chunk, emb = done
+                writer.write(chunk.keys, emb, chunk.sigs)
+                _count(tally, chunk, emb)
+                bar.update(sum(chunk.counts))
+        finally:
+            results.close()  # stops what is still in flight
     writer.finish()
     return tally
 
 
-def _flush(ctx: ExecContext, writer: ChunkWriter, pending: dict[Any, int],
-           engine: ComputeEngine, tally: Tally, files: bool) -> None:
-    """Embed one chunk and commit it."""
-    keys, counts = list(pending), list(pending.values())
-    sigs = [file_sig(ctx.ws.resolve, k) for k in keys] if files else None  # before reading
-    try:
-        emb = engine.embed(keys)
-    except (ImageError, ExecutionError) as e:  # a bad value; workers that kept failing
-        if not tally.chunks or ctx.in_transaction:
-            raise  # nothing committed, or the statement's transaction rolls it all back
-        if in_open_transaction(ctx.cur):
-            kept = (f"The {tally.embedded} row(s) embedded in earlier chunks are written in "
-                    "your open transaction: COMMIT keeps them, ROLLBACK drops them.")
-        else:
-            kept = (f"The {tally.embedded} row(s) embedded in earlier chunks were kept; "
-                    "re-running CONVERT continues from there.")
-        msg = str(e).replace("Nothing was changed.", "Nothing of this chunk was written. " + kept)
-        raise (ImageError(msg, paths=e.paths) if isinstance(e, ImageError)
-               else ExecutionError(msg)) from None
-    writer.write(keys, emb, sigs)
+def _chunks(ctx: ExecContext, work: WorkList, size: int, files: bool, tally: Tally,
+            bar: Any) -> Iterator[Chunk]:
+    """The chunks of values to embed, read from the work list page by page (rows that
+    are current are counted as reused); files' signatures are read before sending."""
+    pending: dict[Any, int] = {}  # value → rows, for the chunk being gathered
+
+    def chunk() -> Chunk:
+        keys = list(pending)
+        return Chunk(keys, list(pending.values()),
+                     [file_sig(ctx.ws.resolve, k) for k in keys] if files else None)
+
+    for page in work_pages(ctx, work):
+        for row in zip(*(c.to_pylist() for c in page.columns), strict=True):
+            if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve):
+                tally.reused += row[1]
+                bar.update(row[1])
+                continue
+            pending[row[0]] = pending.get(row[0], 0) + row[1]
+            if len(pending) >= size:
+                yield chunk()
+                pending = {}
+    if pending:
+        yield chunk()
+
+
+def _kept(ctx: ExecContext, tally: Tally, e: ImageError | ExecutionError) -> Exception:
+    """The error of a chunk that failed, saying what earlier chunks left behind."""
+    if not tally.chunks or ctx.in_transaction:
+        return e  # nothing committed, or the statement's transaction rolls it all back
+    if in_open_transaction(ctx.cur):
+        kept = (f"The {tally.embedded} row(s) embedded in earlier chunks are written in "
+                "your open transaction: COMMIT keeps them, ROLLBACK drops them.")
+    else:
+        kept = (f"The {tally.embedded} row(s) embedded in earlier chunks were kept; "
+                "re-running CONVERT continues from there.")
+    msg = str(e).replace("Nothing was changed.", "Nothing of this chunk was written. " + kept)
+    return (ImageError(msg, paths=e.paths) if isinstance(e, ImageError)
+            else ExecutionError(msg))
+
+
+def _count(tally: Tally, chunk: Chunk, emb: Embedded) -> None:
     tally.chunks += 1
-    for n, ok in zip(counts, emb.valid.tolist(), strict=True):
+    for n, ok in zip(chunk.counts, emb.valid.tolist(), strict=True):
         if ok:
             tally.embedded += n
         else:

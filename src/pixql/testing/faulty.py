@@ -10,7 +10,8 @@ loads such a model)::
 ``crash_once_file``: the first forward pass whose process finds no such file creates it
 and kills its process (``os._exit``), as a worker lost mid-run; ``crash_always``: every
 forward pass kills its process; ``sleep_ms``: each forward pass waits so long first (a
-model bound by an accelerator, whose host process mostly waits).
+model bound by an accelerator, whose host process mostly waits); ``load_log``: a folder
+where each load of the model leaves a file (how many times the model was loaded).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class TestPixelsOptions(PixelsOptions):
     crash_once_file: str | None = Field(default=None, description="crash once (see module)")
     crash_always: bool = Field(default=False, description="crash on every forward pass")
     sleep_ms: float = Field(default=0.0, ge=0, le=60_000, description="wait per forward pass")
+    load_log: str | None = Field(default=None, description="a file per load in this folder")
 
 
 class TestPixelsEmbedder(PixelsEmbedder):
@@ -75,9 +77,15 @@ class TestPixels(Pixels):
         assert isinstance(options, TestPixelsOptions)
         result = super().build(ctx, options)
         result.config.update(crash_once_file=options.crash_once_file,
-                             crash_always=options.crash_always, sleep_ms=options.sleep_ms)
+                             crash_always=options.crash_always, sleep_ms=options.sleep_ms,
+                             load_log=options.load_log)
         return result
 
     @classmethod
     def load(cls, artifact_dir: Path | None, config: dict[str, Any]) -> Embedder:
+        if config.get("load_log"):
+            import tempfile
+
+            os.makedirs(config["load_log"], exist_ok=True)
+            os.close(tempfile.mkstemp(prefix=f"{os.getpid()}-", dir=config["load_log"])[0])
         return TestPixelsEmbedder(config)

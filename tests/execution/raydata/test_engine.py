@@ -4,6 +4,7 @@ bounded retries, and one clear error for what the workers cannot read (issue 13)
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,32 @@ def test_on_error_fail_names_the_path_and_changes_nothing(t_ws: Any) -> None:
     assert "e" not in t_ws.sql("SELECT * FROM t LIMIT 0").columns
 
 
+def test_on_error_fail_counts_the_bad_values_as_local_does(t_ws: Any) -> None:
+    """Locally the statement stops at the first batch holding a bad value (here the NULL
+    path, in the first batch of 4; gone.png is in the third): Ray names the same ones."""
+    errors = []
+    for extra in ("", f", {RAY}"):
+        with pytest.raises(ImageError) as got:
+            convert(t_ws, "e", f", batch_size=4{extra}")
+        errors.append(str(got.value))
+    assert errors[0].startswith("cannot embed 1 value(s): NULL value.")
+    assert errors[1] == errors[0]
+
+
+def test_one_actor_pool_for_all_the_chunks(t_ws: Any, tmp_path: Path) -> None:
+    import pixql.testing.faulty  # noqa: F401 - registers TestPixels
+
+    log = tmp_path / "loads"
+    t_ws.sql(f"BUILD MODEL c USING TestPixels OPTIONS (image_size=8, load_log='{log}') "
+             "AS SELECT * FROM t")
+    convert(t_ws, "e_local", ", on_error='null'", model="c")
+    res = convert(t_ws, "e", f", on_error='null', chunk_size=3, {RAY}", model="c")
+    assert "(4 chunk(s) committed)" in res.message
+    actors = [f for f in log.iterdir() if not f.name.startswith(f"{os.getpid()}-")]
+    assert 1 <= len(actors) <= 2  # 2 actors for the 4 chunks: each loaded the model once
+    assert rows(t_ws, "e") == rows(t_ws, "e_local")
+
+
 def test_worker_crash_is_retried_without_losing_rows(t_ws: Any, tmp_path: Path) -> None:
     import pixql.testing.faulty  # noqa: F401 - registers TestPixels
 
@@ -121,3 +148,24 @@ def test_ray_not_installed_names_the_extra(ws: Any, monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'pixql\[ray\]'"):
         convert(ws, "e", ", engine='ray'")
+
+
+def test_a_bad_value_in_a_later_chunk_keeps_the_chunks_before(t_ws: Any) -> None:
+    """Chunks of 4 of the 11 paths (gone.png last): the pipeline stops at the third chunk,
+    the first two are committed, and a re-run embeds only what is left."""
+    query = "AS SELECT * FROM t WHERE image_path IS NOT NULL"
+    with pytest.raises(ImageError, match=r"gone\.png.*Nothing of this chunk was written\. "
+                       r"The 8 row\(s\) embedded in earlier chunks were kept"):
+        t_ws.sql(f"CONVERT USING q OPTIONS (result_col='e', chunk_size=4, {RAY}) {query}")
+    assert t_ws.sql("SELECT count(e) FROM t").fetchone()[0] == 8
+    res = t_ws.sql(f"CONVERT USING q OPTIONS (result_col='e', chunk_size=4, on_error='null', "
+                   f"{RAY}) {query}")
+    assert res.message.startswith("embedded 2 rows and reused 8 in t.e (1 chunk(s) committed)")
+
+
+def test_an_unstored_convert_returns_the_vectors_a_local_one_does(t_ws: Any) -> None:
+    query = "AS SELECT t.image_path FROM t, (SELECT 1 AS one) x ORDER BY 1 NULLS FIRST"
+    got = [t_ws.sql(f"CONVERT USING q OPTIONS (result_col='e', on_error='null'{extra}) {query}")
+           for extra in ("", f", {RAY}")]
+    assert "not stored" in got[1].message
+    assert got[1].fetchall() == got[0].fetchall()

@@ -50,19 +50,6 @@ def test_shards_are_disjoint_and_the_same_size() -> None:
     assert len({x for p in parts for x in p}) == 9
 
 
-def test_two_ray_workers_build_a_model(image_ws: Any, ray_local: Any) -> None:
-    res = image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (max_epochs=2, batch_size=8, "
-                       "image_size=16, engine='ray', num_workers=2, cpus_per_worker=0.5) "
-                       "AS SELECT * FROM images")
-    row = res.df().iloc[0]
-    assert (row["engine"], row["num_workers"], row["global_batch"]) == ("ray", 2, 8)
-    assert row["steps"] == 2 * (24 // 2 // 4)  # each worker: 12 images, 4 a step, 2 epochs
-    assert row["images"] == 2 * 2 * 12
-    assert not list(image_ws.root.glob("models/.tmp-*"))  # staging and checkpoints gone
-    out = image_ws.sql("CONVERT USING d OPTIONS (result_col='e') AS SELECT * FROM images")
-    assert out.message.startswith("embedded 24 rows")
-
-
 def test_too_small_a_batch_for_the_workers_is_refused(image_ws: Any) -> None:
     with pytest.raises(ModelError, match="fewer than 2 images a step"):
         image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=4, engine='ray', "
@@ -78,6 +65,59 @@ def test_ray_not_installed_names_the_extra_and_leaves_nothing(
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'pixql\[ray\]'"):
         image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=8, engine='ray') "
+                     "AS SELECT * FROM images")
+    assert image_ws.catalog.find_model("d") is None
+    assert not list(image_ws.root.glob("models/.tmp-*"))
+
+
+@pytest.mark.parametrize("where", ["environment", "workspace"])
+def test_the_default_engine_applies_to_build(image_ws: Any, monkeypatch: pytest.MonkeyPatch,
+                                             where: str) -> None:
+    """PIXQL_ENGINE / connect(engine=...) reach Ray Train (the batch check is on the Ray
+    path only); kinds that do not train (Pixels) build here under engine 'ray'."""
+    if where == "environment":
+        monkeypatch.setenv("PIXQL_ENGINE", "ray")
+    else:
+        monkeypatch.setitem(image_ws.compute_defaults, "engine", "ray")
+    with pytest.raises(ModelError, match="fewer than 2 images a step"):
+        image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=4, num_workers=4) "
+                     "AS SELECT * FROM images")
+    res = image_ws.sql("BUILD MODEL p USING Pixels OPTIONS (image_size=8) AS SELECT * FROM images")
+    assert res.df().iloc[0]["kind"] == "Pixels"
+
+
+def test_a_worker_killed_once_is_restarted_from_the_last_epoch(
+        image_ws: Any, ray_local: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """A 2-worker BUILD (the engine from $PIXQL_ENGINE) whose second worker dies after the
+    first epoch: Ray Train restarts the workers, they resume at epoch 2, the model is
+    built as an uninterrupted run would count it."""
+    marker = tmp_path / "died"
+    monkeypatch.setenv("PIXQL_TEST_TRAIN_FAULT", f"once:{marker}")
+    monkeypatch.setenv("PIXQL_ENGINE", "ray")  # the default engine, no engine option
+    res = image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (max_epochs=2, batch_size=8, "
+                       "image_size=16, num_workers=2, cpus_per_worker=0.5, max_retries=1) "
+                       "AS SELECT * FROM images")
+    assert marker.exists()  # a worker did die, after the first epoch's checkpoint
+    row = res.df().iloc[0]
+    assert (row["engine"], row["resumed_from_epoch"], row["epochs"]) == ("ray", 1, 2)
+    assert (row["num_workers"], row["global_batch"]) == (2, 8)
+    assert row["steps"] == 2 * (24 // 2 // 4)  # each: 12 images, 4 a step; epoch 1 once
+    assert row["images"] == 2 * 2 * 12
+    assert not list(image_ws.root.glob("models/.tmp-*"))  # staging, state, checkpoints gone
+    out = image_ws.sql("CONVERT USING d OPTIONS (result_col='e', engine='local') "
+                       "AS SELECT * FROM images")
+    assert out.message.startswith("embedded 24 rows")
+
+
+def test_a_worker_that_always_dies_ends_in_an_error_and_no_model(
+        image_ws: Any, ray_local: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixql.errors import ExecutionError
+
+    monkeypatch.setenv("PIXQL_TEST_TRAIN_FAULT", "always")
+    with pytest.raises(ExecutionError, match=r"training on Ray failed after 1 retries.*"
+                       r"Nothing was changed"):
+        image_ws.sql("BUILD MODEL d USING SimCLR OPTIONS (batch_size=8, image_size=16, "
+                     "engine='ray', num_workers=2, cpus_per_worker=0.5, max_retries=1) "
                      "AS SELECT * FROM images")
     assert image_ws.catalog.find_model("d") is None
     assert not list(image_ws.root.glob("models/.tmp-*"))

@@ -1,11 +1,13 @@
-"""CONVERT's ``ray`` engine, driver side: a chunk of values → a Ray Data pipeline.
+"""CONVERT's ``ray`` engine, driver side: a statement's chunks → one Ray Data pipeline.
 
-Per chunk: the values (resolved here, by the workspace's path rules) become a Ray Dataset,
-``map_batches`` runs :class:`~.worker.EmbedActor` on a pool of ``num_workers`` actors
-(``ActorPoolStrategy``; each reserves ``cpus_per_worker``/``gpus_per_worker``; crashed
-actors are restarted and their batch retried at most ``max_retries`` times), and the
-results come back here by row index, so a retried batch can neither lose nor duplicate a
-row. This process alone writes the DuckDB file (:mod:`pixql.execution.incremental`).
+The values of all the statement's chunks (resolved here, by the workspace's path rules)
+become one Ray Dataset (:mod:`.pool`), ``map_batches`` runs :class:`~.worker.EmbedActor`
+on one pool of ``num_workers`` actors (``ActorPoolStrategy``; each reserves
+``cpus_per_worker``/``gpus_per_worker``; crashed actors are restarted and their batch
+retried at most ``max_retries`` times), and the results come back here by row index, so a
+retried batch can neither lose nor duplicate a row; each chunk is handed back (and
+committed) as soon as all its rows are. This process alone writes the DuckDB file
+(:mod:`pixql.execution.incremental`).
 
 Before the first chunk, one probe per node checks that the model artifact (by its catalog
 checksum) and a sample of the chunk's paths are readable there; ``model_transfer='auto'``
@@ -22,18 +24,20 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pixql.catalog.artifacts import read_config
 from pixql.distributed.cluster import alive_nodes, check_resources, connect
 from pixql.errors import ExecutionError, ImageError, ModelError
-from pixql.execution.embedding import Embedded, bad_values_error
+from pixql.execution.compute import Chunk
+from pixql.execution.raydata.pool import Assembly, Sent, blocks_of
 from pixql.execution.raydata.worker import EmbedActor, Shipment, probe, verify
 from pixql.models.registry import get_kind
 
 if TYPE_CHECKING:
+    from collections.abc import Generator, Iterable
+
     from pixql.catalog.store import ModelRecord
     from pixql.execution.context import ExecContext
+    from pixql.execution.embedding import Embedded
     from pixql.execution.options import ConvertOptions
     from pixql.models.base import Embedder
 
@@ -43,6 +47,10 @@ PROBE_PATHS = 8
 FILE_MODALITIES = frozenset({"image", "video", "audio"})
 #: how many values an error names
 NAMED = 5
+#: True: a pipeline (and a pool of actors, each loading the model) per chunk, as before
+#: pixql 0.3 — only for benchmarks/ray_scaling.py, which measures what one pool per
+#: statement saves
+POOL_PER_CHUNK = False
 
 
 class RayEngine:
@@ -160,44 +168,60 @@ class RayEngine:
                     "Nothing was changed.", paths=r["unreadable"][:NAMED])
         return found
 
-    # -- a chunk ------------------------------------------------------------------------
+    # -- the statement ------------------------------------------------------------------
     def embed(self, values: list[Any]) -> Embedded:
-        todo, failed = self.prepare(values)
-        if self.ship is None:
-            self.ship = self.shipment(self.sample(values, todo))
-        vectors = np.zeros((len(values), self.dim), dtype=np.float32)
-        valid = np.zeros(len(values), dtype=bool)
-        reasons = dict(failed)
-        if todo:
-            self.run(todo, vectors, valid, reasons)
-        errors = [reasons[i] for i in sorted(reasons)]
-        if errors and self.opts.on_error == "fail":
-            raise bad_values_error(errors)
-        return Embedded(vectors, valid, errors)
+        (_, emb), = self.run([Chunk(values, [1] * len(values))])  # to the end: Ray's iterator
+        return emb  # finishes here, not when collected (maybe after ray.shutdown)
 
-    def run(self, todo: list[tuple[int, Any]], vectors: np.ndarray, valid: np.ndarray,
-            reasons: dict[int, str]) -> None:
-        """Embed ``todo`` on the actor pool; fill the arrays by row index."""
-        o, data = self.opts, self.ray.data
-        blocks = max(1, min(-(-len(todo) // o.batch_size), 4 * o.num_workers))
-        ds = data.from_items([{"i": i, "v": v} for i, v in todo], override_num_blocks=blocks)
+    def stream(self, chunks: Iterable[Chunk]) -> Generator[tuple[Chunk, Embedded], None, None]:
+        if POOL_PER_CHUNK:  # the pre-0.3 behaviour, kept for benchmarks/ray_scaling.py
+            for chunk in chunks:
+                yield from self.run([chunk])
+            return
+        yield from self.run(chunks)
+
+    def send(self, chunks: Iterable[Chunk]) -> tuple[list[Sent], list[Any]]:
+        """Every chunk into the object store (module :mod:`.pool`); the probe runs on the
+        first chunk's sample paths."""
+        sent: list[Sent] = []
+        blocks: list[Any] = []
+        start = 0
+        per_block = max(1, self.opts.batch_size)
+        for chunk in chunks:
+            todo, failed = self.prepare(chunk.keys)
+            if self.ship is None:
+                self.ship = self.shipment(self.sample(chunk.keys, todo))
+            per = max(per_block, -(-len(todo) // (4 * self.opts.num_workers)))
+            blocks += [self.ray.put(b) for b in blocks_of(start, todo, per)]
+            meta = self.ray.put((chunk, [i for i, _ in todo], failed))
+            sent.append(Sent(start, len(todo), meta))
+            start += len(todo)
+        return sent, blocks
+
+    def run(self, chunks: Iterable[Chunk]) -> Generator[tuple[Chunk, Embedded], None, None]:
+        """Embed all of ``chunks`` in one pipeline; hand each back once its rows are."""
+        sent, blocks = self.send(chunks)
+        o = self.opts
+        got = Assembly(self.ray, sent, self.dim, o.on_error, o.batch_size)
+        yield from got.ready()  # chunks with nothing to send
+        if not blocks:
+            return
+        ds = self.ray.data.from_arrow_refs(blocks)
+        ds.context.execution_options.preserve_order = True  # chunks come back in order
         with warnings.catch_warnings():  # max_restarts/max_task_retries have no named
             warnings.filterwarnings("ignore", ".*ray_remote_args")  # parameters (2.60)
-            out = self.pipeline(ds, min(blocks, o.num_workers))
-        seen = 0
-        try:
-            for b in out.iter_batches(batch_format="numpy", batch_size=None):
-                idx = b["i"].astype(np.int64)
-                vectors[idx] = b["vec"]
-                valid[idx] = b["ok"]
-                reasons.update((int(i), str(r)) for i, r, ok in zip(idx, b["err"], b["ok"],
-                                                                    strict=True) if not ok)
-                seen += len(idx)
-        except Exception as e:  # noqa: BLE001 - Ray wraps the worker's failure in its own
-            raise self.failed(todo, e) from None
-        if seen != len(todo):  # pragma: no cover - Ray Data returns each row once
-            raise ExecutionError(f"Ray returned {seen} of {len(todo)} rows. Nothing was "
-                                 "changed.")
+            out = self.pipeline(ds, min(len(blocks), o.num_workers))
+        batches = iter(out.iter_batches(batch_format="numpy", batch_size=None))
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as e:  # noqa: BLE001 - Ray wraps the worker's failure in its own
+                raise self.failed(got.values_in_flight(), e) from None
+            if batch is None:
+                break
+            got.add(batch)
+            yield from got.ready()
+        got.check_done()
 
     def pipeline(self, ds: Any, actors: int) -> Any:
         """``ds`` through ``actors`` model actors (bounded restarts and retries)."""
@@ -209,9 +233,9 @@ class RayEngine:
             num_gpus=o.gpus_per_worker or None, max_restarts=o.max_retries,
             max_task_retries=o.max_retries)
 
-    def failed(self, todo: list[tuple[int, Any]], e: BaseException) -> ExecutionError:
+    def failed(self, todo: list[Any], e: BaseException) -> ExecutionError:
         """The error of a chunk the workers kept failing on, naming its values."""
-        shown = ", ".join(str(v) for _, v in todo[:NAMED])
+        shown = ", ".join(str(v) for v in todo[:NAMED])
         cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         return ExecutionError(
             f"the Ray workers failed on a chunk of {len(todo)} value(s) ({shown}"

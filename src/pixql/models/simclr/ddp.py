@@ -12,7 +12,13 @@ on local negatives only (loss ≈ ln of the local batch). The learning-rate sche
 global steps, and the workers agree on the elapsed time (their maximum) each step, so they
 take the same learning rate and stop together under a ``time_budget``.
 
-Rank 0 saves the backbone as a Ray Train checkpoint, which the driver copies into the
+After each epoch but the last, rank 0 saves the training state (weights, optimizer,
+statistics) in a folder next to the staging folder, and all workers wait for it; when a
+worker dies, Ray Train restarts all of them (at most ``max_retries`` times) and they
+continue from that epoch (the state is this folder's, not a Ray Train checkpoint: Ray
+Train registers a reported checkpoint only once its controller has polled it, which a
+worker dying right after the report can precede). At the end, rank 0
+saves the backbone as a Ray Train checkpoint, which the driver copies into the
 build's staging folder (the same atomic commit as a local build). Workers read the images
 at the paths the driver resolved, and the checkpoint goes through a folder next to the
 staging folder: on several machines, the workspace must be on storage all of them mount.
@@ -21,9 +27,10 @@ staging folder: on several machines, the workspace must be on storage all of the
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,10 @@ from pixql.models.simclr.weights import load_pretrained
 
 #: the file the backbone is saved to (kind.WEIGHTS_FILE)
 WEIGHTS_FILE = "weights.safetensors"
+#: an epoch checkpoint's training state (train._state)
+STATE_FILE = "state.pt"
+#: tests only: make training workers die (see fault())
+FAULT_ENV = "PIXQL_TEST_TRAIN_FAULT"
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,8 @@ class RayJob:
     train: dict[str, Any]  # TrainConfig's fields; batch_size is the global batch
     cpus_per_worker: float
     views: int = 2  # augmented views per image and step
+    state_dir: str = ""  # where rank 0 leaves each epoch's training state
+    fault: str | None = None  # tests only: $PIXQL_TEST_TRAIN_FAULT (see fault())
 
 
 def gather_with_grad(t: torch.Tensor) -> torch.Tensor:
@@ -82,6 +95,41 @@ def shard(paths: list[str], rank: int, world: int) -> list[str]:
     return paths[rank::world][:len(paths) // world]
 
 
+def fault(spec: str | None, rank: int, world: int, when: str) -> None:
+    """The test hook of ``$PIXQL_TEST_TRAIN_FAULT``: ``always`` kills the last worker as
+    each attempt starts; ``once:FILE`` kills it after the first epoch's checkpoint of the
+    first attempt (the one finding no FILE; it creates FILE)."""
+    if not spec or rank != world - 1:
+        return
+    if spec == "always" and when == "start":
+        os._exit(3)
+    if spec.startswith("once:") and when == "epoch" and not os.path.exists(spec[5:]):
+        Path(spec[5:]).write_text(str(os.getpid()), encoding="utf-8")
+        os._exit(3)
+
+
+def resume_state(folder: str) -> dict[str, Any] | None:
+    """The training state the last epoch left in ``folder`` (a restarted attempt), else None."""
+    state = Path(folder) / STATE_FILE
+    return torch.load(state, weights_only=True) if state.is_file() else None
+
+
+def epoch_saver(rank: int, world: int, job: RayJob) -> Any:
+    """``on_epoch`` of the workers: rank 0 saves the state into ``job.state_dir``
+    (atomically), then all wait for it, so a worker dying afterwards resumes from it."""
+    import torch.distributed as dist
+
+    def save(state: dict[str, Any]) -> None:
+        if rank == 0:
+            path = Path(job.state_dir) / STATE_FILE
+            torch.save(state, path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
+        dist.barrier()
+        fault(job.fault, rank, world, "epoch")
+
+    return save
+
+
 def worker_loop(config: dict[str, Any]) -> None:
     """One Ray Train worker (see the module docstring)."""
     import ray.train
@@ -89,6 +137,7 @@ def worker_loop(config: dict[str, Any]) -> None:
 
     job = RayJob(**config)
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    fault(job.fault, rank, world, "start")
     torch.set_num_threads(max(1, int(job.cpus_per_worker)))
     torch.manual_seed(job.train["seed"])  # the same initial weights everywhere
     backbone = build_backbone(job.spec)
@@ -104,10 +153,15 @@ def worker_loop(config: dict[str, Any]) -> None:
                                                std=job.std), n_views=job.views)
     cfg = TrainConfig(**{**job.train, "batch_size": job.train["batch_size"] // world,
                          "seed": job.train["seed"] + 1000 * rank})
+    resume = resume_state(job.state_dir)
     stats = train_simclr(DistributedDataParallel(net), images, views, cfg, progress=False,
                          loss_fn=NTXentLoss(cfg.temperature, gather=gather_with_grad,
-                                            rank=rank), agree=agree_max)
-    metrics = {"summary": json.dumps(stats.summary()), "rank": rank}
+                                            rank=rank), agree=agree_max,
+                         on_epoch=epoch_saver(rank, world, job), resume=resume)
+    summary = stats.summary()
+    if resume is not None:
+        summary["resumed_from_epoch"] = int(resume["epoch"])
+    metrics = {"summary": json.dumps(summary), "rank": rank}
     if rank != 0:
         ray.train.report(metrics)
         return
@@ -117,9 +171,10 @@ def worker_loop(config: dict[str, Any]) -> None:
 
 
 def train_on_ray(job: RayJob, *, address: str | None, num_workers: int, gpus_per_worker: float,
-                 staging: Path) -> dict[str, Any]:
+                 staging: Path, max_retries: int = 2) -> dict[str, Any]:
     """Train on ``num_workers`` Ray Train workers; write the backbone's weights into
-    ``staging``; return rank 0's training summary."""
+    ``staging``; return rank 0's training summary. A worker failure restarts all workers
+    from the last epoch's checkpoint, at most ``max_retries`` times."""
     if job.train["batch_size"] // num_workers < 2:
         raise ModelError(f"batch_size={job.train['batch_size']} gives fewer than 2 images a "
                          f"step to each of num_workers={num_workers}: raise batch_size")
@@ -133,13 +188,15 @@ def train_on_ray(job: RayJob, *, address: str | None, num_workers: int, gpus_per
     from ray.train.torch import TorchTrainer
 
     store = staging.parent / f"{staging.name}-ray"  # a .tmp-* folder: repair() removes it
+    (store / "state").mkdir(parents=True, exist_ok=True)
+    job = replace(job, state_dir=str(store / "state"), fault=os.environ.get(FAULT_ENV) or None)
     trainer = TorchTrainer(
         worker_loop, train_loop_config=asdict(job),
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker={"CPU": job.cpus_per_worker,
                                                            "GPU": gpus_per_worker}),
         run_config=RunConfig(name="pixql-simclr", storage_path=str(store),
-                             failure_config=FailureConfig(max_failures=0)))
+                             failure_config=FailureConfig(max_failures=max_retries)))
     try:
         result = trainer.fit()
         if result.checkpoint is None:  # pragma: no cover - rank 0 always reports one
@@ -151,8 +208,9 @@ def train_on_ray(job: RayJob, *, address: str | None, num_workers: int, gpus_per
         raise
     except Exception as e:
         cause = str(e).strip().splitlines()[0][:400] if str(e).strip() else ""
-        raise ExecutionError(f"SimCLR training on Ray failed: {type(e).__name__}: {cause}. "
-                             "Nothing was changed.") from e
+        raise ExecutionError(f"SimCLR training on Ray failed after {max_retries} "
+                             f"retries: {type(e).__name__}: {cause}. Nothing was "
+                             "changed.") from e
     finally:
         shutil.rmtree(store, ignore_errors=True)
     return summary

@@ -111,11 +111,13 @@ class SimCLROptions(BuildOptions):
         default="auto", description="bfloat16 autocast; 'auto': where the hardware supports it")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto",
                                                    description="'auto': cuda if available")
-    engine: Literal["local", "ray"] = Field(
-        default="local", description="'ray': data-parallel training on Ray Train with the "
-        "global batch's negatives (pixql[ray]; docs/scale-out.md)")
+    engine: Literal["local", "ray"] | None = Field(
+        default=None, description="'ray': data-parallel training on Ray Train with the "
+        "global batch's negatives (pixql[ray]; docs/scale-out.md); default: the workspace's, "
+        "$PIXQL_ENGINE, 'local'")
     ray_address: str | None = Field(default=None, description="engine='ray': the cluster "
-                                    "to join ('auto', 'host:port'); default: a local Ray")
+                                    "to join ('auto', 'host:port'); default: the workspace's, "
+                                    "$PIXQL_RAY_ADDRESS, a local Ray")
     num_workers: int = Field(default=2, ge=1, le=4096,
                              description="engine='ray': training workers (batch_size is "
                              "split between them)")
@@ -123,6 +125,9 @@ class SimCLROptions(BuildOptions):
                                    description="engine='ray': CPUs (and torch threads) a worker")
     gpus_per_worker: float = Field(default=0.0, ge=0, le=64,
                                    description="engine='ray': GPUs a worker")
+    max_retries: int = Field(default=2, ge=0, le=100,
+                             description="engine='ray': restarts of the workers after one "
+                             "fails, each continuing from the last epoch's checkpoint")
     deterministic: bool = Field(
         default=False, description="only deterministic torch kernels, so the same seed, data and "
         "options on the same machine give byte-identical weights (cannot be combined with "
@@ -346,7 +351,8 @@ def _build_on_ray(ctx: BuildContext, options: SimCLROptions, plan: dict[str, Any
                  train=dataclasses.asdict(_train_config(options, plan)),
                  cpus_per_worker=options.cpus_per_worker, views=options.n_views())
     stats = train_on_ray(job, address=options.ray_address, num_workers=options.num_workers,
-                         gpus_per_worker=options.gpus_per_worker, staging=ctx.artifact_dir)
+                         gpus_per_worker=options.gpus_per_worker, staging=ctx.artifact_dir,
+                         max_retries=options.max_retries)
     w = options.num_workers
     stats.update(engine="ray", num_workers=w, global_batch=(options.batch_size // w) * w,
                  images=stats["images"] * w, images_per_s=round(stats["images_per_s"] * w, 1))

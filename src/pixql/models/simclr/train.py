@@ -14,6 +14,7 @@ budget out of the schedule (a time-dependent learning rate cannot repeat).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -167,18 +168,26 @@ class _Run:
 
 def train_simclr(net: nn.Module, images: torch.Tensor, views: MultiViewTransform,
                  cfg: TrainConfig, *, progress: bool = True, loss_fn: nn.Module | None = None,
-                 agree: Callable[[float], float] | None = None) -> TrainStats:
+                 agree: Callable[[float], float] | None = None,
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                 resume: dict[str, Any] | None = None) -> TrainStats:
     """Train ``net`` on ``images`` (``uint8 (n, c, s, s)``, n >= 2) and return what happened.
 
     Stops after ``cfg.max_epochs`` epochs or once ``cfg.time_budget`` seconds have passed,
     whichever comes first (the step that crosses the budget finishes). Data-parallel
     workers (:mod:`.ddp`) pass their shard, the per-worker batch, a ``loss_fn`` over the
     global batch and ``agree`` (see :class:`_Run`).
+
+    ``on_epoch`` gets the run's state after each epoch (:func:`_state`: weights, optimizer,
+    statistics, elapsed time); ``resume`` is such a state to continue from, at the next
+    epoch (its shuffling and augmentations are seeded by ``seed`` and that epoch, so they
+    are not those an uninterrupted run would have drawn).
     """
     if images.shape[0] < 2:
         raise ValueError(f"SimCLR needs at least 2 training images, got {images.shape[0]}")
     with deterministic_algorithms(cfg.deterministic):
-        return _train(net, images, views, cfg, progress=progress, loss_fn=loss_fn, agree=agree)
+        return _train(net, images, views, cfg, progress=progress, loss_fn=loss_fn, agree=agree,
+                      on_epoch=on_epoch, resume=resume)
 
 
 @contextmanager
@@ -197,15 +206,34 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
         torch.use_deterministic_algorithms(before)
 
 
+def _state(run: _Run, epoch: int) -> dict[str, Any]:
+    """What :func:`train_simclr` resumes from after ``epoch`` (0-based) is done."""
+    return {"epoch": epoch + 1, "net": run.net.state_dict(), "opt": run.opt.state_dict(),
+            "stats": dataclasses.asdict(run.stats), "elapsed": run.elapsed()}
+
+
+def _resumed(run: _Run, state: dict[str, Any]) -> int:
+    """Load ``state`` into ``run``; the epoch to continue with."""
+    run.net.load_state_dict(state["net"])
+    run.opt.load_state_dict(state["opt"])
+    run.stats = TrainStats(**state["stats"])
+    run.start -= float(state["elapsed"])
+    return int(state["epoch"])
+
+
 def _train(net: nn.Module, images: torch.Tensor, views: MultiViewTransform,
            cfg: TrainConfig, *, progress: bool, loss_fn: nn.Module | None,
-           agree: Callable[[float], float] | None) -> TrainStats:
+           agree: Callable[[float], float] | None,
+           on_epoch: Callable[[dict[str, Any]], None] | None = None,
+           resume: dict[str, Any] | None = None) -> TrainStats:
     device = torch.device(cfg.device)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     net.to(device).to(memory_format=torch.channels_last).train()
     run = _Run(net, images.shape[0], cfg, loss_fn, agree)
-    for epoch in range(cfg.max_epochs):
+    first = _resumed(run, resume) if resume else 0
+    seed = cfg.seed + 7919 * first  # a resumed run: fresh draws for the epochs left
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    for epoch in range(first, cfg.max_epochs):
         order = torch.randperm(images.shape[0], generator=gen)
         losses: list[float] = []
         with progress_bar(total=run.steps_per_epoch * run.batch, unit="img", enabled=progress,
@@ -224,6 +252,8 @@ def _train(net: nn.Module, images: torch.Tensor, views: MultiViewTransform,
         run.stats.final_loss = sum(tail) / len(tail)
         if run.stats.stopped_by_time_budget:
             break
+        if on_epoch is not None and epoch + 1 < cfg.max_epochs:
+            on_epoch(_state(run, epoch))
     net.eval()
     run.stats.seconds = run.elapsed()
     return run.stats
