@@ -1,9 +1,10 @@
 """Roboflow's inference server in its own virtual environment, for ``peers_roboflow.py``.
 
 Never installed into pixql's environment and never a pixql dependency: the benchmark makes
-``<venv>`` (default ``~/.cache/pixql/bench/roboflow-venv``) with ``python -m venv`` and installs the exact
-package set of :data:`LOCK` into it (``inference-cpu==1.8.3`` and its dependencies; about
-7 GB with CUDA torch, a few minutes); a later run reuses it while it holds that same set. The server itself:
+``<venv>`` (default ``~/.cache/pixql/bench/roboflow-venv``) with ``python -m venv`` and
+installs the exact package set of :data:`LOCK` into it (``inference-cpu==1.8.3`` and its
+dependencies; about 7 GB with CUDA torch, a few minutes); a later run reuses it while it
+holds that same set. The server itself:
 
 * ``_roboflow_register.py`` (run by the venv's python) puts the benchmark's two ONNX files
   into ``inference_models``' offline cache as ``clip/ViT-B-16``;

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 VERSION = "ViT-B-16"
 SEED = 0
@@ -58,7 +60,7 @@ def ensure_weights(models_dir: Path) -> Path:
 
 
 def md5(path: Path) -> str:
-    h = hashlib.md5()  # noqa: S324 - Roboflow's artefact identity is an MD5
+    h = hashlib.md5()  # Roboflow's artefact identity is an MD5
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(4 << 20), b""):
             h.update(chunk)

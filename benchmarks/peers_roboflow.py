@@ -47,15 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _roboflow_env as rf
 import _roboflow_model as weights
 from common import CACHE, RESULTS, machine, write_section
-from server import Run, drive, free_port, http_caller, make_images, make_texts, merge
+from server import Run, drive, free_port, make_images, make_texts, merge
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 VERSION = weights.VERSION
 SERVERS = ("pixql", "roboflow")
 #: requests per server and (modality, concurrency) at --scale 1
-COUNTS = {("image", 1): 12, ("image", 8): 32, ("text", 1): 48, ("text", 8): 96}
+COUNTS = {("image", 1): 18, ("image", 8): 48, ("text", 1): 48, ("text", 8): 96}
 ROUNDS = 3
 #: agreement inputs
 AGREE_TEXTS = ("a photo of a cat", "a black dog running on the beach at sunset",
@@ -263,30 +263,49 @@ def photo_jpegs() -> list[bytes]:
 
 
 # ---------------------------------------------------------------------- throughput
+def request_count(concurrency: int, base: int, scale: float) -> int:
+    """Requests per server for one row: ``base`` × ``scale``, at least ``concurrency`` per
+    round."""
+    return max(concurrency * ROUNDS, int(base * scale))
+
+
+def timed_caller(client: Any, base: str, modality: str,
+                 times: list[float]) -> Callable[[Any], None]:
+    """POST one body; keep the server's own ``time`` field (seconds it says it spent)."""
+    route = f"{base}/clip/embed_{modality}"
+
+    def call(body: dict[str, Any]) -> None:
+        r = client.post(route, json=body)
+        if r.status_code != 200:
+            raise RuntimeError(f"{route}: {r.status_code} {r.text[:200]}")
+        times.append(float(r.json().get("time") or "nan"))
+    return call
+
+
 def throughput(client: Any, servers: dict[str, Server], levels: list[int],
                scale: float) -> list[dict[str, Any]]:
     """Every (modality, concurrency): the servers interleaved in ``ROUNDS`` rounds."""
     from server import process_cpu
 
-    need = max(COUNTS[("image", c)] for c in levels)
-    data = {"image": make_images(int(need * scale) + 8),
-            "text": make_texts(int(max(COUNTS[("text", c)] for c in levels) * scale) + 8)}
+    counts = {k: request_count(k[1], n, scale) for k, n in COUNTS.items() if k[1] in levels}
+    data = {"image": make_images(max(counts[("image", c)] for c in levels) + 8),
+            "text": make_texts(max(counts[("text", c)] for c in levels) + 8)}
     rows: list[dict[str, Any]] = []
     for modality in ("text", "image"):
         payloads = bodies_of(modality, data[modality])
-        calls = {n: (http_caller(client, s.base, modality), process_cpu(s.proc.pid))
-                 for n, s in servers.items()}
-        for call, _ in calls.values():  # warm up
-            drive(call, payloads[-8:], 8)
+        for _, s in servers.items():  # warm up
+            drive(timed_caller(client, s.base, modality, []), payloads[-8:], 8)
         for c in levels:
-            n = max(c * ROUNDS, int(COUNTS[(modality, c)] * scale))
+            times: dict[str, list[float]] = {name: [] for name in servers}
+            calls = {name: (timed_caller(client, s.base, modality, times[name]),
+                            process_cpu(s.proc.pid)) for name, s in servers.items()}
             runs: dict[str, list[Run]] = {name: [] for name in calls}
-            for chunk in np.array_split(np.arange(n), ROUNDS):
+            for chunk in np.array_split(np.arange(counts[(modality, c)]), ROUNDS):
                 for name, (call, cpu) in calls.items():
                     runs[name].append(drive(call, [payloads[i] for i in chunk], c, cpu))
             for name, rs in runs.items():
                 rows.append({"modality": modality, "concurrency": c, "server": name,
-                             "run": merge(rs)})
+                             "run": merge(rs), "server_ms": float(np.median(times[name])) * 1e3})
             print(f"  embed_{modality} c={c}: " + ", ".join(
                 f"{r['server']} {r['run'].rps:.2f}/s" for r in rows[-len(calls):]), flush=True)
     return rows
@@ -295,16 +314,20 @@ def throughput(client: Any, servers: dict[str, Server], levels: list[int],
 # ---------------------------------------------------------------------- report
 def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
     index = {(r["modality"], r["concurrency"], r["server"]): r["run"] for r in rows}
-    keys = sorted({(r["modality"], r["concurrency"]) for r in rows}, key=lambda k: (k[0] != "text", k[1]))
+    keys = sorted({(r["modality"], r["concurrency"]) for r in rows},
+                  key=lambda k: (k[0] != "text", k[1]))
+    own = {(r["modality"], r["concurrency"], r["server"]): r["server_ms"] for r in rows}
     lines = ["| route | concurrency | pixql req/s | Roboflow req/s | pixql ÷ Roboflow | "
-             "p50 / p95 ms pixql | p50 / p95 ms Roboflow | server CPU s / request pixql | "
-             "Roboflow |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "p50 / p95 ms pixql | p50 / p95 ms Roboflow | server's own `time` p50 ms "
+             "pixql / Roboflow | server CPU s per request pixql / Roboflow |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for m, c in keys:
         px, ro = index[(m, c, "pixql")], index[(m, c, "roboflow")]
         lines.append(
-            f"| embed_{m} | {c} | {px.rps:.2f} | {ro.rps:.2f} | {px.rps / ro.rps:.2f} | "
+            f"| embed_{m} | {c} | {px.rps:.2f} | {ro.rps:.2f} | **{px.rps / ro.rps:.2f}** | "
             f"{px.ms(50):.0f} / {px.ms(95):.0f} | {ro.ms(50):.0f} / {ro.ms(95):.0f} | "
-            f"{1 / px.per_cpu:.3f} | {1 / ro.per_cpu:.3f} |")
+            f"{own[(m, c, 'pixql')]:.0f} / {own[(m, c, 'roboflow')]:.0f} | "
+            f"{1 / px.per_cpu:.3f} / {1 / ro.per_cpu:.3f} |")
     return lines
 
 
