@@ -376,15 +376,16 @@ def report(args: argparse.Namespace, servers: dict[str, Server], agree: dict[str
 
 # ---------------------------------------------------------------------- main
 def prepare(args: argparse.Namespace) -> Path | None:
-    """Weights, ONNX files and the Roboflow venv; None (and a line why) if Roboflow is
-    unavailable."""
-    weights.ensure_weights(args.models_dir)
-    weights.ensure_onnx(args.models_dir, args.workdir / "onnx")
+    """The Roboflow venv, then the weights and ONNX files; None (and a line why) if
+    Roboflow is unavailable."""
     try:
-        return rf.ensure_venv(args.venv, install=not args.no_install)
+        python = rf.ensure_venv(args.venv, install=not args.no_install)
     except rf.RoboflowUnavailable as e:
         print(f"peers_roboflow: skipped — Roboflow's server is unavailable: {e}")
         return None
+    weights.ensure_weights(args.models_dir)
+    weights.ensure_onnx(args.models_dir, args.workdir / "onnx")
+    return python
 
 
 def main(argv: list[str] | None = None) -> int:
