@@ -57,6 +57,8 @@ SERVERS = ("pixql", "roboflow")
 #: requests per server and (modality, concurrency) at --scale 1
 COUNTS = {("image", 1): 18, ("image", 8): 48, ("text", 1): 48, ("text", 8): 96}
 ROUNDS = 3
+#: warm-up requests per server and modality (inputs of their own)
+WARM = 8
 #: agreement inputs
 AGREE_TEXTS = ("a photo of a cat", "a black dog running on the beach at sunset",
                "a red car parked in front of a brick house", "x")
@@ -269,6 +271,16 @@ def request_count(concurrency: int, base: int, scale: float) -> int:
     return max(concurrency * ROUNDS, int(base * scale))
 
 
+def distinct_slices(counts: list[int], start: int = 0) -> list[range]:
+    """Consecutive index ranges of ``counts`` items after ``start``: every request of a run
+    carries an input no earlier request had (pixql's embedding cache never hits)."""
+    out = []
+    for n in counts:
+        out.append(range(start, start + n))
+        start += n
+    return out
+
+
 def timed_caller(client: Any, base: str, modality: str,
                  times: list[float]) -> Callable[[Any], None]:
     """POST one body; keep the server's own ``time`` field (seconds it says it spent)."""
@@ -288,19 +300,18 @@ def throughput(client: Any, servers: dict[str, Server], levels: list[int],
     from server import process_cpu
 
     counts = {k: request_count(k[1], n, scale) for k, n in COUNTS.items() if k[1] in levels}
-    data = {"image": make_images(max(counts[("image", c)] for c in levels) + 8),
-            "text": make_texts(max(counts[("text", c)] for c in levels) + 8)}
     rows: list[dict[str, Any]] = []
-    for modality in ("text", "image"):
-        payloads = bodies_of(modality, data[modality])
+    for modality, make in (("text", make_texts), ("image", make_images)):
+        parts = distinct_slices([counts[(modality, c)] for c in levels], start=WARM)
+        payloads = bodies_of(modality, make(parts[-1].stop))
         for _, s in servers.items():  # warm up
-            drive(timed_caller(client, s.base, modality, []), payloads[-8:], 8)
-        for c in levels:
+            drive(timed_caller(client, s.base, modality, []), payloads[:WARM], 8)
+        for c, part in zip(levels, parts, strict=True):
             times: dict[str, list[float]] = {name: [] for name in servers}
             calls = {name: (timed_caller(client, s.base, modality, times[name]),
                             process_cpu(s.proc.pid)) for name, s in servers.items()}
             runs: dict[str, list[Run]] = {name: [] for name in calls}
-            for chunk in np.array_split(np.arange(counts[(modality, c)]), ROUNDS):
+            for chunk in np.array_split(np.arange(part.start, part.stop), ROUNDS):
                 for name, (call, cpu) in calls.items():
                     runs[name].append(drive(call, [payloads[i] for i in chunk], c, cpu))
             for name, rs in runs.items():
@@ -356,7 +367,9 @@ def report(args: argparse.Namespace, servers: dict[str, Server], agree: dict[str
         f"interleaved in {ROUNDS} rounds per row. Wall time {seconds / 60:.1f} min. "
         f"Machine: {machine()}.", "",
         f"* pixql: `pixql serve`, backend `auto` → **{px.notes['backend']}**; ready "
-        f"(model preloaded) {px.ready_s:.0f} s after start.",
+        f"(model preloaded) {px.ready_s:.0f} s after start; its embedding cache (on by "
+        f"default) had {px.notes['cache']['hits']} hits and {px.notes['cache']['misses']} "
+        f"misses in the run: every request carries an input of its own.",
         f"* Roboflow: `{rf.REQUIREMENTS[0]}` (pins in `benchmarks/_roboflow_env.py`), own "
         f"venv, `OFFLINE_MODE=True`, app as in its CPU Docker image, uvicorn 1 worker; "
         f"CLIP → **{ro.notes['backend']}**; model load on first request "
@@ -411,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = throughput(client, servers, levels, args.scale)
         for s in servers.values():
             s.notes["rss_end"] = rss_mb(s.proc.pid)
+        servers["pixql"].notes["cache"] = client.get(
+            f"{servers['pixql'].base}/stats").json()["cache"]
     text = report(args, servers, agree, rows, time.perf_counter() - started)
     print(text)
     if not args.no_write:

@@ -50,6 +50,11 @@ def test_request_counts_give_every_round_a_full_wave(bench: Any) -> None:
     assert bench.request_count(1, 18, 0.5) == 9
 
 
+def test_every_run_gets_inputs_of_its_own(bench: Any) -> None:
+    parts = bench.distinct_slices([3, 5, 2], start=8)
+    assert parts == [range(8, 11), range(11, 16), range(16, 18)]
+
+
 def test_bodies_are_roboflow_requests(bench: Any) -> None:
     assert bench.bodies_of("text", ["a cat"]) == [{"text": "a cat"}]
     (body,) = bench.bodies_of("image", [b"\xff\xd8jpeg"])
