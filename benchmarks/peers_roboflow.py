@@ -59,6 +59,8 @@ COUNTS = {("image", 1): 18, ("image", 8): 48, ("text", 1): 48, ("text", 8): 96}
 ROUNDS = 3
 #: warm-up requests per server and modality (inputs of their own)
 WARM = 8
+#: least per-row cosine at which the servers count as computing the same embeddings
+MIN_COSINE = 0.99
 #: agreement inputs
 AGREE_TEXTS = ("a photo of a cat", "a black dog running on the beach at sunset",
                "a red car parked in front of a brick house", "x")
@@ -349,6 +351,10 @@ def agreement_table(agree: dict[str, Any]) -> list[str]:
             if pair != "n":
                 lines.append(f"| {modality} | {pairs['n']} | {pair} | {value[0]:.5f} | "
                              f"{value[1]:.5f} |")
+    low = [f"{m} {pair}" for m, pairs in agree.items() for pair, v in pairs.items()
+           if pair != "n" and v[0] < MIN_COSINE]
+    lines += ["", f"**Disagreement: min cosine below {MIN_COSINE} for {', '.join(low)}.**"
+              if low else f"Every pair agrees (min cosine ≥ {MIN_COSINE})."]
     return lines
 
 

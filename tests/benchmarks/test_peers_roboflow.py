@@ -50,6 +50,14 @@ def test_request_counts_give_every_round_a_full_wave(bench: Any) -> None:
     assert bench.request_count(1, 18, 0.5) == 9
 
 
+def test_agreement_table_flags_a_disagreement(bench: Any) -> None:
+    good = {"text": {"n": 4, "pixql vs roboflow": (0.999, 0.9995)}}
+    assert bench.agreement_table(good)[-1].startswith("Every pair agrees")
+    bad = {"image": {"n": 8, "pixql vs roboflow": (0.95, 0.99)}}
+    assert "Disagreement" in bench.agreement_table(bad)[-1]
+    assert "image pixql vs roboflow" in bench.agreement_table(bad)[-1]
+
+
 def test_every_run_gets_inputs_of_its_own(bench: Any) -> None:
     parts = bench.distinct_slices([3, 5, 2], start=8)
     assert parts == [range(8, 11), range(11, 16), range(16, 18)]
