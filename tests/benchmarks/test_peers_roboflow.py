@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -51,11 +52,12 @@ def test_request_counts_give_every_round_a_full_wave(bench: Any) -> None:
 
 
 def test_agreement_table_flags_a_disagreement(bench: Any) -> None:
+    table = importlib.import_module("_roboflow_report").agreement_table  # next to bench
     good = {"text": {"n": 4, "pixql vs roboflow": (0.999, 0.9995)}}
-    assert bench.agreement_table(good)[-1].startswith("Every pair agrees")
+    assert table(good)[-1].startswith("Every pair agrees")
     bad = {"image": {"n": 8, "pixql vs roboflow": (0.95, 0.99)}}
-    assert "Disagreement" in bench.agreement_table(bad)[-1]
-    assert "image pixql vs roboflow" in bench.agreement_table(bad)[-1]
+    assert "Disagreement" in table(bad)[-1]
+    assert "image pixql vs roboflow" in table(bad)[-1]
 
 
 def test_every_run_gets_inputs_of_its_own(bench: Any) -> None:
