@@ -11,6 +11,16 @@ from tests.execution.test_search_fast import general, search
 from tests.execution.test_search_fast import vec_ws as vec_ws
 
 
+@pytest.fixture(autouse=True, params=["memory", "files"])
+def storage(request: Any, monkeypatch: Any) -> str:
+    """Every test twice: the column's vectors in memory (the whole rows are kept), and in
+    vector files (every column but ``e`` is kept; ``e`` comes from the files)."""
+    if request.param == "files":
+        pytest.importorskip("faiss")
+        monkeypatch.setenv("PIXQL_COMPRESS_MIN_MB", "0")
+    return str(request.param)
+
+
 def _entry(ws: Any) -> Any:
     return ws._vector_cache.peek(("main.t", "e"))
 
@@ -19,7 +29,9 @@ def _hot(ws: Any, top_k: str = "9") -> Any:
     """The SEARCH until it is answered from kept rows; that answer."""
     ws.sql(search(top_k=top_k))
     out = ws.sql(search(top_k=top_k)).table
-    assert _entry(ws).rows is not None
+    entry = _entry(ws)
+    assert entry.rows is not None
+    assert ("e" in entry.rows.column_names) == (entry.raw is None)
     return out
 
 
@@ -108,11 +120,11 @@ def test_rows_scanned_out_of_order_are_put_in_row_id_order(vec_ws: Any,
                                                            monkeypatch: Any) -> None:
     import pixql.execution.row_cache as row_cache
 
-    def reversed_scan(rel: Any) -> pa.Table:
+    def reversed_scan(rel: Any, budget: int) -> pa.Table:
         got = rel.to_arrow_table()
         return got.take(pa.array(range(got.num_rows - 1, -1, -1), type=pa.int64()))
 
-    monkeypatch.setattr(row_cache, "to_arrow", reversed_scan)
+    monkeypatch.setattr(row_cache, "read_rows", reversed_scan)
     got = _hot(vec_ws)
     assert got.equals(general(vec_ws, top_k="9"))
 

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from pixql.execution.context import quote_ident, to_arrow
-from pixql.execution.row_cache import cached_rows, confirm_rows
+from pixql.execution.row_cache import cached_rows, confirm_rows, take_rows
 from pixql.execution.vectors import db_stamp
 
 if TYPE_CHECKING:
@@ -168,9 +168,9 @@ def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
     if done is None:
         return None
     version = catalog_version(ctx.cur)
-    kept = cached_rows(ctx, cache, table, vecs, stamp, version)
-    if kept is not None:  # the rows of the entry's own state: no count to check
-        rows: pa.Table | None = kept.take(pa.array(done[0], type=pa.int64()))
+    rows = take_rows(vecs, done[0]) \
+        if cached_rows(ctx, cache, table, vecs, emb_col, stamp, version) else None
+    if rows is not None:  # the rows of the entry's own state: no count to check
         count: Any = vecs.state[2]
     else:
         count_sql = f"(SELECT count(*) FROM {table.sql})"
