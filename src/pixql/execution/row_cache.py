@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from pixql.execution.vectors import ColumnVectors, Stamp, TableRef, VectorCache
 
 _ROWID = "__pixql_rowid"
-#: rows per Arrow batch while reading a table's rows
-READ_BATCH_ROWS = 65536
+#: rows per Arrow batch while reading a table's rows (as DuckDB's ``to_arrow_table``)
+READ_BATCH_ROWS = 1_000_000
 
 
 def row_budget() -> int:
@@ -98,7 +98,9 @@ def read_rows(rel: Any, budget: int) -> pa.Table | None:
         if size > budget:
             return None
         batches.append(batch)
-    return pa.Table.from_batches(batches, schema=reader.schema)
+    got = pa.Table.from_batches(batches, schema=reader.schema)
+    # one chunk per column: Arrow's take concatenates a chunked column first (every time)
+    return got.combine_chunks() if len(batches) > 1 else got
 
 
 def take_rows(vecs: ColumnVectors, positions: np.ndarray) -> pa.Table | None:
