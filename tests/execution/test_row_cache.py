@@ -49,6 +49,10 @@ def test_kept_rows_answer_like_the_general_path(vec_ws: Any) -> None:
     "INSERT INTO t SELECT id + 1000, grp, e FROM t WHERE id < 50",
     "ALTER TABLE t ADD COLUMN extra INTEGER DEFAULT 1",
     "CREATE OR REPLACE TABLE t AS SELECT id, grp + 5 AS grp, e FROM t",
+    "UPDATE t SET e = NULL WHERE id < 100",  # the vector column itself
+    "UPDATE t SET e = [x * 2 FOR x IN e] WHERE id % 3 = 0",  # its stored values only
+    # what CONVERT into another column commits: a new column, then its values
+    "ALTER TABLE t ADD COLUMN e2 FLOAT[16]; UPDATE t SET e2 = e",
 ])
 def test_committed_changes_are_seen(vec_ws: Any, change: str) -> None:
     _hot(vec_ws)
