@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CACHE, RESULTS, machine, write_section
 from search import open_table
+from search_scale import peak_mb
 
 import pixql.execution.search as search_mod
 import pixql.index.ann as ann_mod
@@ -140,7 +140,7 @@ def child_rss(folder: str, n: int, dim: int, before: bool) -> float:
     for i in range(1, 61):
         ws.sql(SQL.format(i, ""))
     ws.close()
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_mb()
 
 
 def rss(folder: Path, n: int, dim: int, before: bool) -> float:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -11,6 +10,9 @@ import pytest
 from pixql.index.exact import unit_rows
 from pixql.index.raw_rows import RawRows, RawWriter, differing
 from pixql.index.vector_files import map_units
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytest.importorskip("faiss")
 
@@ -77,7 +79,8 @@ def test_a_column_of_unit_vectors_stores_almost_nothing(ws: Any,
     ws.sql(sql.format("t"))
     got = ws.sql(sql.format("t")).table
     entry = next(iter(ws._vector_cache._entries.values()))
-    assert entry.rows is not None and "e" not in entry.rows.column_names
+    assert entry.rows is not None
+    assert "e" not in entry.rows.column_names
     assert len(entry.raw.pos) == len(range(0, len(x), 7))
     assert got.equals(ws.sql(sql.format("(SELECT * FROM t)")).table)
     ws.close()

@@ -107,7 +107,8 @@ def take_rows(vecs: ColumnVectors, positions: np.ndarray) -> pa.Table | None:
     """The kept rows at cache ``positions``, in that order, with every column of the
     table (None: a row the vector files cannot give the stored vector of)."""
     rows, schema = vecs.rows, vecs.rows_schema
-    assert rows is not None and schema is not None
+    assert rows is not None
+    assert schema is not None
     part = rows.take(pa.array(positions, type=pa.int64()))
     if part.num_columns == len(schema):
         return part

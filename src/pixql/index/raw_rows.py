@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pixql.index import store
-from pixql.index.compressed import release
+from pixql.index.exact import gather
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -85,12 +85,10 @@ class RawRows:
     def take(self, positions: np.ndarray) -> np.ndarray:
         """The stored vectors of the valid rows at ``positions``, (k, d) float32."""
         positions = np.asarray(positions, np.int64)
-        out = np.array(self.units[positions], dtype=np.float32)
+        out = gather(self.units, positions)  # read, not mapped (see exact.gather)
         if len(self.pos) and len(positions):
             j = np.minimum(np.searchsorted(self.pos, positions), len(self.pos) - 1)
             hit = self.pos[j] == positions
             if hit.any():
-                out[hit] = self.data[self.row[j[hit]]]
-                release(self.data)
-        release(self.units)
+                out[hit] = gather(self.data, np.asarray(self.row[j[hit]], np.int64))
         return out

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pixql.index import compressed, raw_rows, store
+from pixql.index.exact import register_mapped
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,11 +102,17 @@ def map_units(file: Path, n: int, dim: int) -> np.ndarray:
         raise ValueError(f"{file} does not hold {n} × {dim} float32")
     if n == 0:
         return np.zeros((0, dim), np.float32)
-    with open(file, "rb") as fh:
-        mm = mmap.mmap(fh.fileno(), n * dim * 4, prot=mmap.PROT_READ)
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        mm = mmap.mmap(fd, n * dim * 4, prot=mmap.PROT_READ)
+    except BaseException:
+        os.close(fd)
+        raise
     # re-ranking reads scattered rows: no read-ahead (it would map ~100 kB around each)
     mm.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mm, dtype=np.float32).reshape(n, dim)
+    rows = np.frombuffer(mm, dtype=np.float32).reshape(n, dim)
+    register_mapped(mm, fd, rows)  # scattered rows are read with pread (exact.gather)
+    return rows
 
 
 class UnitsWriter:
