@@ -1,4 +1,4 @@
-"""The rows of a small table, kept beside its cached vectors, so that a SEARCH the memo
+"""The rows of a table, kept beside its cached vectors, so that a SEARCH the memo
 recognised takes its winning rows without a DuckDB query.
 
 Fetching the ``top_k`` winners by row id is a DuckDB query of about 1–2 ms even for ten
@@ -6,13 +6,19 @@ rows: most of a repeated SEARCH's fixed cost (``benchmarks/search_overhead.py``)
 table whose Arrow rows fit ``PIXQL_ROW_CACHE_MB`` (default 256; 0 turns it off), the hot
 path (:mod:`pixql.execution.search_hot`) instead reads the whole table once, in row id
 order, onto the cached vectors' entry (:class:`~pixql.execution.vectors.ColumnVectors`),
-and takes the winners from it.
+and takes the winners from it. When the column is kept in vector files (large columns,
+:mod:`pixql.execution.vector_load`), only the *other* columns are read and must fit: the
+winners' embedding values are the stored vectors the files give
+(:mod:`pixql.index.raw_rows`), assembled with the schema DuckDB gives ``SELECT *`` — a
+million rows of (BIGINT, INTEGER, FLOAT[512]) keep 12 MB instead of 2 GB.
 
 The rows are exactly as valid as the vectors beside them: they are read by one statement
 (one snapshot) between two reads of the write stamp that both equal the entry's, and their
 row ids must equal the entry's, so they are the committed state the vectors were loaded
 from. They live and die with the entry: a write, a reload, :meth:`VectorCache.invalidate`
-or eviction drops them too; their bytes count in the vector cache's budget.
+or eviction drops them too; their bytes count in the vector cache's budget. The stored
+vectors in the files are those of the same state (written from the same scan as the unit
+rows, and tied to the same write stamp).
 
 Their *Arrow types* may depend on the connection's settings (``TimeZone``,
 ``arrow_large_buffer_size``...), which change nothing in the write stamp and belong to one
