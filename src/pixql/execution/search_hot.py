@@ -21,9 +21,9 @@ the transaction check nor an explicit snapshot. :func:`hot_search` then reads
 
 1. the WHERE clause's row ids, when there is one;
 2. the winning rows, with the table's row count in the same query (a guard on the cached
-   vectors, as on the snapshot path) — or, for a table small enough, nothing: its rows
-   are kept beside the vectors, read once at the entry's own state
-   (:mod:`pixql.execution.row_cache`),
+   vectors, as on the snapshot path) — or, when the table's rows fit (for a column kept
+   in vector files: its other columns), nothing: they are kept beside the vectors, read
+   once at the entry's own state (:mod:`pixql.execution.row_cache`),
 
 and the write stamp again at the end: a commit by anyone in between throws the answer
 away (the snapshot path answers instead), so the row ids, scores and rows come from one
