@@ -106,7 +106,7 @@ def measure(ws: Any, blocks: int, ann: bool) -> tuple[dict[str, dict[str, list[f
             ws.sql(SQL.format(0, f", index='{kind}'"))  # builds (or loads) the index
             print(f"{kind} index ready in {time.perf_counter() - t0:.1f} s", flush=True)
             runs[kind] = lambda i, kind=kind: ws.sql(SQL.format(i, f", index='{kind}'"))
-    out: dict[str, dict[str, list[float]]] = {k: {"wall": [], "paired": []} for k in runs}
+    out: dict[str, dict[str, list[float]]] = {k: {"wall": [], "paired": [], "cpu": []} for k in runs}
     inner = Inner()
     try:
         for _ in range(blocks):
@@ -116,9 +116,10 @@ def measure(ws: Any, blocks: int, ann: bool) -> tuple[dict[str, dict[str, list[f
                 fn(0), fn(1)  # untimed: the kept rows are read again
                 for i in range(BLOCK):
                     inner.spent = 0.0
-                    w0 = time.perf_counter()
+                    c0, w0 = time.process_time(), time.perf_counter()
                     fn(i)
                     wall = time.perf_counter() - w0
+                    out[name]["cpu"].append(time.process_time() - c0)
                     out[name]["wall"].append(wall)
                     out[name]["paired"].append(wall - inner.spent)
     finally:
@@ -156,15 +157,17 @@ def p50(xs: list[float]) -> float:
 
 HEAD = ("| rows × dims | SEARCH p50 ms: hot path / before / no memo | kernel p50 ms | "
         "**overhead** now / before / no memo (ms) | paired overhead now / before (ms) | "
-        "rows kept MB | peak RSS MB now / before |")
+        "CPU overhead now / before (ms) | rows kept MB | peak RSS MB now / before |")
 
 
 def row(n: int, dim: int, t: dict[str, dict[str, list[float]]], kept: float,
         rss_now: float, rss_before: float) -> str:
     h, b, m, k = (p50(t[x]["wall"]) for x in ("hot path", "before", "no memo", "kernel"))
+    hc, bc, kc = (p50(t[x]["cpu"]) for x in ("hot path", "before", "kernel"))
     return (f"| {n:,} × {dim} | {h:.2f} / {b:.2f} / {m:.2f} | {k:.2f} | **{h - k:.2f}** / "
             f"{b - k:.2f} / {m - k:.2f} | **{p50(t['hot path']['paired']):.2f}** / "
-            f"{p50(t['before']['paired']):.2f} | {kept:.1f} | {rss_now:.0f} / {rss_before:.0f} |")
+            f"{p50(t['before']['paired']):.2f} | {hc - kc:.2f} / {bc - kc:.2f} | {kept:.1f} | "
+            f"{rss_now:.0f} / {rss_before:.0f} |")
 
 
 def ann_row(n: int, dim: int, t: dict[str, dict[str, list[float]]]) -> str:
@@ -196,11 +199,11 @@ def main(argv: list[str] | None = None) -> None:
            "the kernel alone (query embedding + exact top-k) and, for the ANN sizes, "
            "`index='hnsw'`/`'ivf'`. Wall p50. *overhead* = SEARCH p50 − kernel p50; *paired "
            "overhead* = p50 of (SEARCH wall − wall inside its own kernel call), less noisy "
-           "under load. Peak RSS: a fresh process running 60 hot-path SEARCHes, now / before.")
+           "under load; *CPU overhead* = CPU time p50 (all threads) − the kernel's. Peak RSS: a fresh process running 60 hot-path SEARCHes, now / before.")
     lines = [
         "## SEARCH fixed cost: hot path vs every lookup (`benchmarks/search_overhead.py`)", "",
         f"Command: `{command.strip()}`  ", f"Machine: {machine()}. {doc}", "", HEAD,
-        "|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|"]
     ann_lines = ["", "| rows × dims | exact SEARCH p50 ms | hnsw SEARCH p50 ms | exact ÷ hnsw "
                  "| ivf SEARCH p50 ms | exact ÷ ivf |", "|---|---|---|---|---|---|"]
     for n in args.sizes:
