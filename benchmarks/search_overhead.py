@@ -106,7 +106,8 @@ def measure(ws: Any, blocks: int, ann: bool) -> tuple[dict[str, dict[str, list[f
             ws.sql(SQL.format(0, f", index='{kind}'"))  # builds (or loads) the index
             print(f"{kind} index ready in {time.perf_counter() - t0:.1f} s", flush=True)
             runs[kind] = lambda i, kind=kind: ws.sql(SQL.format(i, f", index='{kind}'"))
-    out: dict[str, dict[str, list[float]]] = {k: {"wall": [], "paired": [], "cpu": []} for k in runs}
+    out: dict[str, dict[str, list[float]]] = \
+        {k: {"wall": [], "paired": [], "cpu": []} for k in runs}
     inner = Inner()
     try:
         for _ in range(blocks):
@@ -199,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
            "the kernel alone (query embedding + exact top-k) and, for the ANN sizes, "
            "`index='hnsw'`/`'ivf'`. Wall p50. *overhead* = SEARCH p50 − kernel p50; *paired "
            "overhead* = p50 of (SEARCH wall − wall inside its own kernel call), less noisy "
-           "under load; *CPU overhead* = CPU time p50 (all threads) − the kernel's. Peak RSS: a fresh process running 60 hot-path SEARCHes, now / before.")
+           "under load; *CPU overhead* = CPU time p50 (all threads) − the kernel's. Peak "
+           "RSS: a fresh process running 60 hot-path SEARCHes, now / before.")
     lines = [
         "## SEARCH fixed cost: hot path vs every lookup (`benchmarks/search_overhead.py`)", "",
         f"Command: `{command.strip()}`  ", f"Machine: {machine()}. {doc}", "", HEAD,
