@@ -15,8 +15,9 @@ In one process per table size, blocks of 40 SEARCHes alternate between
 
 Wall time per SEARCH, p50. *overhead* = SEARCH p50 − kernel p50; *paired overhead* =
 p50 over SEARCHes of (SEARCH wall − wall spent inside its own kernel call:
-``exact_top`` or the fp32 scan and rank, or ``approximate_search``), less noisy under load. Peak
-RSS: a fresh process running 60 hot-path SEARCHes, with the change and with it hidden.
+``exact_top`` or the fp32 scan and rank, or ``approximate_search``), less noisy under load;
+*CPU overhead* = CPU time p50 (all threads) − the kernel's. Peak RSS (``VmHWM``): a fresh
+process running 60 hot-path SEARCHes, with the change and with it hidden.
 
     python benchmarks/search_overhead.py --sizes 10000 70000 1000000 --ann 70000
 """
