@@ -62,13 +62,19 @@ def query_unit(query: np.ndarray) -> np.ndarray:
     return unit_rows(q)[0]
 
 
+def dense(selected: int, rows: int) -> bool:
+    """Whether :func:`dot_scores` scores ``selected`` of ``rows`` positions by scoring every
+    row (a full scan, through a memory map if ``units`` is one) rather than gathering them."""
+    return selected * 4 >= rows
+
+
 def dot_scores(units: np.ndarray, q: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
     """``units @ q`` (cosine scores of unit rows), for all rows or only ``positions``.
 
     With ``positions`` the rows are gathered block by block, so memory stays bounded; a
     dense selection scores everything once and picks (cheaper than gathering most of it).
     """
-    if positions is not None and len(positions) * 4 >= len(units):
+    if positions is not None and dense(len(positions), len(units)):
         return dot_scores(units, q)[positions]
     n = len(units) if positions is None else len(positions)
     out = np.empty(n, dtype=np.float32)
