@@ -147,6 +147,15 @@ def disk_mb(path: Path) -> float:
 
 
 def peak_mb() -> float:
+    """This process's peak RSS (MB): ``VmHWM`` of its own address space. (``ru_maxrss`` is
+    not: across fork + exec it keeps the parent's peak, e.g. the generating driver's.)"""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

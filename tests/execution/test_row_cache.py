@@ -11,6 +11,16 @@ from tests.execution.test_search_fast import general, search
 from tests.execution.test_search_fast import vec_ws as vec_ws
 
 
+@pytest.fixture(autouse=True, params=["memory", "files"])
+def storage(request: Any, monkeypatch: Any) -> str:
+    """Every test twice: the column's vectors in memory (the whole rows are kept), and in
+    vector files (every column but ``e`` is kept; ``e`` comes from the files)."""
+    if request.param == "files":
+        pytest.importorskip("faiss")
+        monkeypatch.setenv("PIXQL_COMPRESS_MIN_MB", "0")
+    return str(request.param)
+
+
 def _entry(ws: Any) -> Any:
     return ws._vector_cache.peek(("main.t", "e"))
 
@@ -19,7 +29,9 @@ def _hot(ws: Any, top_k: str = "9") -> Any:
     """The SEARCH until it is answered from kept rows; that answer."""
     ws.sql(search(top_k=top_k))
     out = ws.sql(search(top_k=top_k)).table
-    assert _entry(ws).rows is not None
+    entry = _entry(ws)
+    assert entry.rows is not None
+    assert ("e" in entry.rows.column_names) == (entry.raw is None)
     return out
 
 
@@ -37,6 +49,10 @@ def test_kept_rows_answer_like_the_general_path(vec_ws: Any) -> None:
     "INSERT INTO t SELECT id + 1000, grp, e FROM t WHERE id < 50",
     "ALTER TABLE t ADD COLUMN extra INTEGER DEFAULT 1",
     "CREATE OR REPLACE TABLE t AS SELECT id, grp + 5 AS grp, e FROM t",
+    "UPDATE t SET e = NULL WHERE id < 100",  # the vector column itself
+    "UPDATE t SET e = [x * 2 FOR x IN e] WHERE id % 3 = 0",  # its stored values only
+    # what CONVERT into another column commits: a new column, then its values
+    "ALTER TABLE t ADD COLUMN e2 FLOAT[16]; UPDATE t SET e2 = e",
 ])
 def test_committed_changes_are_seen(vec_ws: Any, change: str) -> None:
     _hot(vec_ws)
@@ -108,11 +124,11 @@ def test_rows_scanned_out_of_order_are_put_in_row_id_order(vec_ws: Any,
                                                            monkeypatch: Any) -> None:
     import pixql.execution.row_cache as row_cache
 
-    def reversed_scan(rel: Any) -> pa.Table:
+    def reversed_scan(rel: Any, budget: int) -> pa.Table:
         got = rel.to_arrow_table()
         return got.take(pa.array(range(got.num_rows - 1, -1, -1), type=pa.int64()))
 
-    monkeypatch.setattr(row_cache, "to_arrow", reversed_scan)
+    monkeypatch.setattr(row_cache, "read_rows", reversed_scan)
     got = _hot(vec_ws)
     assert got.equals(general(vec_ws, top_k="9"))
 

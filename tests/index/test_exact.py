@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -51,3 +53,22 @@ def test_scores_do_not_depend_on_a_rows_position(d: int) -> None:
         assert np.array_equal(dot_scores(u, q, pos), full[pos])
     assert np.array_equal(dot_scores(u[13:29], q), full[13:29])
     assert np.allclose(full, u.astype(np.float64) @ q.astype(np.float64), atol=1e-6)
+
+
+def test_gather_reads_mapped_rows_like_indexing(tmp_path: Any) -> None:
+    """Rows of a vector file are read with pread: the same values as indexing the map,
+    from any view of it; out-of-range rows are an error, not garbage."""
+    from pixql.index.exact import _file_of, gather
+    from pixql.index.vector_files import map_units
+
+    x = np.random.default_rng(0).standard_normal((50, 6)).astype(np.float32)
+    (tmp_path / "u.f32").write_bytes(x.tobytes())
+    mapped = map_units(tmp_path / "u.f32", 50, 6)
+    assert _file_of(mapped) is not None
+    pick = np.array([49, 0, 7, 7, 20])
+    assert np.array_equal(gather(mapped, pick), x[pick])
+    assert np.array_equal(gather(mapped[10:], pick[1:]), x[10:][pick[1:]])  # a view
+    assert gather(mapped, np.zeros(0, np.int64)).shape == (0, 6)
+    assert np.array_equal(gather(x, pick), x[pick])  # plain arrays: plain indexing
+    with pytest.raises(IndexError):
+        gather(mapped, np.array([50]))

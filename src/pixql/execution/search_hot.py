@@ -21,9 +21,9 @@ the transaction check nor an explicit snapshot. :func:`hot_search` then reads
 
 1. the WHERE clause's row ids, when there is one;
 2. the winning rows, with the table's row count in the same query (a guard on the cached
-   vectors, as on the snapshot path) — or, for a table small enough, nothing: its rows
-   are kept beside the vectors, read once at the entry's own state
-   (:mod:`pixql.execution.row_cache`),
+   vectors, as on the snapshot path) — or, when the table's rows fit (for a column kept
+   in vector files: its other columns), nothing: they are kept beside the vectors, read
+   once at the entry's own state (:mod:`pixql.execution.row_cache`),
 
 and the write stamp again at the end: a commit by anyone in between throws the answer
 away (the snapshot path answers instead), so the row ids, scores and rows come from one
@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from pixql.execution.context import quote_ident, to_arrow
-from pixql.execution.row_cache import cached_rows, confirm_rows
+from pixql.execution.row_cache import cached_rows, confirm_rows, take_rows
 from pixql.execution.vectors import db_stamp
 
 if TYPE_CHECKING:
@@ -168,9 +168,9 @@ def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
     if done is None:
         return None
     version = catalog_version(ctx.cur)
-    kept = cached_rows(ctx, cache, table, vecs, stamp, version)
-    if kept is not None:  # the rows of the entry's own state: no count to check
-        rows: pa.Table | None = kept.take(pa.array(done[0], type=pa.int64()))
+    rows = take_rows(vecs, done[0]) \
+        if cached_rows(ctx, cache, table, vecs, emb_col, stamp, version) else None
+    if rows is not None:  # the rows of the entry's own state: no count to check
         count: Any = vecs.state[2]
     else:
         count_sql = f"(SELECT count(*) FROM {table.sql})"

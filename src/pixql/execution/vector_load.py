@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from pixql.index.compressed import SQ8Codes
+    from pixql.index.raw_rows import RawRows
 
 #: rows per Arrow batch when loading a column (DuckDB's vector size × 4)
 LOAD_BATCH_ROWS = 8192
@@ -42,6 +43,7 @@ class Loaded:
     valid: np.ndarray
     status: np.ndarray | None
     codes: SQ8Codes | None = None
+    raw: RawRows | None = None  # the stored rows, when ``units`` are memory-mapped
 
 
 def arrow_vectors(arr: pa.Array, dim: int, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -144,7 +146,7 @@ def load_to_files(cur: duckdb.DuckDBPyConnection, ref: Any, column: str, dim: in
                 raise RuntimeError("table changed while its vectors were loaded")
             x, ok = _batch_rows(batch, dim, column,
                                 None if status is None else status[i : i + m])
-            writer.write(unit_rows(x, ok), ok)
+            writer.write(unit_rows(x, ok), ok, x)
             rowids[i : i + m] = batch.column(0).to_numpy()
             valid[i : i + m] = ok
             i += m
@@ -158,4 +160,5 @@ def load_to_files(cur: duckdb.DuckDBPyConnection, ref: Any, column: str, dim: in
         rowids, valid = rowids[order], valid[order]
         status = None if status is None else status[order]
     saved = writer.finish(rowids, valid, status, state, order)
-    return Loaded(saved.units, saved.rowids, saved.valid, saved.status, saved.codes)
+    return Loaded(saved.units, saved.rowids, saved.valid, saved.status, saved.codes,
+                  saved.raw)

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from pixql.index.compressed import SQ8Codes
+    from pixql.index.raw_rows import RawRows
 
 __all__ = ["ColumnVectors", "TableRef", "VectorCache", "arrow_vectors", "read_snapshot",
            "resolve_table"]
@@ -153,7 +154,9 @@ class ColumnVectors:
     state: tuple[Any, ...] | None = None  # (write stamp, table state, row count); None: one-shot
     indexes: dict[str, Any] = field(default_factory=dict)  # ANN indexes over ``units``
     codes: SQ8Codes | None = None  # 8-bit codes of ``units`` (then memory-mapped from disk)
+    raw: RawRows | None = None  # the stored rows, read from the vector files
     rows: pa.Table | None = None  # the table's rows, aligned (pixql.execution.row_cache)
+    rows_schema: pa.Schema | None = None  # the rows' full schema (``rows`` may lack emb_col)
     rows_tag: tuple[Any, int] | None = None  # (cursor, catalog version) ``rows`` are for
     rows_skipped: bool = False  # the rows do not fit: never read them for this entry
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -308,7 +311,8 @@ class VectorCache:
             found = vector_files.open_saved(files, saved_state, dim)
             if found is not None:
                 self.reused += 1
-                got = Loaded(found.units, found.rowids, found.valid, found.status, found.codes)
+                got = Loaded(found.units, found.rowids, found.valid, found.status, found.codes,
+                             found.raw)
             else:
                 try:
                     got = load_to_files(cur, ref, column, dim, count, status_sql, files,
@@ -318,7 +322,8 @@ class VectorCache:
         if got is None:
             got = load_vectors(cur, ref, column, dim, count, status_sql)
         self.loads += 1
-        return ColumnVectors(got.units, got.rowids, got.valid, got.status, codes=got.codes)
+        return ColumnVectors(got.units, got.rowids, got.valid, got.status, codes=got.codes,
+                             raw=got.raw)
 
     def peek(self, key: tuple[str, str]) -> ColumnVectors | None:
         """The entry of ``key`` (table key, lower-case column) as it is, unvalidated."""

@@ -269,6 +269,6 @@ def _rerank(vecs: IndexedVectors, q: np.ndarray, found: np.ndarray,
     row order) and their scores."""
     found = np.sort(found)  # row order, so equal scores keep it
     scores = dot_scores(vecs.units, q, found)
-    release(vecs.units)  # memory-mapped rows (compressed columns): unmap what was read
+    release(vecs.units, len(found))  # memory-mapped rows: unmap what was mapped
     idx = rank(scores, top_k)
     return found[idx], scores[idx]

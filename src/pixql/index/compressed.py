@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pixql.index.exact import _pool, _threads, dot_scores, rank
+from pixql.index.exact import _pool, _threads, dense, dot_scores, rank
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -228,15 +228,19 @@ def exact_top(codes: SQ8Codes, units: np.ndarray, q: np.ndarray, k: int,
     if short is None:
         return None
     scores = dot_scores(units, q, short)
-    release(units)
+    release(units, len(short))
     idx = rank(scores, k)
     return short[idx], scores[idx]
 
 
-def release(units: np.ndarray) -> None:
+def release(units: np.ndarray, scored: int | None = None) -> None:
     """Unmap the pages of a memory-mapped ``units`` from this process (they stay in the
     page cache): the kernel maps a whole page-cache folio (hundreds of kB) around each row a
-    re-rank reads, which would otherwise pile up in the process's resident memory."""
+    scan reads, which would otherwise pile up in the process's resident memory. ``scored``:
+    the rows :func:`~pixql.index.exact.dot_scores` just scored by position — a sparse
+    selection was read with ``pread``, nothing was mapped, and nothing is done."""
+    if scored is not None and not dense(scored, len(units)):
+        return
     base: Any = units
     while isinstance(base, np.ndarray) and base.base is not None:
         base = base.base

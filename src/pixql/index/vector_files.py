@@ -5,6 +5,8 @@
 * ``units.f32`` — the unit rows, raw float32, row-major (memory-mapped: SEARCH re-ranks by
   reading only the shortlist's rows, so the process never holds a second full fp32 copy);
 * ``rowids.npy``, ``valid.npy``, ``status.npy`` — what each row is;
+* ``raw.f32``, ``raw_pos.npy``, ``raw_row.npy`` — the stored vectors of the rows whose unit
+  row differs from them (:mod:`pixql.index.raw_rows`);
 * ``sq8.json`` + ``sq8.<i>.faiss`` — the codes (:mod:`pixql.index.compressed`);
 * ``vectors.json`` — the sidecar, written last and removed first: the database state the
   files were made from (write stamp of the database file and its WAL, the table's size,
@@ -24,14 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pixql.index import compressed, store
+from pixql.index import compressed, raw_rows, store
+from pixql.index.exact import register_mapped
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-#: format of ``vectors.json``
-FORMAT = 1
+#: format of ``vectors.json`` (2: with the stored rows, :mod:`pixql.index.raw_rows`)
+FORMAT = 2
 SIDECAR = "vectors.json"
 UNITS = "units.f32"
 
@@ -50,6 +53,7 @@ class SavedVectors:
     valid: np.ndarray
     status: np.ndarray | None
     codes: compressed.SQ8Codes
+    raw: raw_rows.RawRows
 
 
 def _jsonable(state: Any) -> Any:
@@ -71,13 +75,24 @@ def open_saved(path: Path, state: Any, dim: int) -> SavedVectors | None:
         valid = np.load(path / "valid.npy")
         status = np.load(path / "status.npy") if meta.get("status") else None
         units = map_units(path / UNITS, n, dim)
+        raw = open_raw(path, units)
     except (OSError, ValueError):
         return None
     codes = compressed.load(path, n, dim)
     if codes is None or len(rowids) != n or len(valid) != n \
             or (status is not None and len(status) != n):
         return None
-    return SavedVectors(units, rowids, valid, status, codes)
+    return SavedVectors(units, rowids, valid, status, codes, raw)
+
+
+def open_raw(path: Path, units: np.ndarray) -> raw_rows.RawRows:
+    """The stored rows saved beside ``units`` (ValueError: inconsistent)."""
+    pos = np.load(path / raw_rows.POS, mmap_mode="r")
+    row = np.load(path / raw_rows.ROW, mmap_mode="r")
+    data = map_units(path / raw_rows.RAW, len(pos), units.shape[1])
+    if len(row) != len(pos) or (len(pos) and not 0 <= int(pos[0]) <= int(pos[-1]) < len(units)):
+        raise ValueError(f"{path / raw_rows.POS} does not fit {len(units)} rows")
+    return raw_rows.RawRows(units, pos, row, data)
 
 
 def map_units(file: Path, n: int, dim: int) -> np.ndarray:
@@ -87,11 +102,17 @@ def map_units(file: Path, n: int, dim: int) -> np.ndarray:
         raise ValueError(f"{file} does not hold {n} × {dim} float32")
     if n == 0:
         return np.zeros((0, dim), np.float32)
-    with open(file, "rb") as fh:
-        mm = mmap.mmap(fh.fileno(), n * dim * 4, prot=mmap.PROT_READ)
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        mm = mmap.mmap(fd, n * dim * 4, prot=mmap.PROT_READ)
+    except BaseException:
+        os.close(fd)
+        raise
     # re-ranking reads scattered rows: no read-ahead (it would map ~100 kB around each)
     mm.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mm, dtype=np.float32).reshape(n, dim)
+    rows = np.frombuffer(mm, dtype=np.float32).reshape(n, dim)
+    register_mapped(mm, fd, rows)  # scattered rows are read with pread (exact.gather)
+    return rows
 
 
 class UnitsWriter:
@@ -106,8 +127,11 @@ class UnitsWriter:
         self.hi = np.full(dim, -np.inf, np.float32)
         self._tmp = path / (UNITS + ".tmp")
         self._fh = open(self._tmp, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._raw = raw_rows.RawWriter(path, dim)
 
-    def write(self, block: np.ndarray, valid: np.ndarray) -> None:
+    def write(self, block: np.ndarray, valid: np.ndarray, stored: np.ndarray) -> None:
+        """Append the unit rows ``block`` of the rows ``stored`` (as the table holds them)."""
+        self._raw.write(self.rows, stored, block, valid)
         self._fh.write(np.ascontiguousarray(block, dtype=np.float32).data)
         self.rows += len(block)
         if valid.any():
@@ -118,6 +142,7 @@ class UnitsWriter:
     def abort(self) -> None:
         self._fh.close()
         self._tmp.unlink(missing_ok=True)
+        self._raw.abort()
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` of the written file (a copy, read with plain I/O)."""
@@ -136,6 +161,7 @@ class UnitsWriter:
         codes = compressed.build(read, n, self.dim, valid, folder=self.path,
                                  value_range=(self.lo, self.hi))
         os.replace(self._tmp, self.path / UNITS)
+        self._raw.finish(order)
         store.write_array(self.path / "rowids.npy", rowids)
         store.write_array(self.path / "valid.npy", valid)
         if status is not None:
@@ -145,7 +171,7 @@ class UnitsWriter:
                                     "rows": n, "status": status is not None}), encoding="utf-8")
         os.replace(side, self.path / SIDECAR)
         units = map_units(self.path / UNITS, n, self.dim)
-        return SavedVectors(units, rowids, valid, status, codes)
+        return SavedVectors(units, rowids, valid, status, codes, open_raw(self.path, units))
 
     def _permute(self, order: np.ndarray) -> None:
         src = map_units(self._tmp, self.rows, self.dim)
