@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from pixql.catalog import provenance as prov
 from pixql.errors import Error, ExecutionError, ImageError
 from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
 from pixql.progress import progress_bar
+from pixql.remote.sources import is_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -41,11 +43,15 @@ if TYPE_CHECKING:
     from pixql.execution.context import ExecContext
     from pixql.execution.embedding import Embedded
     from pixql.execution.options import ConvertOptions
+    from pixql.remote.sources import UrlReader
 
 #: distinct source values per page of the work list (each page is one query, held at once)
 PAGE_VALUES = 65536
-#: modalities whose values are files (changed contents are noticed by size and mtime)
+#: modalities whose values are files or URLs (changed contents are noticed by size and
+#: mtime, or by a URL's size and version validators: pixql.remote.sources)
 FILE_MODALITIES = frozenset({"image", "video", "audio"})
+#: URL signatures of a chunk asked for at once (each is a HEAD / object-info request)
+SIG_THREADS = 8
 #: the file signature of a file that cannot be read
 NO_FILE = (-1, -1)
 
@@ -175,10 +181,15 @@ def work_pages(ctx: ExecContext, work: WorkList) -> Iterator[pa.Table]:
         last = bound
 
 
-def file_sig(resolve: Callable[[str], Path], value: Any) -> tuple[int, int]:
-    """(size, mtime in ns) of the file ``value`` names; :data:`NO_FILE` when unreadable."""
+def file_sig(resolve: Callable[[str], Path], value: Any,
+             urls: UrlReader | None = None) -> tuple[int, int]:
+    """(size, mtime in ns) of the file ``value`` names — for a URL, (size, version token)
+    from ``urls`` (:meth:`~pixql.remote.sources.UrlReader.signature`); :data:`NO_FILE`
+    when unreadable."""
     if value is None:
         return NO_FILE
+    if urls is not None and is_url(value):
+        return urls.signature(value)
     try:
         st = os.stat(resolve(str(value)))
     except (OSError, Error, ValueError):
@@ -186,8 +197,20 @@ def file_sig(resolve: Callable[[str], Path], value: Any) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
+def chunk_sigs(ctx: ExecContext, keys: list[Any]) -> list[tuple[int, int]]:
+    """The signatures of a chunk's values, taken before they are read; URLs are asked in
+    :data:`SIG_THREADS` threads."""
+    def sig(k: Any) -> tuple[int, int]:
+        return file_sig(ctx.ws.resolve, k, ctx.ws.urls)
+
+    if not any(is_url(k) for k in keys):
+        return [sig(k) for k in keys]
+    with ThreadPoolExecutor(SIG_THREADS, thread_name_prefix="pixql-sig") as pool:
+        return list(pool.map(sig, keys))
+
+
 def needs_embedding(row: tuple[Any, ...], files: bool,
-                    resolve: Callable[[str], Path]) -> bool:
+                    resolve: Callable[[str], Path], urls: UrlReader | None = None) -> bool:
     """Whether the rows of one work-list line need embedding: not all current, or (files)
     the file's size or mtime differ from what was read (NULL: a 0.1 vector, trusted)."""
     key, _n, current, size_lo, size_hi, mtime_lo, mtime_hi = row
@@ -197,7 +220,7 @@ def needs_embedding(row: tuple[Any, ...], files: bool,
         return False
     if size_lo != size_hi or mtime_lo != mtime_hi:
         return True
-    return file_sig(resolve, key) != (size_lo, mtime_lo)
+    return file_sig(resolve, key, urls) != (size_lo, mtime_lo)
 
 
 class ChunkWriter:
@@ -288,7 +311,8 @@ def convert_rows(ctx: ExecContext, query_sql: str, target: Target, engine: Compu
                       unit="row", enabled=ctx.ws.progress) as bar:
         for page in work_pages(ctx, work):
             for row in zip(*(c.to_pylist() for c in page.columns), strict=True):
-                if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve):
+                if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve,
+                                                                ctx.ws.urls):
                     tally.reused += row[1]
                     bar.update(row[1])
                     continue
@@ -308,7 +332,7 @@ def _flush(ctx: ExecContext, writer: ChunkWriter, pending: dict[Any, int],
            engine: ComputeEngine, tally: Tally, files: bool) -> None:
     """Embed one chunk and commit it."""
     keys, counts = list(pending), list(pending.values())
-    sigs = [file_sig(ctx.ws.resolve, k) for k in keys] if files else None  # before reading
+    sigs = chunk_sigs(ctx, keys) if files else None  # before reading
     try:
         emb = engine.embed(keys)
     except (ImageError, ExecutionError) as e:  # a bad value; workers that kept failing
