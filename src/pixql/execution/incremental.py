@@ -250,12 +250,12 @@ class ChunkWriter:
             cur.register(name, data)
             try:
                 cur.execute(
-                    f"UPDATE {tq} SET {quote_ident(t.column)} = s.e, "
+                    f"UPDATE {tq} SET {quote_ident(t.column)} = __pixql_s.e, "
                     f"{quote_ident(prov.companion(t.column))} = struct_pack(model_version := "
                     f"{int(t.record.model_version)}::BIGINT, source_hash := "
-                    f"{prov.source_hash_sql(f'{tq}.{src}')}, file_size := s.size, "
-                    f"file_mtime_ns := s.mtime) FROM {quote_ident(name)} s "
-                    f"WHERE {tq}.{src} IS NOT DISTINCT FROM s.k")
+                    f"{prov.source_hash_sql(f'{tq}.{src}')}, file_size := __pixql_s.size, "
+                    f"file_mtime_ns := __pixql_s.mtime) FROM {quote_ident(name)} __pixql_s "
+                    f"WHERE {tq}.{src} IS NOT DISTINCT FROM __pixql_s.k")
             finally:
                 cur.unregister(name)
 
