@@ -1,5 +1,6 @@
 """CONVERT of URL values (issue 13): http(s) through the SSRF-safe fetcher (a real HTTP
-server on 127.0.0.1, refused until allow-listed), s3 through fsspec on a real moto server,
+server on 127.0.0.1, refused until allow-listed), s3 and gs through fsspec on a real moto
+server and a real GCS emulator (each skipped when not installed),
 on_error for a refused host and a 404, and per-row staleness from ETag / Last-Modified /
 size (a changed object re-embedded, an unchanged one reused)."""
 
@@ -15,7 +16,7 @@ import pytest
 import pixql
 from pixql.errors import ImageError
 from tests.conftest import make_image_folder
-from tests.remote.servers import moto_s3, serve_folder
+from tests.remote.servers import gcs_emulator, moto_s3, serve_folder
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -30,8 +31,9 @@ def open_ws(root: Path, **url_settings: Any) -> Any:
     ws = pixql.connect(root, progress=False, url_settings=url_settings)
     if not (root / "imgs").exists():
         make_image_folder(root / "imgs", per_class=2, shapes=("a", "b"))
-    ws.sql("COPY t OPTIONS (if_exists='replace') FROM 'imgs/'")
-    ws.sql("BUILD MODEL q USING Pixels OPTIONS (image_size=8) AS SELECT * FROM t")
+    if ws.catalog.find_model("q") is None:
+        ws.sql("COPY t OPTIONS (if_exists='replace') FROM 'imgs/'")
+        ws.sql("BUILD MODEL q USING Pixels OPTIONS (image_size=8) AS SELECT * FROM t")
     return ws
 
 
@@ -201,3 +203,35 @@ def test_s3_objects_embed_like_the_files_and_changes_are_noticed(
     got = dict(vectors(ws, "u"))
     assert got["a/000.png"] == got["b/001.png"]
     ws.close()
+
+
+# ---------------------------------------------------------------------------------- GCS
+def test_gcs_objects_embed_like_the_files_and_changes_are_noticed(tmp_path: Path) -> None:
+    gcsfs = pytest.importorskip("gcsfs.core")
+    pytest.importorskip("gcp_storage_emulator")
+    root = tmp_path / "ws"
+    files = make_image_folder(root / "imgs", per_class=2, shapes=("a", "b"))
+    with gcs_emulator("pics") as endpoint:
+        fs = gcsfs.GCSFileSystem(endpoint_url=endpoint, token="anon")
+        for f in files:
+            fs.put_file(str(f), "pics/" + f.relative_to(root / "imgs").as_posix())
+        refused = open_ws(root, gcs_endpoint_url=endpoint, gcs_anon=True)
+        url_table(refused, "gs://pics")
+        with pytest.raises(ImageError, match=r"gs://pics/a/000\.png: .*loopback address"):
+            refused.sql(CONVERT.format(extra="", table="u"))
+        refused.close()
+        ws = open_ws(root, gcs_endpoint_url=endpoint, gcs_anon=True, **LOOPBACK)
+        ws.sql(CONVERT.format(extra="", table="t"))
+        url_table(ws, "gs://pics", extra=("gs://pics/nothing.png",))
+        res = ws.sql(CONVERT.format(extra=", on_error='null'", table="u"))
+        assert res.message.startswith("embedded 4 rows")
+        assert "1 rows could not be read" in res.message
+        assert vectors(ws, "u")[:4] == vectors(ws, "t")
+        assert ws.sql(CONVERT.format(extra=", on_error='null'", table="u")).message.startswith(
+            "embedded 0 rows and reused 5")
+        fs.put_file(str(root / "imgs/b/001.png"), "pics/a/000.png")  # a new generation
+        again = ws.sql(CONVERT.format(extra=", on_error='null'", table="u"))
+        got = dict(vectors(ws, "u"))
+        ws.close()
+    assert again.message.startswith("embedded 1 rows and reused 4")
+    assert got["a/000.png"] == got["b/001.png"]

@@ -71,3 +71,22 @@ def moto_s3() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@contextmanager
+def gcs_emulator(bucket: str) -> Iterator[str]:
+    """A GCS endpoint ``http://127.0.0.1:PORT`` (gcp-storage-emulator, in memory) with
+    ``bucket``; the caller skips the test when the emulator is not installed."""
+    import socket
+
+    from gcp_storage_emulator.server import create_server
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket=bucket)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -6,7 +6,8 @@ scheme          read through
 ``http(s)://``  :mod:`pixql.remote.http`: every hop's addresses vetted, the connection
                 pinned to the vetted address, byte cap, timeouts (the server's rules)
 ``s3://``       fsspec (``s3fs``); a custom ``s3_endpoint_url`` is vetted like an http host
-``gs://``       fsspec (``gcsfs``); a custom ``gcs_endpoint_url`` likewise
+``gs://``       fsspec (``gcsfs``'s JSON-API filesystem); a custom ``gcs_endpoint_url``
+                likewise
 =============== ============================================================================
 
 Settings (:class:`UrlSettings`) keep the server's names: ``url_allow_hosts``,
@@ -142,12 +143,23 @@ def _from_text(name: str, raw: str, cls: type[UrlSettings]) -> Any:
     return raw or None
 
 
+#: object-store protocol → (module, class) of its fsspec filesystem. gcsfs's plain JSON-API
+#: filesystem: its default export (ExtendedGcsFileSystem, GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT)
+#: first asks a gRPC control plane for each bucket's layout, which an emulator or a
+#: restricted network answers only after a minute's timeout.
+FILESYSTEMS = {"s3": ("s3fs", "S3FileSystem"), "gs": ("gcsfs.core", "GCSFileSystem")}
+
+
 def _import(scheme: str) -> Any:
-    """The reading library of ``scheme``; ImageError naming the extra when missing."""
+    """The filesystem class of ``scheme`` (None for http); ImageError naming the extra
+    when its library is missing."""
     module = MODULES[scheme]
     try:
         importlib.import_module(module)
-        return importlib.import_module("fsspec") if module != "httpx" else None
+        if module == "httpx":
+            return None
+        mod, cls = FILESYSTEMS["gs" if scheme == "gcs" else scheme]
+        return getattr(importlib.import_module(mod), cls)
     except ImportError as e:
         raise ImageError(f"reading {scheme}:// URLs needs {module} ({e.name or module} is "
                          f"not installed): pip install '{EXTRA}'") from None
@@ -243,8 +255,7 @@ class UrlReader:
         with self._lock:
             fs = self._fs.get(protocol)
             if fs is None:
-                fsspec = _import(protocol)
-                fs = fsspec.filesystem(protocol, skip_instance_cache=True,
+                fs = _import(protocol)(skip_instance_cache=True,
                                        **self.storage_options(protocol))
                 self._fs[protocol] = fs
             return fs
@@ -267,6 +278,7 @@ class UrlReader:
     def _info(self, url: str) -> dict[str, Any]:
         fs = self.filesystem(self._scheme(url))
         try:
+            fs.invalidate_cache(url)  # a listing cached earlier must not hide a change
             info: dict[str, Any] = fs.info(url)
         except FileNotFoundError:
             raise ImageError("no such object") from None
