@@ -82,6 +82,9 @@ def test_allow_listed_urls_embed_like_the_files(site: tuple[Path, str],
     res = ws.sql(CONVERT.format(extra="", table="u"))
     assert res.message.startswith("embedded 4 rows and reused 0")
     assert vectors(ws, "u") == vectors(ws, "t")
+    top = ws.sql(f"SEARCH IMAGE USING q OPTIONS (search_by='image', search_input="
+                 f"'{base}/b/001.png', emb_col='e', top_k=1) AS SELECT * FROM u").fetchall()
+    assert top[0][0] == f"{base}/b/001.png"  # SEARCH reads a URL input the same way
     ws.close()
 
 
