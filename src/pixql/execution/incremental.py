@@ -209,8 +209,19 @@ def chunk_sigs(ctx: ExecContext, keys: list[Any]) -> list[tuple[int, int]]:
         return list(pool.map(sig, keys))
 
 
-def needs_embedding(row: tuple[Any, ...], files: bool,
-                    resolve: Callable[[str], Path], urls: UrlReader | None = None) -> bool:
+def page_url_sigs(ctx: ExecContext, rows: list[tuple[Any, ...]]) -> dict[Any, tuple[int, int]]:
+    """The present signatures of a page's embedded URL values (the ones
+    :func:`needs_embedding` compares), asked for in :data:`SIG_THREADS` threads."""
+    keys = [r[0] for r in rows if r[2] and r[3] is not None and is_url(r[0])]
+    if not keys:
+        return {}
+    with ThreadPoolExecutor(SIG_THREADS, thread_name_prefix="pixql-sig") as pool:
+        return dict(zip(keys, pool.map(ctx.ws.urls.signature, keys), strict=True))
+
+
+def needs_embedding(row: tuple[Any, ...], files: bool, resolve: Callable[[str], Path],
+                    urls: UrlReader | None = None,
+                    known: dict[Any, tuple[int, int]] | None = None) -> bool:
     """Whether the rows of one work-list line need embedding: not all current, or (files)
     the file's size or mtime differ from what was read (NULL: a 0.1 vector, trusted)."""
     key, _n, current, size_lo, size_hi, mtime_lo, mtime_hi = row
@@ -220,7 +231,8 @@ def needs_embedding(row: tuple[Any, ...], files: bool,
         return False
     if size_lo != size_hi or mtime_lo != mtime_hi:
         return True
-    return file_sig(resolve, key, urls) != (size_lo, mtime_lo)
+    sig = known[key] if known and key in known else file_sig(resolve, key, urls)
+    return sig != (size_lo, mtime_lo)
 
 
 class ChunkWriter:
@@ -310,9 +322,11 @@ def convert_rows(ctx: ExecContext, query_sql: str, target: Target, engine: Compu
     with progress_bar(total=None, desc=f"CONVERT {target.record.model_name}",
                       unit="row", enabled=ctx.ws.progress) as bar:
         for page in work_pages(ctx, work):
-            for row in zip(*(c.to_pylist() for c in page.columns), strict=True):
+            rows = list(zip(*(c.to_pylist() for c in page.columns), strict=True))
+            known = page_url_sigs(ctx, rows) if files else None
+            for row in rows:
                 if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve,
-                                                                ctx.ws.urls):
+                                                                ctx.ws.urls, known):
                     tally.reused += row[1]
                     bar.update(row[1])
                     continue
