@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from pixql.models.base import Embedder
 
 
+#: threads a worker downloads a batch's URL values in (files are read in the actor's thread)
+URL_THREADS = 8
+
+
 @dataclass(frozen=True)
 class Shipment:
     """How a worker gets the model (see the module docstring). ``files`` is a Ray object
@@ -89,8 +93,9 @@ class EmbedActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = batch["v"].tolist()
+        threads = URL_THREADS if any(is_url(v) for v in values) else 0  # downloads wait
         emb = embed_values(self.embedder, values, modality=self.modality, resolve=Path,
-                           batch_size=max(1, len(values)), workers=0, on_error="null",
+                           batch_size=max(1, len(values)), workers=threads, on_error="null",
                            progress=False, urls=self.urls)
         reasons = iter(emb.errors)
         err = ["" if ok else next(reasons, "") for ok in emb.valid.tolist()]
