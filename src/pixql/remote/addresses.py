@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,11 @@ _FORBIDDEN: tuple[tuple[str, Callable[[IPAddress], bool]], ...] = (
 )
 
 
+#: CA bundle (None: certifi's) → its TLS context (thread-safe once made)
+_TLS: dict[str | None, ssl.SSLContext] = {}
+_TLS_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class UrlPolicy:
     """Where URL images may come from, and how much of them is read."""
@@ -67,12 +73,20 @@ class UrlPolicy:
     ca_bundle: str | None = None
 
     def tls(self) -> ssl.SSLContext:
-        """The TLS context for https images (certificates and host names are verified)."""
-        if self.ca_bundle:
-            return ssl.create_default_context(cafile=self.ca_bundle)
-        import httpx
+        """The TLS context for https images (certificates and host names are verified),
+        made once per CA bundle: loading a bundle costs tens of milliseconds, more than a
+        small image's download."""
+        with _TLS_LOCK:
+            context = _TLS.get(self.ca_bundle)
+            if context is None:
+                if self.ca_bundle:
+                    context = ssl.create_default_context(cafile=self.ca_bundle)
+                else:
+                    import httpx
 
-        return httpx.create_ssl_context()  # certifi's bundle, as httpx by default
+                    context = httpx.create_ssl_context()  # certifi's bundle, as httpx's
+                _TLS[self.ca_bundle] = context
+            return context
 
     @classmethod
     def from_entries(cls, entries: list[str], **kwargs: Any) -> UrlPolicy:
