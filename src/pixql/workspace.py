@@ -16,10 +16,11 @@ from pixql.execution.engine import execute_statement
 from pixql.execution.result import Result
 from pixql.execution.vectors import VectorCache
 from pixql.models.registry import get_kind
+from pixql.remote.sources import UrlReader, UrlSettings
 from pixql.sql import parse_script
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from pixql.models.base import Embedder
 
@@ -43,7 +44,8 @@ class Workspace:
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  progress: bool = True, read_only: bool = False, confined: bool = False,
                  allowed_dirs: Sequence[str | os.PathLike[str]] = (),
-                 engine: str | None = None, ray_address: str | None = None) -> None:
+                 engine: str | None = None, ray_address: str | None = None,
+                 url_settings: Mapping[str, Any] | UrlSettings | None = None) -> None:
         raw = path if path is not None else os.environ.get("PIXQL_WORKSPACE", DEFAULT_DIR)
         self.root = Path(raw).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -51,6 +53,10 @@ class Workspace:
         #: CONVERT's defaults for engine / ray_address (pixql.execution.compute)
         self.compute_defaults = {"engine": engine, "ray_address": ray_address}
         self.confined = confined
+        #: reads URL values (pixql.remote.sources): $PIXQL_URL_* / PIXQL_S3_* / ..., then
+        #: ``url_settings``
+        self.urls = UrlReader(url_settings if isinstance(url_settings, UrlSettings)
+                              else UrlSettings.from_env(**(url_settings or {})))
         self.allowed_dirs = [self.root] + [Path(d).expanduser().resolve() for d in allowed_dirs]
         self._con = duckdb.connect(str(self.root / DB_FILE), read_only=read_only)
         # DuckDB's readers (read_csv('x.csv'), ...) find relative paths in the workspace

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pixql.errors import ImageError
-from pixql.server.fetch import UrlPolicy, fetch_url
+from pixql.remote.http import UrlPolicy, fetch_url
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

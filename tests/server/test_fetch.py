@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from pixql.errors import ImageError
-from pixql.server.fetch import UrlPolicy, address_problem, fetch_url
+from pixql.remote.http import UrlPolicy, address_problem, fetch_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pixql.errors import ImageError
 from pixql.server.settings import ServerSettings
 
 
@@ -68,3 +69,17 @@ def test_keys_never_show_in_dumps() -> None:
 def test_invalid_settings(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         ServerSettings(**bad)
+
+
+def test_served_workspace_reads_urls_under_the_servers_rules():
+    """pixql serve -w gives its workspace the server's URL rules (CONVERT over /sql)."""
+    from pixql.remote.sources import UrlReader, UrlSettings
+    from pixql.server.settings import url_settings
+
+    server = ServerSettings(url_allow_hosts=["127.0.0.1"], url_max_bytes=1234,
+                            allow_url_input=False)
+    got = UrlSettings.from_env({}, **url_settings(server))
+    assert (got.url_allow_hosts, got.url_max_bytes, got.enabled) == (("127.0.0.1",), 1234,
+                                                                       False)
+    with pytest.raises(ImageError, match="disabled"):
+        UrlReader(got).read("http://127.0.0.1/a.png")

@@ -9,7 +9,10 @@ same table, of type :data:`PROVENANCE_TYPE`::
     source_hash    UBIGINT  md5_number_lower() of the source value (path or text) it was
                             made from
     file_size      BIGINT   size and mtime (ns) of the file when it was read; -1, -1 when it
-    file_mtime_ns  BIGINT   could not be read; NULL for texts and for vectors of pixql 0.1
+    file_mtime_ns  BIGINT   could not be read; NULL for texts and for vectors of pixql 0.1.
+                            For a URL value: the object's size and a hash of its version
+                            validators (pixql.remote.sources: ETag, Last-Modified,
+                            generation)
 
 The companion lives in the row, so it follows the row through INSERT ... SELECT, UPDATE,
 DELETE and DuckDB's checkpoints (which renumber row ids). A row's vector is, for a model

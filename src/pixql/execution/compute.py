@@ -97,7 +97,7 @@ class LocalEngine:
         return embed_values(self.embedder, values, modality=o.convert_type,
                             resolve=self.ctx.ws.resolve, batch_size=o.batch_size,
                             workers=o.workers, on_error=o.on_error, progress=self.progress,
-                            desc=f"CONVERT {self.rec.name}")
+                            desc=f"CONVERT {self.rec.name}", urls=self.ctx.ws.urls)
 
     def stream(self, chunks: Iterable[Chunk]) -> Generator[tuple[Chunk, Embedded], None, None]:
         for chunk in chunks:  # lazily: the next chunk is read after this one is committed

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pixql.models.base import Embedder
+    from pixql.remote.sources import UrlReader
 
 #: how many bad paths an error message names
 MAX_NAMED = 5
@@ -33,9 +34,10 @@ class Embedded:
 
 
 def _preparer(
-    embedder: Embedder, modality: str, resolve: Callable[[str], Path]
+    embedder: Embedder, modality: str, resolve: Callable[[str], Path],
+    urls: UrlReader | None = None,
 ) -> Callable[[Any], Any]:
-    source = InputSource(resolve=resolve)
+    source = InputSource(resolve=resolve, urls=urls)
 
     def prepare(value: Any) -> Any:
         if value is None:
@@ -66,8 +68,9 @@ def embed_values(
     on_error: str = "fail",
     progress: bool = True,
     desc: str = "embedding",
+    urls: UrlReader | None = None,
 ) -> Embedded:
-    """Embed ``values`` (paths or texts) in order.
+    """Embed ``values`` (paths, URLs read by ``urls``, or texts) in order.
 
     ``on_error='fail'`` raises ImageError naming the first bad values before anything is
     written; ``'null'`` marks them invalid (stored as NULL) and carries on.
@@ -77,7 +80,7 @@ def embed_values(
     out = np.zeros((n, embedder.dim), dtype=np.float32)
     valid = np.zeros(n, dtype=bool)
     errors: list[str] = []
-    prepare = _preparer(embedder, modality, resolve)
+    prepare = _preparer(embedder, modality, resolve, urls)
     done = 0
     with progress_bar(total=n, desc=desc, unit="img" if modality == "image" else "item",
                       enabled=progress) as bar:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from pixql.errors import Error, ExecutionError, ImageError
 from pixql.execution.compute import Chunk
 from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
 from pixql.progress import progress_bar
+from pixql.remote.sources import is_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -44,11 +46,15 @@ if TYPE_CHECKING:
     from pixql.execution.context import ExecContext
     from pixql.execution.embedding import Embedded
     from pixql.execution.options import ConvertOptions
+    from pixql.remote.sources import UrlReader
 
 #: distinct source values per page of the work list (each page is one query, held at once)
 PAGE_VALUES = 65536
-#: modalities whose values are files (changed contents are noticed by size and mtime)
+#: modalities whose values are files or URLs (changed contents are noticed by size and
+#: mtime, or by a URL's size and version validators: pixql.remote.sources)
 FILE_MODALITIES = frozenset({"image", "video", "audio"})
+#: URL signatures of a chunk asked for at once (each is a HEAD / object-info request)
+SIG_THREADS = 8
 #: the file signature of a file that cannot be read
 NO_FILE = (-1, -1)
 
@@ -180,10 +186,15 @@ def work_pages(ctx: ExecContext, work: WorkList) -> Iterator[pa.Table]:
         last = bound
 
 
-def file_sig(resolve: Callable[[str], Path], value: Any) -> tuple[int, int]:
-    """(size, mtime in ns) of the file ``value`` names; :data:`NO_FILE` when unreadable."""
+def file_sig(resolve: Callable[[str], Path], value: Any,
+             urls: UrlReader | None = None) -> tuple[int, int]:
+    """(size, mtime in ns) of the file ``value`` names — for a URL, (size, version token)
+    from ``urls`` (:meth:`~pixql.remote.sources.UrlReader.signature`); :data:`NO_FILE`
+    when unreadable."""
     if value is None:
         return NO_FILE
+    if urls is not None and is_url(value):
+        return urls.signature(value)
     try:
         st = os.stat(resolve(str(value)))
     except (OSError, Error, ValueError):
@@ -191,8 +202,31 @@ def file_sig(resolve: Callable[[str], Path], value: Any) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def needs_embedding(row: tuple[Any, ...], files: bool,
-                    resolve: Callable[[str], Path]) -> bool:
+def chunk_sigs(ctx: ExecContext, keys: list[Any]) -> list[tuple[int, int]]:
+    """The signatures of a chunk's values, taken before they are read; URLs are asked in
+    :data:`SIG_THREADS` threads."""
+    def sig(k: Any) -> tuple[int, int]:
+        return file_sig(ctx.ws.resolve, k, ctx.ws.urls)
+
+    if not any(is_url(k) for k in keys):
+        return [sig(k) for k in keys]
+    with ThreadPoolExecutor(SIG_THREADS, thread_name_prefix="pixql-sig") as pool:
+        return list(pool.map(sig, keys))
+
+
+def page_url_sigs(ctx: ExecContext, rows: list[tuple[Any, ...]]) -> dict[Any, tuple[int, int]]:
+    """The present signatures of a page's embedded URL values (the ones
+    :func:`needs_embedding` compares), asked for in :data:`SIG_THREADS` threads."""
+    keys = [r[0] for r in rows if r[2] and r[3] is not None and is_url(r[0])]
+    if not keys:
+        return {}
+    with ThreadPoolExecutor(SIG_THREADS, thread_name_prefix="pixql-sig") as pool:
+        return dict(zip(keys, pool.map(ctx.ws.urls.signature, keys), strict=True))
+
+
+def needs_embedding(row: tuple[Any, ...], files: bool, resolve: Callable[[str], Path],
+                    urls: UrlReader | None = None,
+                    known: dict[Any, tuple[int, int]] | None = None) -> bool:
     """Whether the rows of one work-list line need embedding: not all current, or (files)
     the file's size or mtime differ from what was read (NULL: a 0.1 vector, trusted)."""
     key, _n, current, size_lo, size_hi, mtime_lo, mtime_hi = row
@@ -202,7 +236,8 @@ def needs_embedding(row: tuple[Any, ...], files: bool,
         return False
     if size_lo != size_hi or mtime_lo != mtime_hi:
         return True
-    return file_sig(resolve, key) != (size_lo, mtime_lo)
+    sig = known[key] if known and key in known else file_sig(resolve, key, urls)
+    return sig != (size_lo, mtime_lo)
 
 
 class ChunkWriter:
@@ -232,12 +267,12 @@ class ChunkWriter:
             cur.register(name, data)
             try:
                 cur.execute(
-                    f"UPDATE {tq} SET {quote_ident(t.column)} = s.e, "
+                    f"UPDATE {tq} SET {quote_ident(t.column)} = __pixql_s.e, "
                     f"{quote_ident(prov.companion(t.column))} = struct_pack(model_version := "
                     f"{int(t.record.model_version)}::BIGINT, source_hash := "
-                    f"{prov.source_hash_sql(f'{tq}.{src}')}, file_size := s.size, "
-                    f"file_mtime_ns := s.mtime) FROM {quote_ident(name)} s "
-                    f"WHERE {tq}.{src} IS NOT DISTINCT FROM s.k")
+                    f"{prov.source_hash_sql(f'{tq}.{src}')}, file_size := __pixql_s.size, "
+                    f"file_mtime_ns := __pixql_s.mtime) FROM {quote_ident(name)} __pixql_s "
+                    f"WHERE {tq}.{src} IS NOT DISTINCT FROM __pixql_s.k")
             finally:
                 cur.unregister(name)
 
@@ -317,12 +352,14 @@ def _chunks(ctx: ExecContext, work: WorkList, size: int, files: bool, tally: Tal
 
     def chunk() -> Chunk:
         keys = list(pending)
-        return Chunk(keys, list(pending.values()),
-                     [file_sig(ctx.ws.resolve, k) for k in keys] if files else None)
+        return Chunk(keys, list(pending.values()), chunk_sigs(ctx, keys) if files else None)
 
     for page in work_pages(ctx, work):
-        for row in zip(*(c.to_pylist() for c in page.columns), strict=True):
-            if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve):
+        rows = list(zip(*(c.to_pylist() for c in page.columns), strict=True))
+        known = page_url_sigs(ctx, rows) if files else None
+        for row in rows:
+            if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve,
+                                                            ctx.ws.urls, known):
                 tally.reused += row[1]
                 bar.update(row[1])
                 continue

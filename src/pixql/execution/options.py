@@ -18,7 +18,8 @@ T = TypeVar("T", bound=Options)
 class ConvertOptions(Options):
     """CONVERT USING m OPTIONS (...)."""
 
-    image_col: str = Field(default="image_path", description="column of image paths")
+    image_col: str = Field(default="image_path", description="column of image paths or URLs "
+                           "(http(s)://, s3://, gs://; pixql[cloud])")
     text_col: str = Field(default="text", description="column of texts (convert_type='text')")
     video_col: str = Field(default="video_path",
                            description="column of video paths (convert_type='video')")

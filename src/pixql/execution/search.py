@@ -171,7 +171,7 @@ def _check_model(col: ColumnRecord | None, rec: ModelRecord) -> None:
 
 def query_vector(ctx: ExecContext, embedder: Embedder, search_by: str, value: str) -> np.ndarray:
     """Embed ``search_input``: a workspace-relative or absolute path, or a text."""
-    item = raw_input(value, search_by, InputSource(resolve=ctx.ws.resolve))
+    item = raw_input(value, search_by, InputSource(resolve=ctx.ws.resolve, urls=ctx.ws.urls))
     vec: np.ndarray = embedder.embed([item], search_by)[0]
     return vec
 

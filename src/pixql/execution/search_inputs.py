@@ -101,7 +101,7 @@ def input_values(ctx: ExecContext, node: Search, opts: SearchOptions) -> list[An
 def embed_inputs(ctx: ExecContext, embedder: Embedder, search_by: str,
                  values: list[Any]) -> np.ndarray:
     """Unit query vectors of file paths or texts, embedded :data:`EMBED_BATCH` at a time."""
-    source = InputSource(resolve=ctx.ws.resolve)
+    source = InputSource(resolve=ctx.ws.resolve, urls=ctx.ws.urls)
     out = np.zeros((len(values), embedder.dim), dtype=np.float32)
     for s in range(0, len(values), EMBED_BATCH):
         part = values[s : s + EMBED_BATCH]

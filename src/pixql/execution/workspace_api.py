@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pixql.catalog.artifacts import ArtifactStore
     from pixql.catalog.store import ModelRecord
     from pixql.models.base import Embedder
+    from pixql.remote.sources import UrlReader
 
 
 class WorkspaceAPI(Protocol):
@@ -34,6 +35,10 @@ class WorkspaceAPI(Protocol):
     @property
     def progress(self) -> bool:
         """Whether long statements draw progress bars."""
+
+    @property
+    def urls(self) -> UrlReader:
+        """Reads URL values (http(s), s3, gs) under the workspace's URL settings."""
 
     @property
     def write_lock(self) -> AbstractContextManager[Any]:

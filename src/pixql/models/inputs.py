@@ -4,18 +4,21 @@ CONVERT (a column of paths or texts), SEARCH (``search_input``) and the HTTP rou
 already decoded from a request, or texts) all turn a value into what
 :meth:`~pixql.models.base.Embedder.preprocess` takes through :func:`raw_input`:
 
-======== ===================================== =======================================
-modality value                                 raw input
-======== ===================================== =======================================
-image    a path (str) or a decoded PIL image   a PIL image (decoded by ``open_image``)
-text     any value                             ``str(value)``
-video    a path                                the resolved path as ``str`` (must exist)
-audio    a path                                the resolved path as ``str`` (must exist)
-======== ===================================== =======================================
+======== ======================================= =====================================
+modality value                                   raw input
+======== ======================================= =====================================
+image    a path, a URL (``http(s)://``,          a PIL image (decoded by
+         ``s3://``, ``gs://``) or a PIL image    ``open_image``)
+text     any value                               ``str(value)``
+video    a path                                  the resolved path as ``str`` (must exist)
+audio    a path                                  the resolved path as ``str`` (must exist)
+======== ======================================= =====================================
 
 This module is in the models layer: it knows nothing of workspaces or servers. Callers pass
 ``resolve`` (a stored path → an absolute :class:`~pathlib.Path`, checked against the
-caller's rules) and, for images from elsewhere than files, ``open_image``.
+caller's rules), ``urls`` (the :class:`~pixql.remote.sources.UrlReader` of URL values,
+with the caller's SSRF rules and storage settings; default: the environment's) and, for
+images from elsewhere than files, ``open_image``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixql.errors import ImageError
+from pixql.remote.sources import default_reader, is_url
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pixql.models.base import Embedder
+    from pixql.remote.sources import UrlReader
 
 
 def _plain_path(value: str) -> Path:
@@ -40,10 +45,11 @@ def _plain_path(value: str) -> Path:
 class InputSource:
     """How values become raw inputs: ``resolve`` maps a stored path to a file,
     ``open_image`` decodes an image value (default: :func:`pixql.images.load_image` of
-    the resolved path)."""
+    the resolved path, or of the bytes ``urls`` reads for a URL)."""
 
     resolve: Callable[[str], Path] = _plain_path
     open_image: Callable[[Any], Any] | None = None
+    urls: UrlReader | None = None
 
 
 def _image(value: Any, src: InputSource) -> Any:
@@ -51,8 +57,12 @@ def _image(value: Any, src: InputSource) -> Any:
         return src.open_image(value)
     if not isinstance(value, (str, Path)):  # already decoded (a PIL image)
         return value
-    from pixql.images import load_image
+    from pixql.images import decode_image, load_image
 
+    if is_url(value):
+        assert isinstance(value, str)
+        data = (src.urls or default_reader()).read(value)
+        return decode_image(data, name=value)
     return load_image(src.resolve(str(value)))
 
 
@@ -62,6 +72,9 @@ def _text(value: Any, src: InputSource) -> Any:
 
 def _media_file(kind: str) -> Callable[[Any, InputSource], Any]:
     def prepare(value: Any, src: InputSource) -> Any:
+        if is_url(value):
+            raise ImageError(f"{value}: {kind} values must be files; only images are read "
+                             "from URLs", paths=[str(value)])
         path = src.resolve(str(value))
         if not path.is_file():
             raise ImageError(f"{kind} file not found: {path}", paths=[str(path)])

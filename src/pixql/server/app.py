@@ -37,7 +37,7 @@ from pixql.server.inputs import ImageLoader
 from pixql.server.manager import ClipModels
 from pixql.server.metrics import install_metrics
 from pixql.server.middleware import BodyLimitMiddleware
-from pixql.server.settings import ServerSettings
+from pixql.server.settings import ServerSettings, url_settings
 from pixql.version import __version__
 from pixql.workspace import Workspace
 
@@ -186,7 +186,8 @@ def serve(
         ensure_not_served(root)  # a second server on the same workspace: say who serves it
         # confined: SQL over HTTP may touch files inside the workspace (and allowed_dirs) only
         workspace = open_workspace(root, progress=False, confined=True,
-                                   allowed_dirs=settings.allowed_dirs)
+                                   allowed_dirs=settings.allowed_dirs,
+                                   url_settings=url_settings(settings))
         report_repairs(workspace)
     install_log_redaction()
     app = create_app(settings, workspace=workspace)

@@ -6,7 +6,7 @@ whose message starts like Roboflow's: ``Could not load input image. Cause: <name
 
 * ``base64`` — optional ``data:image/<fmt>;base64,`` prefix; whitespace and missing padding
   tolerated; URL-safe alphabet accepted.
-* ``url`` — fetched by :mod:`pixql.server.fetch` (SSRF-guarded, capped).
+* ``url`` — fetched by :mod:`pixql.remote.http` (SSRF-guarded, capped).
 * ``file`` — refused unless ``allow_file_input``; then only files inside the workspace.
 * ``numpy`` — always refused: it would mean ``pickle.loads`` on request data.
 
@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pixql.errors import ImageError, InputError
 from pixql.images import decode_image, load_image, map_ordered
-from pixql.server.fetch import UrlPolicy, fetch_url
+from pixql.remote.http import UrlPolicy, fetch_url
 from pixql.server.schemas import ImageInput
 from pixql.server.settings import ServerSettings
 

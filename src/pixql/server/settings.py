@@ -204,3 +204,16 @@ def _parse_env(field: str, raw: str) -> str | list[str]:
 
 def _split(raw: str, sep: str = ",") -> list[str]:
     return [part.strip() for part in raw.split(sep) if part.strip()]
+
+
+def url_settings(settings: ServerSettings) -> dict[str, Any]:
+    """The server's URL rules as the workspace's (CONVERT over ``/sql`` reads URL values
+    under the same SSRF rules and caps as ``{'type': 'url'}`` images)."""
+    return {"url_allow_hosts": tuple(settings.url_allow_hosts),
+            "url_timeout_s": settings.url_timeout_s,
+            "url_total_timeout_s": settings.url_total_timeout_s,
+            "url_max_bytes": settings.url_max_bytes,
+            "url_max_redirects": settings.url_max_redirects,
+            "url_ca_bundle": str(settings.url_ca_bundle) if settings.url_ca_bundle else None,
+            "enabled": settings.allow_url_input}
+

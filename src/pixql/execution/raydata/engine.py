@@ -31,6 +31,7 @@ from pixql.execution.compute import Chunk
 from pixql.execution.raydata.pool import Assembly, Sent, blocks_of
 from pixql.execution.raydata.worker import EmbedActor, Shipment, probe, verify
 from pixql.models.registry import get_kind
+from pixql.remote.sources import is_url
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterable
@@ -100,7 +101,7 @@ class RayEngine:
         for i, v in enumerate(values):
             if v is None:
                 failed[i] = "NULL value"
-            elif not files:
+            elif not files or is_url(v):  # a URL is read on the worker, as given
                 todo.append((i, str(v)))
             else:
                 try:
@@ -111,12 +112,18 @@ class RayEngine:
         return todo, failed
 
     def sample(self, values: list[Any], todo: list[tuple[int, Any]]) -> list[str]:
-        """Up to :data:`PROBE_PATHS` worker paths whose file this process can read."""
+        """Up to :data:`PROBE_PATHS` worker paths whose file this process can read (URLs:
+        whose object this process can reach)."""
         if self.opts.convert_type not in FILE_MODALITIES:
             return []
-        out = []
+        out, asked = [], 0
         for i, v in todo:
-            if os.path.isfile(self.ctx.ws.resolve(str(values[i]))):
+            if is_url(v):
+                asked += 1  # each is a request: ask a few more than the sample at most
+                if asked > 4 * PROBE_PATHS:
+                    continue
+            if (self.ctx.ws.urls.check(v) is None if is_url(v)
+                    else os.path.isfile(self.ctx.ws.resolve(str(values[i])))):
                 out.append(v)
                 if len(out) == PROBE_PATHS:
                     break
@@ -155,7 +162,8 @@ class RayEngine:
         task = ray.remote(num_cpus=0, max_retries=self.opts.max_retries)(probe)
         refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
                     n["NodeID"], soft=False)).remote(
-                    ship.folder, ship.checksum if check_artifact else None, ship.name, sample)
+                    ship.folder, ship.checksum if check_artifact else None, ship.name, sample,
+                    self.ctx.ws.urls.settings)
                 for n in alive_nodes(self.ray)]
         found: list[dict[str, Any]] = self.ray.get(refs)
         for r in found:
@@ -164,7 +172,8 @@ class RayEngine:
                     f"Ray node {r['node']} cannot read {len(r['unreadable'])} of the "
                     f"{len(sample)} sample paths this process reads, e.g. "
                     f"{r['unreadable'][0]}: mount the images at the same path on every node "
-                    "(or set worker_root to where the workspace is on the workers). "
+                    "(or set worker_root to where the workspace is on the workers; for URLs: "
+                    "let every node reach the store, with the same url_allow_hosts). "
                     "Nothing was changed.", paths=r["unreadable"][:NAMED])
         return found
 
@@ -227,7 +236,8 @@ class RayEngine:
         """``ds`` through ``actors`` model actors (bounded restarts and retries)."""
         o, data = self.opts, self.ray.data
         return ds.map_batches(
-            EmbedActor, fn_constructor_kwargs={"ship": self.ship, "modality": o.convert_type},
+            EmbedActor, fn_constructor_kwargs={"ship": self.ship, "modality": o.convert_type,
+                                               "urls": self.ctx.ws.urls.settings},
             batch_size=o.batch_size, batch_format="numpy",
             compute=data.ActorPoolStrategy(size=actors), num_cpus=o.cpus_per_worker,
             num_gpus=o.gpus_per_worker or None, max_restarts=o.max_retries,
