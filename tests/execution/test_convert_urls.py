@@ -153,9 +153,7 @@ def test_missing_extra_is_named(site: tuple[Path, str],
 @pytest.fixture
 def s3(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A moto S3 server on 127.0.0.1 with bucket ``pics`` holding imgs/ of a workspace."""
-    pytest.importorskip("s3fs")
-    pytest.importorskip("moto.server")
-    import boto3
+    import boto3  # s3fs and moto[server] are in [dev]: a missing one fails, not skips
 
     root = tmp_path / "ws"
     files = make_image_folder(root / "imgs", per_class=2, shapes=("a", "b"))
@@ -210,8 +208,7 @@ def test_s3_objects_embed_like_the_files_and_changes_are_noticed(
 
 # ---------------------------------------------------------------------------------- GCS
 def test_gcs_objects_embed_like_the_files_and_changes_are_noticed(tmp_path: Path) -> None:
-    gcsfs = pytest.importorskip("gcsfs.core")
-    pytest.importorskip("gcp_storage_emulator")
+    import gcsfs.core as gcsfs  # gcsfs and gcp-storage-emulator are in [dev]
     root = tmp_path / "ws"
     files = make_image_folder(root / "imgs", per_class=2, shapes=("a", "b"))
     with gcs_emulator("pics") as endpoint:

@@ -56,8 +56,7 @@ def serve_folder(root: Path, *, validators: bool = True) -> Iterator[str]:
 
 @contextmanager
 def moto_s3() -> Iterator[str]:
-    """An S3 endpoint ``http://127.0.0.1:PORT`` (moto's server; the caller skips the test
-    when moto is not installed)."""
+    """An S3 endpoint ``http://127.0.0.1:PORT`` (moto's server, from ``moto[server]``)."""
     import socket
 
     from moto.server import ThreadedMotoServer
