@@ -24,7 +24,8 @@ HERE = Path(__file__).resolve().parent
 #: modules here that are helpers, not benchmarks
 NOT_BENCHMARKS = {"common", "run_all"}
 #: benchmarks that take hours at their default sizes: run only when named in --only or with --long
-LONG = {"peers": "LanceDB/HNSW index builds at 1M rows take hours on 2 cores"}
+LONG = {"peers": "LanceDB/HNSW index builds at 1M rows take hours on 2 cores",
+        "peers_roboflow": "installs Roboflow's inference server in its own ~7 GB venv first"}
 
 
 def benchmarks() -> list[str]:
