@@ -8,6 +8,8 @@ match) and parses the AI statements found right after a ``(``; the statement gra
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from pixql.sql.lexer import CLOSERS, Token, TokenKind
 from pixql.sql.nodes import AiStatement, Query, Subquery
 from pixql.sql.stream import TokenStream
@@ -16,21 +18,22 @@ MAX_AI_NESTING = 32  # AI subqueries inside AI subqueries
 NESTABLE = frozenset({"convert", "search", "list", "show"})
 
 
-class QueryScanner(TokenStream):
-    """A token stream that knows where a statement ends and how to scan plain SQL."""
+class QueryScanner(TokenStream, ABC):
+    """A token stream that knows where a statement ends and how to scan plain SQL; the
+    parser supplies the statement grammar (:meth:`signature`, :meth:`ai`)."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self.nesting: list[Token] = []  # the '(' of each enclosing AI subquery
         self.lexical = False  # True: only split, parse no nested AI statements
 
-    def signature(self, first: Token) -> bool:  # pragma: no cover - the parser's
+    @abstractmethod
+    def signature(self, first: Token) -> bool:
         """Whether the tokens at the cursor start an AI statement."""
-        raise NotImplementedError
 
-    def ai(self, first: Token) -> AiStatement:  # pragma: no cover - the parser's
+    @abstractmethod
+    def ai(self, first: Token) -> AiStatement:
         """Parse the AI statement whose first token is ``first``."""
-        raise NotImplementedError
 
     def is_end(self, tok: Token) -> bool:
         """Whether ``tok`` ends the current statement (``)`` ends a nested one)."""
