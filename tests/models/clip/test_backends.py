@@ -23,7 +23,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from pixql.errors import MissingDependencyError, ModelError, OptionError
-from pixql.models.clip import export
+from pixql.models.clip import export, export_cache
 from pixql.models.clip.backends import (
     AUTO_ORDER,
     BACKENDS,
@@ -143,7 +143,7 @@ def test_auto_picks_per_tower_a_backend_that_keeps_the_cosine(cache_dir, tiny_cl
 
     e = fresh(tiny_clip, "auto")
     assert e.backend == f"auto(image={e.towers.chosen['image']}, text={e.towers.chosen['text']})"
-    manifest = export.read_manifest(e._export_folder)
+    manifest = export_cache.read_manifest(e._export_folder)
     for tower, chosen in e.towers.chosen.items():
         assert chosen in AUTO_ORDER
         assert e.towers.cosine[tower] >= MIN_COSINE
@@ -235,23 +235,24 @@ def test_corrupt_cache_files_are_exported_again(cache_dir, tmp_path, monkeypatch
     e = fresh(tiny_clip, "onnx-int8")
     assert e._export_folder == folder
     assert calls == []  # text.int8.onnx is intact: the fp32 text file is not needed
-    assert export.sha256_file(int8) == export.read_manifest(folder)["files"][int8.name]["sha256"]
+    recorded = export_cache.read_manifest(folder)["files"][int8.name]["sha256"]
+    assert export_cache.sha256_file(int8) == recorded
     # the same export of the same weights: the repaired file computes what the intact one did
     np.testing.assert_allclose(e.embed(images, "image"), pristine, rtol=1e-5, atol=1e-5)
 
     fresh(tiny_clip, "onnx")
     assert calls == ["TextTower"]  # only the damaged fp32 file
-    assert export.file_ok(folder, "text.onnx", export.read_manifest(folder))
+    assert export_cache.file_ok(folder, "text.onnx", export_cache.read_manifest(folder))
 
 
 def test_unreadable_manifest_means_nothing_is_trusted(cache_dir, tmp_path, monkeypatch):
     folder = _copy_cache(cache_dir, tmp_path, monkeypatch)
-    assert export.file_ok(folder, "image.onnx", export.read_manifest(folder))
+    assert export_cache.file_ok(folder, "image.onnx", export_cache.read_manifest(folder))
     for broken in ("{not json", json.dumps({"format": -1, "files": {}}), "[]"):
-        (folder / export.MANIFEST).write_text(broken)
-        manifest = export.read_manifest(folder)
+        (folder / export_cache.MANIFEST).write_text(broken)
+        manifest = export_cache.read_manifest(folder)
         assert manifest["files"] == {}
-        assert not export.file_ok(folder, "image.onnx", manifest)
+        assert not export_cache.file_ok(folder, "image.onnx", manifest)
 
 
 def test_missing_onnxruntime_names_the_extra(tmp_path, monkeypatch, tiny_clip):

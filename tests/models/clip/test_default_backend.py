@@ -26,7 +26,7 @@ pytest.importorskip("onnxscript")
 
 from typing import TYPE_CHECKING
 
-from pixql.models.clip import export, onnx_backend
+from pixql.models.clip import export, export_cache, onnx_backend
 from pixql.models.clip.backends import (
     AUTO_ORDER,
     BACKEND_ENV,
@@ -100,8 +100,8 @@ def test_concurrent_first_loads_export_each_file_once(default_cache):
     folder = default_cache["folder"]
     assert loaded._export_folder == folder  # same weights, same folder
     assert other.backend == loaded.backend
-    manifest = export.read_manifest(folder)
-    assert all(export.file_ok(folder, name, manifest) for name in manifest["files"])
+    manifest = export_cache.read_manifest(folder)
+    assert all(export_cache.file_ok(folder, name, manifest) for name in manifest["files"])
     assert {export.FILES[key] for key in exports} <= set(manifest["files"])
     assert not list(folder.glob(".*.tmp"))  # temporary files were all renamed
     np.testing.assert_allclose(loaded.embed(TEXTS, "text"), other.embed(TEXTS, "text"),
@@ -187,15 +187,15 @@ def test_an_unwritable_cache_falls_back_to_torch_with_one_warning(tmp_path, monk
 
 
 def test_a_read_only_filled_cache_is_used(warm_cache, monkeypatch, caplog, tiny_clip):
-    manifest = export.read_manifest(warm_cache)
+    manifest = export_cache.read_manifest(warm_cache)
     for entry in manifest["files"].values():
         entry.pop("cosine", None)  # so the check runs and tries to record its result
-    export.write_manifest(warm_cache, manifest)
+    export_cache.write_manifest(warm_cache, manifest)
 
     def read_only(folder):
         raise PermissionError(13, "Read-only file system", str(folder / ".lock"))
 
-    monkeypatch.setattr(export, "_process_lock", read_only)
+    monkeypatch.setattr(export_cache, "process_lock", read_only)
     with caplog.at_level(logging.WARNING):
         e = fresh(tiny_clip)
     assert set(e.towers.chosen.values()) <= set(AUTO_ORDER)

@@ -14,7 +14,7 @@ pytest.importorskip("onnx")
 
 import onnx
 
-from pixql.models.clip import export
+from pixql.models.clip import export, export_cache
 from pixql.models.clip.backends import attach_backend
 from pixql.models.clip.calibration import calibration_batch, quantization_samples
 from pixql.models.clip.embedder import ClipEmbedder
@@ -69,5 +69,5 @@ def test_openvino_int8_runs_batches_as_batches(int8_embedder, tiny_clip):
     assert e.batches("image")
     assert e.batches("text")
     assert set(e.towers.cosine) == {"image", "text"}
-    recorded = export.read_manifest(e._export_folder)["files"]["image.int8s.onnx"]["cosine"]
+    recorded = export_cache.read_manifest(e._export_folder)["files"]["image.int8s.onnx"]["cosine"]
     assert recorded["openvino-int8"] == pytest.approx(e.towers.cosine["image"], abs=1e-6)

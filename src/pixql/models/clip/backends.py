@@ -247,7 +247,7 @@ _BUILDERS: dict[str, Callable[[ClipEmbedder, str], Towers | None]] = {
 # ---------------------------------------------------------------------- export + check
 def _runner_and_cosine(embedder: ClipEmbedder, backend: str, tower: str) -> tuple[Runner, float]:
     """The runner of ``tower`` for ``backend`` and its min cosine vs torch (cached)."""
-    from pixql.models.clip import export
+    from pixql.models.clip import export, export_cache
     from pixql.models.clip.calibration import quantization_samples
     from pixql.models.clip.onnx_backend import ROWWISE, RUNNERS, RowwiseRunner, require_runtime
 
@@ -261,10 +261,10 @@ def _runner_and_cosine(embedder: ClipEmbedder, backend: str, tower: str) -> tupl
     runner = factory(path)
     if backend in ROWWISE:
         runner = RowwiseRunner(runner, trim_text=tower == "text" and embedder.can_trim())
-    cosine = export.recorded_cosine(folder, path.name, backend)
+    cosine = export_cache.recorded_cosine(folder, path.name, backend)
     if cosine is None:
         cosine = min_cosine(embedder, tower, runner)
-        export.record_cosine(folder, path.name, backend, cosine)
+        export_cache.record_cosine(folder, path.name, backend, cosine)
     return runner, cosine
 
 

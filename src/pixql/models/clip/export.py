@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import threading
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pixql.errors import MissingDependencyError, ModelError
+from pixql.models.clip import export_cache as cache
 from pixql.models.clip.text import encode_text_trimmed
 
 if TYPE_CHECKING:
@@ -49,11 +49,8 @@ log = logging.getLogger(__name__)
 
 #: environment variable naming pixql's cache folder (ONNX files go to ``<it>/onnx``)
 CACHE_ENV = "PIXQL_CACHE_DIR"
-#: bump when the exported graphs change, so old caches are not reused
-EXPORT_FORMAT = 1
 #: ONNX opset of the exported graphs
 OPSET = 18
-MANIFEST = "manifest.json"
 #: file name of each (tower, precision)
 FILES: dict[tuple[str, str], str] = {
     ("image", "fp32"): "image.onnx",
@@ -72,8 +69,6 @@ NNCF_EXTRA = "pip install 'pixql[onnx,openvino]' (openvino, nncf)"
 _ARCH_ATTRS = ("context_length", "vocab_size", "text_pool_type", "text_eos_id", "output_dict")
 _QUANT_NAG = "Please consider to run pre-processing before quantization"
 
-_LOCKS: dict[Path, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
 #: one export at a time per process (two concurrent dynamo exports corrupt each other)
 _EXPORT_LOCK = threading.Lock()
 
@@ -136,7 +131,7 @@ def fingerprint(model: ClipModule, trimmed: bool) -> str:
         "attrs": {a: repr(getattr(model, a, None)) for a in _ARCH_ATTRS},
         "image_size": _image_size(model),
         "trimmed": trimmed,
-        "format": [EXPORT_FORMAT, OPSET, torch.__version__],
+        "format": [cache.EXPORT_FORMAT, OPSET, torch.__version__],
     }
     h.update(json.dumps(arch, sort_keys=True).encode())
     for name, value in sorted(model.state_dict().items()):
@@ -168,14 +163,14 @@ def ensure_files(
         MissingDependencyError: onnx / onnxscript / onnxruntime are not installed.
     """
     paths = {key: folder / FILES[key] for key in wanted}
-    manifest = read_manifest(folder)
-    if all(file_ok(folder, FILES[key], manifest) for key in wanted):
+    manifest = cache.read_manifest(folder)
+    if all(cache.file_ok(folder, FILES[key], manifest) for key in wanted):
         return paths
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _thread_lock(folder), _process_lock(folder):
-            manifest = read_manifest(folder)
-            missing = [key for key in wanted if not file_ok(folder, FILES[key], manifest)]
+        with cache.thread_lock(folder), cache.process_lock(folder):
+            manifest = cache.read_manifest(folder)
+            missing = [key for key in wanted if not cache.file_ok(folder, FILES[key], manifest)]
             if missing:
                 log.warning("exporting CLIP to ONNX in %s (%s): done once per weights, it "
                             "takes a minute or two for ViT-B/32", folder,
@@ -194,7 +189,7 @@ def _ensure(model: ClipModule, folder: Path, key: tuple[str, str],
     """Export ``key`` unless intact; an int8 file first needs its (intact) fp32 source."""
     tower, precision = key
     name = FILES[key]
-    if file_ok(folder, name, manifest):
+    if cache.file_ok(folder, name, manifest):
         return
     if precision in SOURCES:
         _ensure(model, folder, (tower, SOURCES[precision]), manifest, trimmed, calibration)
@@ -209,70 +204,8 @@ def _ensure(model: ClipModule, folder: Path, key: tuple[str, str],
         raise ExportError(f"cannot export the CLIP {tower} tower to ONNX ({precision}): "
                           f"{type(e).__name__}: {e}. Use backend='torch'.",
                           tower=tower, precision=precision) from e
-    manifest["files"][name] = _describe(folder / name)
-    write_manifest(folder, manifest)
-
-
-def file_ok(folder: Path, name: str, manifest: dict[str, Any]) -> bool:
-    """Whether ``folder/name`` exists with the size and sha256 the manifest records."""
-    entry = manifest.get("files", {}).get(name)
-    path = folder / name
-    if not entry or not path.is_file() or path.stat().st_size != entry.get("size"):
-        return False
-    if sha256_file(path) != entry.get("sha256"):
-        log.warning("cached ONNX file %s is corrupt (sha256 mismatch); exporting again", path)
-        return False
-    return True
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The folder's manifest, or an empty one when missing, unreadable or of another format."""
-    try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"format": EXPORT_FORMAT, "files": {}}
-    if (not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT
-            or not isinstance(data.get("files", {}), dict)):
-        return {"format": EXPORT_FORMAT, "files": {}}
-    data.setdefault("files", {})
-    return data
-
-
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    """Write the manifest atomically."""
-    manifest["format"] = EXPORT_FORMAT
-    _atomic_write(folder / MANIFEST,
-                  lambda tmp: tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8"))
-
-
-def recorded_cosine(folder: Path, name: str, backend: str) -> float | None:
-    """The cosine recorded for ``name`` run by ``backend``, if any."""
-    entry = read_manifest(folder)["files"].get(name) or {}
-    value = (entry.get("cosine") or {}).get(backend)
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def record_cosine(folder: Path, name: str, backend: str, cosine: float) -> None:
-    """Store the min cosine vs torch of ``name`` run by ``backend`` (while the file is the
-    one the manifest describes). A read-only cache just keeps no record."""
-    try:
-        with _thread_lock(folder), _process_lock(folder):
-            manifest = read_manifest(folder)
-            entry = manifest["files"].get(name)
-            if entry and entry.get("sha256") == sha256_file(folder / name):
-                entry.setdefault("cosine", {})[backend] = round(float(cosine), 6)
-                write_manifest(folder, manifest)
-    except OSError as e:
-        log.debug("cannot record the cosine of %s in %s: %s", name, folder, e)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 4 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(4 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    manifest["files"][name] = cache.describe(folder / name)
+    cache.write_manifest(folder, manifest)
 
 
 # ---------------------------------------------------------------------- exporters
@@ -313,7 +246,7 @@ def _export_fp32(job: _Job) -> None:
                               output_names=["embeddings"], dynamic_shapes=shapes, dynamo=True,
                               external_data=False, opset_version=OPSET, verbose=False)
 
-    _atomic_write(folder / FILES[(tower, "fp32")], write)
+    cache.atomic_write(folder / FILES[(tower, "fp32")], write)
 
 
 def _export_int8(job: _Job) -> None:
@@ -330,7 +263,7 @@ def _export_int8(job: _Job) -> None:
             quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8,
                              per_channel=True)
 
-    _atomic_write(folder / FILES[(tower, "int8")], write)
+    cache.atomic_write(folder / FILES[(tower, "int8")], write)
 
 
 def _export_int8_static(job: _Job) -> None:
@@ -348,7 +281,7 @@ def _export_int8_static(job: _Job) -> None:
         with _quiet():
             quantize_static(source, tmp, samples)
 
-    _atomic_write(job.folder / FILES[(job.tower, "int8s")], write)
+    cache.atomic_write(job.folder / FILES[(job.tower, "int8s")], write)
 
 
 _EXPORTERS: dict[str, Callable[[_Job], None]] = {
@@ -379,21 +312,6 @@ def _require(*modules: str, extra: str = ONNX_EXTRA) -> None:
             ) from e
 
 
-def _describe(path: Path) -> dict[str, Any]:
-    return {"size": path.stat().st_size, "sha256": sha256_file(path)}
-
-
-def _atomic_write(target: Path, write: Callable[[Path], object]) -> None:
-    """Call ``write(tmp)`` on a temporary path next to ``target``, then rename it over it
-    (what ``write`` returns is ignored)."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """Silence the exporter's progress prints and warnings, and the quantizer's advice."""
@@ -417,24 +335,3 @@ class _DropMessage(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith(self.prefix)
-
-
-def _thread_lock(folder: Path) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(folder, threading.Lock())
-
-
-@contextlib.contextmanager
-def _process_lock(folder: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``folder/.lock`` (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(folder / ".lock", "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
