@@ -45,9 +45,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _roboflow_env as rf
 import _roboflow_model as weights
+from _load import Run, drive, free_port, make_images, make_texts, merge, process_cpu
 from _roboflow_report import ROUNDS, report
 from common import CACHE, RESULTS, write_section
-from server import Run, drive, free_port, make_images, make_texts, merge
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -296,8 +296,6 @@ def timed_caller(client: Any, base: str, modality: str,
 def throughput(client: Any, servers: dict[str, Server], levels: list[int],
                scale: float) -> list[dict[str, Any]]:
     """Every (modality, concurrency): the servers interleaved in ``ROUNDS`` rounds."""
-    from server import process_cpu
-
     counts = {k: request_count(k[1], n, scale) for k, n in COUNTS.items() if k[1] in levels}
     rows: list[dict[str, Any]] = []
     for modality, make in (("text", make_texts), ("image", make_images)):
