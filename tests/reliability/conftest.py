@@ -41,8 +41,14 @@ def load_script(name: str) -> ModuleType:
 
 @pytest.fixture(scope="session")
 def fuzz_engine() -> ModuleType:
-    """``scripts/fuzz_engine.py``: the fuzzing workspace, its fingerprint, the generators."""
+    """``scripts/fuzz_engine.py``: the fuzzing workspace, its fingerprint, the harness."""
     return load_script("fuzz_engine")
+
+
+@pytest.fixture(scope="session")
+def fuzz_inputs() -> ModuleType:
+    """``scripts/fuzz_inputs.py``: the fuzzer's input generators and corpus."""
+    return load_script("fuzz_inputs")
 
 
 @pytest.fixture(scope="session")

@@ -54,9 +54,10 @@ def run(harness: Any, fuzz_engine: ModuleType, text: str) -> str:
 # ---------------------------------------------------------------------- generated inputs
 @QUICK
 @given(seed=st.integers(0, 2**32 - 1), which=st.integers(0, 100))
-def test_script_generators(harness: Any, fuzz_engine: ModuleType, seed: int, which: int) -> None:
+def test_script_generators(harness: Any, fuzz_engine: ModuleType, fuzz_inputs: ModuleType,
+                           seed: int, which: int) -> None:
     """Random text, words, mutated statements, mutated OPTIONS, nesting, glued scripts."""
-    generators = fuzz_engine.GENERATORS
+    generators = fuzz_inputs.GENERATORS
     text = generators[which % len(generators)](random.Random(seed))
     outcome = run(harness, fuzz_engine, text)
     assert outcome in {"ok", "ParseError", "duckdb.Error"} or \
@@ -85,8 +86,9 @@ def option_mutations(draw: st.DrawFn, corpus: list[Any], keys: list[str]) -> str
 
 @QUICK
 @given(data=st.data())
-def test_generated_options(harness: Any, fuzz_engine: ModuleType, data: st.DataObject) -> None:
-    text = data.draw(option_mutations(fuzz_engine.AI_CORPUS, fuzz_engine.OPTION_KEYS))
+def test_generated_options(harness: Any, fuzz_engine: ModuleType, fuzz_inputs: ModuleType,
+                           data: st.DataObject) -> None:
+    text = data.draw(option_mutations(fuzz_inputs.AI_CORPUS, fuzz_inputs.OPTION_KEYS))
     outcome = run(harness, fuzz_engine, text)  # ParseError: e.g. image_col and IMAGE_COL
     assert outcome in {"ok", "ParseError", "duckdb.Error"} or \
         outcome.startswith("pixql."), outcome
