@@ -1,6 +1,6 @@
 """CONVERT of URL values (issue 13): http(s) through the SSRF-safe fetcher (a real HTTP
 server on 127.0.0.1, refused until allow-listed), s3 and gs through fsspec on a real moto
-server and a real GCS emulator (each skipped when not installed),
+server and a real GCS emulator (moto[server] and gcp-storage-emulator are in [dev]),
 on_error for a refused host and a 404, and per-row staleness from ETag / Last-Modified /
 size (a changed object re-embedded, an unchanged one reused)."""
 
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import pixql
 from pixql.errors import ImageError
 from tests.conftest import make_image_folder
 from tests.remote.servers import gcs_emulator, moto_s3, serve_folder
+from tests.remote.workspaces import open_ws, url_table
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -24,25 +24,6 @@ if TYPE_CHECKING:
 
 CONVERT = "CONVERT USING q OPTIONS (result_col='e'{extra}) AS SELECT * FROM {table}"
 LOOPBACK = {"url_allow_hosts": ["127.0.0.1"], "url_timeout_s": 5.0}
-
-
-def open_ws(root: Path, **url_settings: Any) -> Any:
-    """A workspace with table t (4 images under imgs/, by path) and model q (Pixels)."""
-    ws = pixql.connect(root, progress=False, url_settings=url_settings)
-    if not (root / "imgs").exists():
-        make_image_folder(root / "imgs", per_class=2, shapes=("a", "b"))
-    if ws.catalog.find_model("q") is None:
-        ws.sql("COPY t OPTIONS (if_exists='replace') FROM 'imgs/'")
-        ws.sql("BUILD MODEL q USING Pixels OPTIONS (image_size=8) AS SELECT * FROM t")
-    return ws
-
-
-def url_table(ws: Any, base: str, extra: tuple[str, ...] = ()) -> None:
-    """Table u: t's images by URL (``base`` + path under imgs/), plus ``extra`` URLs."""
-    ws.sql(f"CREATE OR REPLACE TABLE u AS SELECT '{base}/' || substr(image_path, 6) AS "
-           "image_path, label FROM t")
-    for url in extra:
-        ws.sql(f"INSERT INTO u VALUES ('{url}', 'x')")
 
 
 def vectors(ws: Any, table: str) -> list[tuple[str, Any]]:

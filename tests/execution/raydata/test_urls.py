@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-import pixql
 from pixql.errors import ImageError
 from pixql.execution.raydata import worker
 from pixql.remote.sources import UrlSettings
 from tests.conftest import make_image_folder
 from tests.remote.servers import serve_folder
+from tests.remote.workspaces import open_ws, url_table
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,14 +28,9 @@ def rows(ws: Any, col: str) -> list[tuple[Any, ...]]:
 
 def test_ray_converts_urls_like_local(tmp_path: Path, ray_local: Any) -> None:
     root = tmp_path / "ws"
-    make_image_folder(root / "imgs", per_class=3, shapes=("a", "b"))
+    ws = open_ws(root, url_allow_hosts=["127.0.0.1"])
     with serve_folder(root / "imgs") as base:
-        ws = pixql.connect(root, progress=False,
-                           url_settings={"url_allow_hosts": ["127.0.0.1"]})
-        ws.sql("COPY t OPTIONS (if_exists='replace') FROM 'imgs/'")
-        ws.sql("BUILD MODEL q USING Pixels OPTIONS (image_size=8) AS SELECT * FROM t")
-        ws.sql(f"CREATE TABLE u AS SELECT '{base}/' || substr(image_path, 6) AS image_path "
-               f"FROM t UNION ALL SELECT '{base}/gone.png'")
+        url_table(ws, base, extra=(f"{base}/gone.png",))
         ws.sql("CONVERT USING q OPTIONS (result_col='e_local', on_error='null') "
                "AS SELECT * FROM u")
         res = ws.sql(f"CONVERT USING q OPTIONS (result_col='e_ray', on_error='null', {RAY}) "
