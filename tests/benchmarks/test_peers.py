@@ -10,21 +10,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.benchmarks.modules import BENCH, bench_module
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture
 def peers() -> Iterator[object]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import peers as module
-
+    with bench_module("peers") as module:
         yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def test_tiny_run_through_pixql_and_numpy(tmp_path: Path) -> None:

@@ -7,27 +7,23 @@ import importlib
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
+from tests.benchmarks.modules import BENCH, bench_module
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture
 def bench() -> Iterator[Any]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import peers_roboflow as module
-
+    with bench_module("peers_roboflow") as module:
         yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def test_pixql_backend_is_read_from_the_server_log(bench: Any) -> None:

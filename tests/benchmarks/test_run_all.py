@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.benchmarks.modules import bench_module
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture
 def run_all(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    sys.path.insert(0, str(BENCH))
-    try:
-        import run_all as module
-
+    with bench_module("run_all") as module:
         yield module
-    finally:
-        sys.path.remove(str(BENCH))
 
 
 def ran(run_all: Any, monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[int, list[str]]:
