@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pixql.errors import ImageError
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -76,6 +76,8 @@ class UrlPolicy:
         """The TLS context for https images (certificates and host names are verified),
         made once per CA bundle: loading a bundle costs tens of milliseconds, more than a
         small image's download."""
+        import ssl  # only where https is read: it costs a few ms to import
+
         with _TLS_LOCK:
             context = _TLS.get(self.ca_bundle)
             if context is None:

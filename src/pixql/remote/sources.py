@@ -30,7 +30,7 @@ import hashlib
 import importlib
 import os
 import threading
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -123,9 +123,6 @@ class UrlSettings:
             list(self.url_allow_hosts), timeout_s=self.url_timeout_s,
             total_timeout_s=self.url_total_timeout_s, max_bytes=self.url_max_bytes,
             max_redirects=self.url_max_redirects, ca_bundle=self.url_ca_bundle)
-
-    def with_(self, **changes: Any) -> UrlSettings:
-        return replace(self, **changes)
 
 
 def _from_text(name: str, raw: str, cls: type[UrlSettings]) -> Any:
