@@ -286,18 +286,22 @@ class UrlReader:
         return info
 
     def _fs_read(self, url: str) -> bytes:
-        info = self._info(url)
-        cap = self.settings.url_max_bytes
-        size = info.get("size")
-        if isinstance(size, int) and size > cap:
-            raise ImageError(f"object is {size} bytes, over the cap of {cap} (url_max_bytes)")
+        """The object, in one ranged GET of at most the cap + 1 bytes (no info request
+        first); its info is asked only when that fails or is over the cap, for the error."""
         fs = self.filesystem(self._scheme(url))
+        cap = self.settings.url_max_bytes
         try:
-            with fs.open(url, "rb") as f:
-                data: bytes = f.read(cap + 1)
+            data: bytes = fs.cat_file(url, start=0, end=cap + 1)
+        except FileNotFoundError:
+            raise ImageError("no such object") from None
         except Exception as e:  # noqa: BLE001 - the store's own error types
+            size = self._info(url).get("size")  # its ImageError when the store cannot say
+            if size == 0:  # S3 refuses any range of an empty object (416)
+                return b""
+            _check_cap(size, cap)
             raise ImageError(f"{type(e).__name__}: {e}") from None
         if len(data) > cap:
+            _check_cap(self._info(url).get("size"), cap)
             raise ImageError(f"object is over the cap of {cap} bytes (url_max_bytes)")
         return data
 
@@ -306,6 +310,12 @@ class UrlReader:
         size = info.get("size")
         return (int(size) if isinstance(size, int) else UNKNOWN_SIZE,
                 token_hash(*(info.get(k) for k in VERSION_KEYS)))
+
+
+def _check_cap(size: Any, cap: int) -> None:
+    """ImageError when the store says the object is over the cap."""
+    if isinstance(size, int) and size > cap:
+        raise ImageError(f"object is {size} bytes, over the cap of {cap} (url_max_bytes)")
 
 
 _default: UrlReader | None = None
