@@ -216,19 +216,16 @@ def chunk_sigs(ctx: ExecContext, keys: list[Any]) -> list[tuple[int, int]]:
 
 def page_url_sigs(ctx: ExecContext, rows: list[tuple[Any, ...]]) -> dict[Any, tuple[int, int]]:
     """The present signatures of a page's embedded URL values (the ones
-    :func:`needs_embedding` compares), asked for in :data:`SIG_THREADS` threads."""
+    :func:`needs_embedding` compares; :func:`chunk_sigs`, so in threads)."""
     keys = [r[0] for r in rows if r[2] and r[3] is not None and is_url(r[0])]
-    if not keys:
-        return {}
-    with ThreadPoolExecutor(SIG_THREADS, thread_name_prefix="pixql-sig") as pool:
-        return dict(zip(keys, pool.map(ctx.ws.urls.signature, keys), strict=True))
+    return dict(zip(keys, chunk_sigs(ctx, keys), strict=True)) if keys else {}
 
 
 def needs_embedding(row: tuple[Any, ...], files: bool, resolve: Callable[[str], Path],
-                    urls: UrlReader | None = None,
                     known: dict[Any, tuple[int, int]] | None = None) -> bool:
     """Whether the rows of one work-list line need embedding: not all current, or (files)
-    the file's size or mtime differ from what was read (NULL: a 0.1 vector, trusted)."""
+    the file's size or mtime differ from what was read (NULL: a 0.1 vector, trusted). A
+    URL's signature is looked up in ``known`` (:func:`page_url_sigs`)."""
     key, _n, current, size_lo, size_hi, mtime_lo, mtime_hi = row
     if not current:
         return True
@@ -236,7 +233,7 @@ def needs_embedding(row: tuple[Any, ...], files: bool, resolve: Callable[[str], 
         return False
     if size_lo != size_hi or mtime_lo != mtime_hi:
         return True
-    sig = known[key] if known and key in known else file_sig(resolve, key, urls)
+    sig = known[key] if known and key in known else file_sig(resolve, key)
     return sig != (size_lo, mtime_lo)
 
 
@@ -347,26 +344,34 @@ def convert_rows(ctx: ExecContext, query_sql: str, target: Target, engine: Compu
 def _chunks(ctx: ExecContext, work: WorkList, size: int, files: bool, tally: Tally,
             bar: Any) -> Iterator[Chunk]:
     """The chunks of values to embed, read from the work list page by page (rows that
-    are current are counted as reused); files' signatures are read before sending."""
+    are current are counted as reused); files' signatures are read before sending (a
+    URL's page signature, taken to compare, is the one its chunk keeps)."""
     pending: dict[Any, int] = {}  # value → rows, for the chunk being gathered
+    taken: dict[Any, tuple[int, int]] = {}  # value → signature, of pending URLs already asked
 
     def chunk() -> Chunk:
         keys = list(pending)
-        return Chunk(keys, list(pending.values()), chunk_sigs(ctx, keys) if files else None)
+        if not files:
+            return Chunk(keys, list(pending.values()), None)
+        fresh = iter(chunk_sigs(ctx, [k for k in keys if k not in taken]))
+        sigs = [taken[k] if k in taken else next(fresh) for k in keys]
+        return Chunk(keys, list(pending.values()), sigs)
 
     for page in work_pages(ctx, work):
         rows = list(zip(*(c.to_pylist() for c in page.columns), strict=True))
-        known = page_url_sigs(ctx, rows) if files else None
+        known = page_url_sigs(ctx, rows) if files else {}
         for row in rows:
             if row[0] not in pending and not needs_embedding(row, files, ctx.ws.resolve,
-                                                            ctx.ws.urls, known):
+                                                            known):
                 tally.reused += row[1]
                 bar.update(row[1])
                 continue
+            if row[0] in known:
+                taken[row[0]] = known[row[0]]
             pending[row[0]] = pending.get(row[0], 0) + row[1]
             if len(pending) >= size:
                 yield chunk()
-                pending = {}
+                pending, taken = {}, {}
     if pending:
         yield chunk()
 
