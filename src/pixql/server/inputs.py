@@ -25,9 +25,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from pixql.errors import ImageError, InputError
 from pixql.images import decode_image, load_image, map_ordered
-from pixql.remote.http import UrlPolicy, fetch_url
+from pixql.remote.http import fetch_url
+from pixql.remote.sources import UrlSettings
 from pixql.server.schemas import ImageInput
-from pixql.server.settings import ServerSettings
+from pixql.server.settings import ServerSettings, url_settings
 
 PREFIX = "Could not load input image. Cause: "
 _DATA_URI = re.compile(r"^data:image/[a-z0-9.+-]+;base64,", re.IGNORECASE)
@@ -54,14 +55,7 @@ class ImageLoader:
     def __init__(self, settings: ServerSettings, workspace_root: Path | None = None) -> None:
         self.settings = settings
         self.workspace_root = workspace_root.resolve() if workspace_root else None
-        self.policy = UrlPolicy.from_entries(
-            settings.url_allow_hosts,
-            timeout_s=settings.url_timeout_s,
-            total_timeout_s=settings.url_total_timeout_s,
-            max_bytes=settings.url_max_bytes,
-            max_redirects=settings.url_max_redirects,
-            ca_bundle=str(settings.url_ca_bundle) if settings.url_ca_bundle else None,
-        )
+        self.policy = UrlSettings(**url_settings(settings)).policy()
         #: image ``type`` → loader(value, name) returning a PIL image
         self.loaders: dict[str, Callable[[Any, str], Any]] = {
             "base64": self._from_base64,
