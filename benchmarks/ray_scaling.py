@@ -21,8 +21,9 @@ import shlex
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,6 +33,9 @@ from common import CACHE, machine, precision_at_k, unpack_mnist, write_section
 import pixql
 import pixql.testing.faulty
 from pixql.execution import incremental
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -105,13 +109,31 @@ def setup_pool(db: Any, root: Path, args: argparse.Namespace) -> None:
     db.sql("BUILD MODEL px USING Pixels OPTIONS (overwrite=True, image_size=28)")
 
 
+@contextmanager
+def pool_per_chunk(on: bool) -> Iterator[None]:
+    """While the block runs (``on``), the Ray engine runs a pipeline (and a pool of actors,
+    each loading the model) per chunk, as before pixql 0.3; the engine itself runs one per
+    statement."""
+    from pixql.execution.raydata.engine import RayEngine
+
+    real = RayEngine.stream
+
+    def per_chunk(engine: RayEngine, chunks: Iterable[Any]) -> Iterator[Any]:
+        for chunk in chunks:
+            yield from engine.run([chunk])
+
+    if on:
+        RayEngine.stream = per_chunk  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RayEngine.stream = real  # type: ignore[method-assign]
+
+
 def pool_effect(db: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     """The same Ray CONVERT (Pixels, 2 actors) in 1 chunk and in ``--pool-chunks`` chunks,
-    with one actor pool per statement (now) and one per chunk (before; the engine's
-    POOL_PER_CHUNK switch), interleaved, warm. Extra seconds per chunk = (many − one) /
-    (chunks − 1)."""
-    from pixql.execution.raydata import engine as ray_engine
-
+    with one actor pool per statement (now) and one per chunk (before; :func:`pool_per_chunk`),
+    interleaved, warm. Extra seconds per chunk = (many − one) / (chunks − 1)."""
     n, chunks = args.pool_rows, args.pool_chunks
     sql = ("CONVERT USING px OPTIONS (result_col='e_pool', refresh='all', chunk_size={c}"
            + ray_opts(2) + ") AS SELECT * FROM digits")
@@ -119,12 +141,9 @@ def pool_effect(db: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
     out = []
     for rnd in range(args.pool_rounds):
         for per_chunk in (True, False):
-            ray_engine.POOL_PER_CHUNK = per_chunk
-            try:
+            with pool_per_chunk(per_chunk):
                 one = timed(db, sql.format(c=n))[1]
                 many = timed(db, sql.format(c=-(-n // chunks)))[1]
-            finally:
-                ray_engine.POOL_PER_CHUNK = False
             out.append({"round": rnd, "pool": "chunk" if per_chunk else "statement",
                         "one_s": one, "many_s": many,
                         "per_chunk_s": (many - one) / max(1, chunks - 1)})

@@ -48,10 +48,6 @@ PROBE_PATHS = 8
 FILE_MODALITIES = frozenset({"image", "video", "audio"})
 #: how many values an error names
 NAMED = 5
-#: True: a pipeline (and a pool of actors, each loading the model) per chunk, as before
-#: pixql 0.3 — only for benchmarks/ray_scaling.py, which measures what one pool per
-#: statement saves
-POOL_PER_CHUNK = False
 
 
 class RayEngine:
@@ -183,10 +179,7 @@ class RayEngine:
         return emb  # finishes here, not when collected (maybe after ray.shutdown)
 
     def stream(self, chunks: Iterable[Chunk]) -> Generator[tuple[Chunk, Embedded], None, None]:
-        if POOL_PER_CHUNK:  # the pre-0.3 behaviour, kept for benchmarks/ray_scaling.py
-            for chunk in chunks:
-                yield from self.run([chunk])
-            return
+        """All of ``chunks`` through one pipeline (one actor pool for the statement)."""
         yield from self.run(chunks)
 
     def send(self, chunks: Iterable[Chunk]) -> tuple[list[Sent], list[Any]]:
