@@ -14,7 +14,6 @@ loses only the chunks not yet handed back.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +45,7 @@ class Partial:
     """A chunk whose rows are coming back."""
 
     chunk: Chunk
-    positions: list[int]
+    positions: np.ndarray  # int64: the chunk index of each row sent, in sending order
     vectors: np.ndarray
     valid: np.ndarray
     reasons: dict[int, str]
@@ -81,28 +80,37 @@ class Assembly:
     batch_size: int
     open: dict[int, Partial] = field(default_factory=dict)
     next: int = 0  # the next chunk to hand back
+    starts: np.ndarray = field(init=False)  # each chunk's first statement position
+
+    def __post_init__(self) -> None:
+        self.starts = np.array([s.start for s in self.sent], dtype=np.int64)
 
     def partial(self, c: int) -> Partial:
         if c not in self.open:
             chunk, positions, failed = self.ray.get(self.sent[c].meta)
             n = len(chunk.keys)
-            self.open[c] = Partial(chunk, positions, np.zeros((n, self.dim), np.float32),
+            self.open[c] = Partial(chunk, np.asarray(positions, dtype=np.int64),
+                                   np.zeros((n, self.dim), np.float32),
                                    np.zeros(n, dtype=bool), dict(failed))
         return self.open[c]
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         """One batch of results: ``i`` (statement positions), ``vec``, ``ok``, ``err``."""
-        starts = [s.start for s in self.sent]
-        positions = [int(x) for x in batch["i"]]
-        for row, i in enumerate(positions):
-            c = bisect.bisect_right(starts, i) - 1
+        i = np.asarray(batch["i"], dtype=np.int64)
+        ok = np.asarray(batch["ok"], dtype=bool)
+        # the chunk of each row: the last one starting at or before it (one that sent no
+        # rows starts where the next one does)
+        of = np.searchsorted(self.starts, i, side="right") - 1
+        for c in np.unique(of).tolist():
+            rows = np.flatnonzero(of == c)
             part = self.partial(c)
-            k = part.positions[i - self.sent[c].start]
-            part.vectors[k] = batch["vec"][row]
-            part.valid[k] = bool(batch["ok"][row])
-            if not part.valid[k]:
-                part.reasons[k] = str(batch["err"][row])
-            part.got += 1
+            k = part.positions[i[rows] - self.sent[c].start]
+            part.vectors[k] = batch["vec"][rows]
+            part.valid[k] = ok[rows]
+            bad = ~ok[rows]
+            for row, kb in zip(rows[bad].tolist(), k[bad].tolist(), strict=True):
+                part.reasons[kb] = str(batch["err"][row])
+            part.got += len(rows)
 
     def ready(self) -> Iterator[tuple[Chunk, Embedded]]:
         """The chunks, in order, whose rows are all back (ImageError: a bad value under
@@ -122,7 +130,7 @@ class Assembly:
     def values_in_flight(self) -> list[Any]:
         """The values sent of the first chunk not handed back (for an error message)."""
         part = self.partial(min(self.next, len(self.sent) - 1))
-        return [part.chunk.keys[k] for k in part.positions]
+        return [part.chunk.keys[k] for k in part.positions.tolist()]
 
     def check_done(self) -> None:
         if self.next < len(self.sent):  # pragma: no cover - Ray Data returns each row once
