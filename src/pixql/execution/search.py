@@ -37,6 +37,7 @@ from pixql.execution.result import Result
 from pixql.execution.search_hot import Prepared, fetch_rows, hot_search, memo_of
 from pixql.execution.vectors import (
     ColumnVectors,
+    Stamp,
     TableRef,
     arrow_vectors,
     read_snapshot,
@@ -80,12 +81,14 @@ class QueryPlan:
     rowid_sql: str | None  # SELECT rowid FROM table WHERE ... (None: no WHERE clause)
 
 
-def run_search(ctx: ExecContext, node: Search) -> Result:
+def run_search(ctx: ExecContext, node: Search, opts: SearchIndexOptions | None = None) -> Result:
     """One query embedded from ``search_input`` (the executor of SEARCH,
-    :func:`pixql.execution.search_rows.run_any_search`, sends the other forms elsewhere)."""
+    :func:`pixql.execution.search_rows.run_any_search`, sends the other forms elsewhere);
+    ``opts``: the node's options, when the caller has validated them."""
     if node.target == "audio":
         raise ModelError("SEARCH AUDIO is not supported: no pixql model embeds audio")
-    opts = validate(SearchIndexOptions, node, what=f"SEARCH {node.target.upper()}")
+    if opts is None:
+        opts = validate(SearchIndexOptions, node, what=f"SEARCH {node.target.upper()}")
     result_col = opts.column_name or opts.result_col
     memo = memo_of(ctx.ws)
     prep = None if memo is None else memo.get(ctx.cur, node.query.text, node.model,
@@ -105,7 +108,8 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
     if rows is None:
         assert plan is not None
         found = fast_search(ctx, plan, opts, rec.dim, q,
-                            freshness(col, rec, plan.table.columns), hot=prep is not None)
+                            freshness(col, rec, plan.table.columns),
+                            hot=None if prep is None else prep.stamp)
         if found is not None:
             if memo is not None and prep is None:
                 memo.put(ctx.cur, node.query.text, node.model, opts.emb_col,
@@ -113,7 +117,7 @@ def run_search(ctx: ExecContext, node: Search) -> Result:
             return _result(*found, result_col)
         if memo is not None and prep is not None:  # look everything up again
             memo.forget()
-            return run_search(ctx, node)
+            return run_search(ctx, node, opts)
         rows = _query_rows(ctx, node.query, opts.emb_col)
     table_cols = plan.table.columns if plan is not None else rows.column_names
     if plan is None and col is not None:
@@ -232,11 +236,12 @@ def rank(scores: np.ndarray, valid: np.ndarray, top_k: int | None) -> np.ndarray
 
 # -- fast path ------------------------------------------------------------------------------
 def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim: int,
-                q: np.ndarray, fresh: Freshness | None = None, *, hot: bool = False,
+                q: np.ndarray, fresh: Freshness | None = None, *, hot: Stamp | None = None,
                 ) -> tuple[pa.Table, np.ndarray, str] | None:
     """Rank with the cached vectors of ``plan.table``: (rows, scores, note), or None when
-    the cache cannot answer (the caller then takes the general path). ``hot``: the SEARCH
-    memo recognised this SEARCH (:mod:`pixql.execution.search_hot`)."""
+    the cache cannot answer (the caller then takes the general path). ``hot``: the write
+    stamp at which the SEARCH memo recognised this SEARCH
+    (:mod:`pixql.execution.search_hot`)."""
     cache = getattr(ctx.ws, "_vector_cache", None)
     if cache is None:
         return None
@@ -251,7 +256,8 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
         positions, scores, note = _select(ctx, vecs, q, cand, opts, plan)
         return positions, scores, "; ".join(n for n in (left_out, note) if n)
 
-    found = hot_search(ctx, cache, plan, opts.emb_col, fresh, ranked) if hot else None
+    found = None if hot is None else \
+        hot_search(ctx, cache, plan, opts.emb_col, fresh, ranked, hot)
     if found is not None:
         return found
     with read_snapshot(ctx.cur) as ok:

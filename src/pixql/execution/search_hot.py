@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from pixql.catalog.store import ColumnRecord, ModelRecord
     from pixql.execution.context import ExecContext
     from pixql.execution.freshness import Freshness
-    from pixql.execution.vectors import ColumnVectors, TableRef, VectorCache
+    from pixql.execution.vectors import ColumnVectors, Stamp, TableRef, VectorCache
 
 _names = itertools.count()
 Ranked = tuple[np.ndarray, np.ndarray, str]
@@ -71,6 +71,7 @@ class Prepared:
     rec: ModelRecord
     col: ColumnRecord | None
     cursor: Any = None  # the cursor it was found on (kept alive: its id stays unique)
+    stamp: Stamp | None = None  # the write stamp :meth:`SearchMemo.get` recognised it at
 
 
 def catalog_version(cur: duckdb.DuckDBPyConnection) -> int | None:
@@ -106,10 +107,12 @@ class SearchMemo:
         key = self._key(cur, text, model, emb_col)
         with self._lock:
             found = None if key is None else self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)  # type: ignore[arg-type]
-                self.hits += 1
-            return found
+            if found is None:
+                return None
+            self._items.move_to_end(key)  # type: ignore[arg-type]
+            self.hits += 1
+        assert key is not None
+        return replace(found, stamp=key[4])
 
     def put(self, cur: duckdb.DuckDBPyConnection, text: str, model: str, emb_col: str,
             prepared: Prepared) -> None:
@@ -138,31 +141,29 @@ def memo_of(ws: Any) -> SearchMemo | None:
 
 
 def hot_entry(cache: VectorCache, key: tuple[str, str], state: tuple[Any, ...] | None,
-              status_sql: str | None) -> tuple[ColumnVectors, tuple[int, ...]] | None:
-    """(cached vectors, write stamp) when the cache holds ``key`` for the database as it is
-    now (the row count is checked by the caller), else None."""
+              status_sql: str | None, stamp: Stamp) -> ColumnVectors | None:
+    """The cached vectors when the cache holds ``key`` for the database at write ``stamp``
+    (the row count is checked by the caller), else None."""
     entry = cache.peek(key)
-    stamp = db_stamp(cache.db_path)
     if entry is None or entry.state is None or state is None:
         return None
     if entry.state[0] != stamp or entry.state[1] != state or entry.state[3] != status_sql:
         return None
-    return entry, stamp
+    return entry
 
 
 def hot_search(ctx: ExecContext, cache: VectorCache, plan: Any, emb_col: str,
-               fresh: Freshness | None,
-               ranked: Callable[[ColumnVectors], Ranked | None]) -> Found | None:
+               fresh: Freshness | None, ranked: Callable[[ColumnVectors], Ranked | None],
+               stamp: Stamp) -> Found | None:
     """(rows, scores, note) from the cached vectors in one round trip (two with a WHERE
-    clause), for a SEARCH the memo recognised (see the module docstring); None when the
-    snapshot path should answer instead."""
+    clause), for a SEARCH the memo recognised at write ``stamp`` (see the module
+    docstring); None when the snapshot path should answer instead."""
     table: TableRef = plan.table
     status_sql = None if fresh is None else fresh.status_sql()
-    got = hot_entry(cache, (table.key, emb_col.lower()), table.column_state(emb_col),
-                    status_sql)
-    if got is None:
+    vecs = hot_entry(cache, (table.key, emb_col.lower()), table.column_state(emb_col),
+                     status_sql, stamp)
+    if vecs is None:
         return None
-    vecs, stamp = got
     assert vecs.state is not None
     done = ranked(vecs)
     if done is None:

@@ -57,7 +57,7 @@ def run_any_search(ctx: ExecContext, node: Search) -> Result:
     opts = validate(SearchIndexOptions, node, what=f"SEARCH {node.target.upper()}")
     form = si.search_form(node, opts)
     if form == "single":
-        return with_min_score(run_search(ctx, node), opts)
+        return with_min_score(run_search(ctx, node, opts), opts)
     return _run_many(ctx, node, opts, form)
 
 

@@ -26,6 +26,7 @@ by :meth:`VectorCache.invalidate` (called by CONVERT and COPY).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -67,13 +68,19 @@ Stamp = tuple[int, ...]
 def db_stamp(db_path: Path) -> Stamp:
     """(inode, size, mtime_ns) of the database file and of its WAL (zeros when absent)."""
     out: list[int] = []
-    for p in (db_path, db_path.with_name(db_path.name + ".wal")):
+    for p in _stamp_files(db_path):
         try:
             st = os.stat(p)
             out += [st.st_ino, st.st_size, st.st_mtime_ns]
         except FileNotFoundError:
             out += [0, 0, 0]
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=64)
+def _stamp_files(db_path: Path) -> tuple[str, str]:
+    """The database file and its WAL, as strings (a SEARCH reads the stamp twice)."""
+    return str(db_path), str(db_path.with_name(db_path.name + ".wal"))
 
 
 @contextmanager

@@ -87,8 +87,9 @@ def open_saved(path: Path, state: Any, dim: int) -> SavedVectors | None:
 
 def open_raw(path: Path, units: np.ndarray) -> raw_rows.RawRows:
     """The stored rows saved beside ``units`` (ValueError: inconsistent)."""
-    pos = np.load(path / raw_rows.POS, mmap_mode="r")
-    row = np.load(path / raw_rows.ROW, mmap_mode="r")
+    # plain arrays over the maps: a numpy.memmap wraps every result of an operation
+    pos = np.asarray(np.load(path / raw_rows.POS, mmap_mode="r"))
+    row = np.asarray(np.load(path / raw_rows.ROW, mmap_mode="r"))
     data = map_units(path / raw_rows.RAW, len(pos), units.shape[1])
     if len(row) != len(pos) or (len(pos) and not 0 <= int(pos[0]) <= int(pos[-1]) < len(units)):
         raise ValueError(f"{path / raw_rows.POS} does not fit {len(units)} rows")

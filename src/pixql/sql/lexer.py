@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pixql.errors import ParseError
 
@@ -70,18 +69,25 @@ class TokenKind(str, Enum):
     EOF = "end of input"
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(NamedTuple):
     """One token: ``text`` is the raw source slice, ``value`` the decoded content
-    (string contents, identifier without quotes)."""
+    (string contents, identifier without quotes). Its 1-based ``line`` and ``col`` are
+    worked out when asked for (error messages and statement positions only)."""
 
     kind: TokenKind
     text: str
     value: str
     start: int
     end: int
-    line: int
-    col: int
+    lines: LineIndex
+
+    @property
+    def line(self) -> int:
+        return self.lines.position(self.start)[0]
+
+    @property
+    def col(self) -> int:
+        return self.lines.position(self.start)[1]
 
     @property
     def word(self) -> str | None:
@@ -191,8 +197,7 @@ class Lexer:
         return self._make(TokenKind.PUNCT, start, start + 1, char)
 
     def _make(self, kind: TokenKind, start: int, end: int, value: str) -> Token:
-        line, col = self.lines.position(start)
-        return Token(kind, self.text[start:end], value, start, end, line, col)
+        return Token(kind, self.text[start:end], value, start, end, self.lines)
 
     def _close(self, start: int, quote: str, *, escapes: bool, what: str) -> int:
         """End offset of the quoted token opened at ``start`` (doubled quotes, and

@@ -156,7 +156,8 @@ def test_auto_picks_per_tower_a_backend_that_keeps_the_cosine(cache_dir, tiny_cl
 
 
 @pytest.mark.parametrize(("cosines", "want"), [
-    ({}, "auto(image=openvino-int8, text=onnx-int8)"),
+    ({}, "auto(image=openvino-int8, text=openvino-int8)"),
+    ({("openvino-int8", "text"): BELOW}, "auto(image=openvino-int8, text=onnx-int8)"),
     ({"openvino-int8": BELOW}, "auto(image=onnx-int8, text=onnx-int8)"),
     ({"openvino-int8": BELOW, ("onnx-int8", "text"): BELOW},
      "auto(image=onnx-int8, text=onnx)"),
@@ -196,7 +197,7 @@ def test_auto_falls_back_to_torch_when_no_candidate_keeps_the_cosine(cache_dir, 
 def test_export_happens_once_and_is_reused(cache_dir, monkeypatch, tiny_clip):
     first_load = cache_dir["exports"]
     assert len(first_load) == len(set(first_load))  # each file once
-    assert {("image", "fp32"), ("text", "fp32"), ("image", "int8s"), ("text", "int8")} <= set(
+    assert {("image", "fp32"), ("text", "fp32"), ("image", "int8s"), ("text", "int8s")} <= set(
         first_load)  # fp32, then the first candidate (what follows depends on its cosine)
     folder = cache_dir["folder"]
     assert folder.parent == cache_dir["root"] / "onnx"

@@ -94,7 +94,7 @@ def test_the_default_is_auto_and_load_clip_uses_it(default_cache, tiny_clip):
 def test_concurrent_first_loads_export_each_file_once(default_cache):
     exports = default_cache["exports"]
     assert len(exports) == len(set(exports))  # each file once, though two loads raced
-    assert {("image", "fp32"), ("text", "fp32"), ("image", "int8s"), ("text", "int8")} <= set(
+    assert {("image", "fp32"), ("text", "fp32"), ("image", "int8s"), ("text", "int8s")} <= set(
         exports)
     loaded, other = default_cache["loaded"], default_cache["other"]
     folder = default_cache["folder"]

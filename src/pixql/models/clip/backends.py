@@ -12,8 +12,7 @@
   generated inputs; patch embedding and final projection kept fp32: see
   :mod:`pixql.models.clip.quantize`). Rows do not depend on their batch mates, so batches
   run batched; the fastest here at every batch size.
-* ``auto`` (the default) — per tower, the first of :data:`AUTO_ORDER` (texts:
-  :data:`TOWER_ORDER`) that is installed,
+* ``auto`` (the default) — per tower, the first of :data:`AUTO_ORDER` that is installed,
   exports, loads and keeps cosine :data:`MIN_COSINE` vs torch fp32 on a calibration batch;
   torch otherwise (and always off the CPU). Nothing it tries can fail the load: a missing
   runtime is skipped silently (debug log), any other failure (export, quantization, runtime,
@@ -62,14 +61,11 @@ BACKENDS: dict[str, str] = {
     "auto": "per tower the fastest installed CPU backend keeping cosine >= 0.99 vs torch, "
             "else torch (the default)",
 }
-#: candidates of ``auto``, fastest first (benchmarks/RESULTS.md, sections clip_cpu and
-#: clip_cpu_int8): the image tower's order
+#: candidates of ``auto``, fastest first, for both towers (benchmarks/RESULTS.md, section
+#: clip_cpu_int8: ``openvino-int8`` is >= 3x torch fp32 at batch 1, 16 and 64 with 1 and 2
+#: threads on images and texts; ``onnx-int8`` is faster on single texts but runs row by row,
+#: 2.2-2.6x at batch 16/64 with 2 threads)
 AUTO_ORDER = ("openvino-int8", "onnx-int8", "openvino", "onnx")
-#: towers whose order differs: ONNX Runtime's dynamic int8 was faster than OpenVINO's static
-#: int8 on texts (whose length changes from batch to batch) in the same runs
-TOWER_ORDER: dict[str, tuple[str, ...]] = {
-    "text": ("onnx-int8", "openvino-int8", "openvino", "onnx"),
-}
 #: the least per-row cosine similarity to torch fp32 a backend must keep
 MIN_COSINE = 0.99
 
@@ -171,8 +167,7 @@ def _pick(embedder: ClipEmbedder, towers: Towers, tower: str, candidates: list[s
     from pixql.models.clip.onnx_backend import RUNNERS
 
     failed: set[str] = set()
-    order = TOWER_ORDER.get(tower, AUTO_ORDER)
-    for backend in sorted(candidates, key=order.index):
+    for backend in sorted(candidates, key=AUTO_ORDER.index):
         precision = RUNNERS[backend][0]
         if precision in failed or SOURCES.get(precision) in failed:
             continue
