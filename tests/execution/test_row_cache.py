@@ -152,3 +152,37 @@ def test_another_cursors_settings_are_its_own(vec_ws: Any) -> None:
         mine = vec_ws.sql(search(top_k="9")).table
         assert mine.schema.field("name").type == pa.string()
     assert mine.equals(general(vec_ws, top_k="9"))
+
+
+def test_take_matches_arrows_take_for_every_column_kind() -> None:
+    """Integer and float columns without nulls go through numpy, the rest through Arrow:
+    the result is Arrow's ``take``, value for value and type for type."""
+    import datetime as dt
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from pixql.execution import row_cache
+
+    n = 50
+    rows = pa.table({
+        "id": pa.array(np.arange(n), pa.int64()),
+        "small": pa.array(np.arange(n) % 7, pa.int8()),
+        "f": pa.array(np.linspace(0, 1, n), pa.float32()),
+        "nullable": pa.array([None if i % 5 == 0 else i for i in range(n)], pa.int32()),
+        "path": pa.array([f"img/{i}.png" for i in range(n)]),
+        "at": pa.array([dt.datetime(2026, 1, 1) + dt.timedelta(hours=i) for i in range(n)]),
+        "chunked": pa.chunked_array([pa.array(range(20)), pa.array(range(20, n))]),
+    })
+    positions = np.array([7, 0, 49, 5, 5, 31])
+    for _ in range(2):  # the second time with the numpy views worked out before
+        got = pa.Table.from_arrays(row_cache._take(rows, positions), schema=rows.schema)
+        assert got.equals(rows.take(pa.array(positions)))
+    assert [v is not None for v in row_cache._views(rows)] == \
+        [True, True, True, False, False, False, False]
+    gone, key = weakref.ref(rows), id(rows)
+    del rows, got
+    gc.collect()
+    assert gone() is None  # the views do not keep the table (or its buffers) alive
+    assert key not in row_cache._plain_views

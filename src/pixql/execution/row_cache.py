@@ -31,6 +31,7 @@ the fetched rows have the very same schema, else they are read anew.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -128,7 +129,8 @@ def take_rows(vecs: ColumnVectors, positions: np.ndarray) -> pa.Table | None:
 
 #: Arrow types whose values a numpy array holds as they are (no nulls): taken with numpy
 _PLAIN = (pa.types.is_integer, pa.types.is_floating)
-_plain_views: dict[int, tuple[pa.Table, list[np.ndarray | None]]] = {}
+#: per kept table, by id while it lives (its numpy views hold its buffers: dropped with it)
+_plain_views: dict[int, tuple[weakref.ref[pa.Table], list[np.ndarray | None]]] = {}
 
 
 def _take(rows: pa.Table, positions: np.ndarray) -> list[Any]:
@@ -145,17 +147,16 @@ def _take(rows: pa.Table, positions: np.ndarray) -> list[Any]:
 
 def _views(rows: pa.Table) -> list[np.ndarray | None]:
     """Per column of ``rows``: its values as a numpy view when :data:`_PLAIN`, else None
-    (remembered for the last tables seen, keyed and checked by identity)."""
+    (worked out once per table)."""
     got = _plain_views.get(id(rows))
-    if got is not None and got[0] is rows:
+    if got is not None and got[0]() is rows:
         return got[1]
     views: list[np.ndarray | None] = []
     for col in rows.columns:
         ok = col.num_chunks == 1 and col.null_count == 0 and any(f(col.type) for f in _PLAIN)
         views.append(col.chunk(0).to_numpy(zero_copy_only=True) if ok else None)
-    if len(_plain_views) >= 8:
-        _plain_views.clear()
-    _plain_views[id(rows)] = (rows, views)
+    _plain_views[id(rows)] = (weakref.ref(rows), views)
+    weakref.finalize(rows, _plain_views.pop, id(rows), None)
     return views
 
 
