@@ -289,7 +289,7 @@ def _selected(ctx: ExecContext, plan: QueryPlan,
 def _candidates(vecs: ColumnVectors, selected: np.ndarray | None) -> np.ndarray | None:
     """The selected positions that can be ranked (non-NULL, current); None: every row."""
     if selected is None:
-        return None if bool(vecs.valid.all()) else np.flatnonzero(vecs.valid)
+        return None if vecs.all_valid else np.flatnonzero(vecs.valid)
     return selected[vecs.valid[selected]]
 
 
@@ -311,7 +311,8 @@ def _select(ctx: ExecContext, vecs: ColumnVectors, q: np.ndarray, cand: np.ndarr
     if vecs.codes is not None and opts.scan == "auto" and opts.top_k is not None:
         from pixql.index.compressed import exact_top
 
-        exact = exact_top(vecs.codes, vecs.units, q, opts.top_k, cand, vecs.valid)
+        exact = exact_top(vecs.codes, vecs.units, q, opts.top_k, cand,
+                          None if vecs.all_valid else vecs.valid)
         if exact is not None:
             return exact[0], exact[1], note
     scores = dot_scores(vecs.units, q, cand)

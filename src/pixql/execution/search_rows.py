@@ -130,7 +130,7 @@ def _table_search(s: _Search, values: list[Any] | None, queries: np.ndarray | No
         vecs = _vectors(s, plan, fr, ok)
         selected = _selected(s, plan, vecs)
         cand = selected[vecs.valid[selected]] if selected is not None else \
-            (None if bool(vecs.valid.all()) else np.flatnonzero(vecs.valid))
+            (None if vecs.all_valid else np.flatnonzero(vecs.valid))
         exclude = None
         if queries is None:
             rq = _row_queries(s, plan, vecs, values, cand, fr)

@@ -169,6 +169,7 @@ class ColumnVectors:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _checksum: str | None = None
     _counts: np.ndarray | None = None
+    _n_valid: int | None = None
 
     @property
     def nbytes(self) -> int:
@@ -189,7 +190,14 @@ class ColumnVectors:
 
     @property
     def n_valid(self) -> int:
-        return int(np.count_nonzero(self.valid))
+        """Valid rows (counted once: ``valid`` never changes once the entry is made)."""
+        if self._n_valid is None:
+            self._n_valid = int(np.count_nonzero(self.valid))
+        return self._n_valid
+
+    @property
+    def all_valid(self) -> bool:
+        return self.n_valid == len(self.valid)
 
     def positions(self, rowids: np.ndarray) -> np.ndarray | None:
         """Cache positions of ``rowids`` (in the given order), or None if any is unknown."""

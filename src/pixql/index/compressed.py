@@ -208,18 +208,19 @@ def shortlist(codes: SQ8Codes, q: np.ndarray, k: int, allowed: np.ndarray | None
 
 
 def exact_top(codes: SQ8Codes, units: np.ndarray, q: np.ndarray, k: int,
-              cand: np.ndarray | None, valid: np.ndarray
+              cand: np.ndarray | None, valid: np.ndarray | None
               ) -> tuple[np.ndarray, np.ndarray] | None:
     """(positions, fp32 scores) of the exact top ``k`` among ``cand`` (None: every row of
-    ``valid``), the same as ranking ``dot_scores(units, q, cand)``; None when the codes do
-    not pay (the caller scans fp32)."""
+    ``valid``; ``valid`` None: every row is), the same as ranking
+    ``dot_scores(units, q, cand)``; None when the codes do not pay (the caller scans fp32)."""
+    n = len(units)
     if cand is None:
-        allowed = None if bool(valid.all()) else valid
-        n_allowed = len(valid) if allowed is None else int(np.count_nonzero(allowed))
-    elif len(cand) * SMALL_SELECTION < len(valid):
+        allowed = None if valid is None or bool(valid.all()) else valid
+        n_allowed = n if allowed is None else int(np.count_nonzero(allowed))
+    elif len(cand) * SMALL_SELECTION < n:
         return None  # cheaper to score just those rows in fp32 than to scan every code
     else:
-        allowed = np.zeros(len(valid), dtype=bool)
+        allowed = np.zeros(n, dtype=bool)
         allowed[cand] = True
         n_allowed = len(cand)
     if n_allowed == 0:
