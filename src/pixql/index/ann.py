@@ -82,6 +82,9 @@ class AnnIndex:
     updates: int = 0  # incremental updates since the build
     update_seconds: float = 0.0  # the last incremental update's time
     saved: bool = True  # False: updated in memory, not yet written to indexes/
+    # whether no label is dead, worked out on first use (``ids`` is never changed in place:
+    # an update makes a new AnnIndex, where this starts unknown again)
+    _all_live: bool | None = field(default=None, init=False, repr=False)
 
     @property
     def dead(self) -> int:
@@ -95,8 +98,10 @@ class AnnIndex:
         if self.kind == "ivf":
             breadth = min(breadth, int(self.index.nlist))
         params = _search_params(self.kind, breadth, k)
-        live = self.ids >= 0
-        if allowed is not None or not live.all():
+        if self._all_live is None:
+            self._all_live = self.dead == 0
+        if allowed is not None or not self._all_live:
+            live = self.ids >= 0
             keep = live if allowed is None else live & allowed[np.maximum(self.ids, 0)]
             bits = np.packbits(keep, bitorder="little")
             params.sel = faiss.IDSelectorBitmap(len(self.ids), faiss.swig_ptr(bits))
