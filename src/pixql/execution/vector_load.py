@@ -44,6 +44,7 @@ class Loaded:
     status: np.ndarray | None
     codes: SQ8Codes | None = None
     raw: RawRows | None = None  # the stored rows, when ``units`` are memory-mapped
+    checksum: str | None = None  # the rows' content hash, when the vector files noted it
 
 
 def arrow_vectors(arr: pa.Array, dim: int, name: str) -> tuple[np.ndarray, np.ndarray]:

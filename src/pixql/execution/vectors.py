@@ -27,11 +27,9 @@ by :meth:`VectorCache.invalidate` (called by CONVERT and COPY).
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +166,7 @@ class ColumnVectors:
     rows_skipped: bool = False  # the rows do not fit: never read them for this entry
     lock: threading.Lock = field(default_factory=threading.Lock)
     _checksum: str | None = None
+    files: tuple[Path, Any] | None = None  # (folder, state) of the vector files it came from
     _counts: np.ndarray | None = None
     _n_valid: int | None = None
 
@@ -215,21 +214,15 @@ class ColumnVectors:
         return pos if np.array_equal(self.rowids[pos], rowids) else None
 
     def checksum(self) -> str:
-        """A content hash (SHA-1 of ids, validity and vectors), computed once; ANN index
-        files are tied to it."""
+        """A content hash (SHA-1 of ids, validity and vectors), computed once (and noted
+        beside the vector files the rows came from, for later sessions); ANN index files
+        are tied to it."""
         if self._checksum is None:
-            raw = memoryview(self.units.reshape(-1).view(np.uint8).data) if self.units.size \
-                else memoryview(b"")
-            step = 64 << 20
-            parts = [raw[i : i + step] for i in range(0, len(raw), step)]
-            with ThreadPoolExecutor(2) as pool:  # hashlib releases the GIL on big buffers
-                digests = list(pool.map(lambda b: hashlib.sha1(b).digest(), parts))
-            h = hashlib.sha1(np.asarray(self.units.shape, np.int64).tobytes())
-            h.update(self.rowids.tobytes())
-            h.update(np.packbits(self.valid).tobytes())
-            for d in digests:
-                h.update(d)
-            self._checksum = h.hexdigest()
+            from pixql.index import vector_files
+
+            self._checksum = vector_files.content_checksum(self.units, self.rowids, self.valid)
+            if self.files is not None:
+                vector_files.note_checksum(*self.files, self._checksum)
         return self._checksum
 
 
@@ -327,7 +320,7 @@ class VectorCache:
             if found is not None:
                 self.reused += 1
                 got = Loaded(found.units, found.rowids, found.valid, found.status, found.codes,
-                             found.raw)
+                             found.raw, found.checksum)
             else:
                 try:
                     got = load_to_files(cur, ref, column, dim, count, status_sql, files,
@@ -337,8 +330,9 @@ class VectorCache:
         if got is None:
             got = load_vectors(cur, ref, column, dim, count, status_sql)
         self.loads += 1
+        noted = None if files is None or got.raw is None else (files, saved_state)
         return ColumnVectors(got.units, got.rowids, got.valid, got.status, codes=got.codes,
-                             raw=got.raw)
+                             raw=got.raw, _checksum=got.checksum, files=noted)
 
     def peek(self, key: tuple[str, str]) -> ColumnVectors | None:
         """The entry of ``key`` (table key, lower-case column) as it is, unvalidated."""

@@ -8,6 +8,8 @@
 * ``raw.f32``, ``raw_pos.npy``, ``raw_row.npy`` — the stored vectors of the rows whose unit
   row differs from them (:mod:`pixql.index.raw_rows`);
 * ``sq8.json`` + ``sq8.<i>.faiss`` — the codes (:mod:`pixql.index.compressed`);
+* ``checksum.json`` — the rows' content hash, noted the first time an ANN index needed it
+  (:func:`note_checksum`; believed only for the state the sidecar names);
 * ``vectors.json`` — the sidecar, written last and removed first: the database state the
   files were made from (write stamp of the database file and its WAL, the table's size,
   column position and type, row count, provenance rule). A later session reuses the files
@@ -18,16 +20,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mmap
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pixql.index import compressed, raw_rows, store
-from pixql.index.exact import register_mapped
+from pixql.index.exact import read_span, register_mapped
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 #: format of ``vectors.json`` (2: with the stored rows, :mod:`pixql.index.raw_rows`)
 FORMAT = 2
 SIDECAR = "vectors.json"
+CHECKSUM = "checksum.json"
 UNITS = "units.f32"
 
 
@@ -54,6 +59,50 @@ class SavedVectors:
     status: np.ndarray | None
     codes: compressed.SQ8Codes
     raw: raw_rows.RawRows
+    checksum: str | None = None  # content_checksum of these rows, when noted beside them
+
+
+def content_checksum(units: np.ndarray, rowids: np.ndarray, valid: np.ndarray) -> str:
+    """SHA-1 of the shape, row ids, validity and unit rows (the rows in 64 MB parts, hashed
+    in 2 threads; a memory-mapped column is read, not mapped): what ANN index files are tied
+    to (:meth:`pixql.execution.vectors.ColumnVectors.checksum`)."""
+    size, step = units.nbytes, 64 << 20
+
+    def digest(start: int) -> bytes:
+        return hashlib.sha1(read_span(units, start, min(size, start + step))).digest()
+
+    with ThreadPoolExecutor(2) as pool:  # hashlib releases the GIL on big buffers
+        digests = list(pool.map(digest, range(0, size, step)))
+    h = hashlib.sha1(np.asarray(units.shape, np.int64).tobytes())
+    h.update(np.ascontiguousarray(rowids, np.int64).tobytes())
+    h.update(np.packbits(valid).tobytes())
+    for d in digests:
+        h.update(d)
+    return h.hexdigest()
+
+
+def note_checksum(path: Path, state: Any, checksum: str) -> None:
+    """Note ``checksum`` of the files made from ``state`` in ``checksum.json`` beside them
+    (best effort), so that a later session need not hash the rows again. A file of its own,
+    never the sidecar: it is believed only while the sidecar names the same state, so a
+    note racing a rewrite of the files can never vouch for other rows."""
+    try:
+        side = path / (CHECKSUM + ".tmp")
+        side.write_text(json.dumps({"state": _jsonable(state), "checksum": checksum}),
+                        encoding="utf-8")
+        os.replace(side, path / CHECKSUM)
+    except (OSError, ValueError):
+        return
+
+
+def _noted_checksum(path: Path, state: Any) -> str | None:
+    try:
+        meta = json.loads((path / CHECKSUM).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(meta, dict) and meta.get("state") == state \
+        and isinstance(meta.get("checksum"), str)
+    return str(meta["checksum"]) if ok else None
 
 
 def _jsonable(state: Any) -> Any:
@@ -82,7 +131,8 @@ def open_saved(path: Path, state: Any, dim: int) -> SavedVectors | None:
     if codes is None or len(rowids) != n or len(valid) != n \
             or (status is not None and len(status) != n):
         return None
-    return SavedVectors(units, rowids, valid, status, codes, raw)
+    return SavedVectors(units, rowids, valid, status, codes, raw,
+                        _noted_checksum(path, meta["state"]))
 
 
 def open_raw(path: Path, units: np.ndarray) -> raw_rows.RawRows:
