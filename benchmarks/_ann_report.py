@@ -140,7 +140,7 @@ def report(results: list[dict[str, Any]], command: str, args: argparse.Namespace
     lines = [
         "## Approximate SEARCH on MNIST raw pixels (`benchmarks/ann.py`)", "",
         f"Command: `{command}`  ",
-        f"Machine: {platform.machine()}, {cores} usable cores, shared with other work (load "
+        f"Machine: {platform.machine()}, {cores} usable cores (load "
         "averages per size below). Real embeddings: MNIST digits embedded with `Pixels` "
         f"(image_size=28, 784 dims). {args.queries} queries per size, random test digits "
         "(their PNG files; each is also a row of the table, as an original). recall@10 is "

@@ -157,9 +157,10 @@ def report(allres: dict[str, Any], command: str, args: argparse.Namespace) -> st
         "## pixql vs peers: the same vectors and queries through each system "
         "(`benchmarks/peers.py`)", "",
         f"Command: `{command}` (each set below names the run that measured it)  ",
-        f"Machine: {platform.machine()}, {cores} usable cores shared with other work (noisy: "
-        "systems run one after another, each in its own processes — a build process, then a "
-        "search process, so each peak RSS is that system's own, imports included). Data "
+        f"Machine: {platform.machine()}, {cores} usable cores (how busy: the *load* and "
+        "*probe* columns; systems run one after another, each in its own processes — a build "
+        "process, then a search process, so each peak RSS is that system's own, imports "
+        "included). Data "
         f"(`benchmarks/_peers_data.py`): unit vectors, *random* (Gaussian) or *clustered* "
         f"({data.CLUSTERS} centres, noise norm {data.NOISE}); queries are fresh draws of the same "
         f"kind; `label = id % 10`, the filter `label = {data.FILTER_LABEL}` keeps 10% of the "
