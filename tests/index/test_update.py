@@ -125,3 +125,33 @@ def test_sql_insert_then_search_updates_the_index(ws: Any) -> None:
     assert index.dead == 100
     assert int(np.count_nonzero(index.ids >= 0)) == 5900
     assert not set(second.df()["id"]) & set(range(100))
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_an_index_over_codes_is_mapped_from_its_file_and_still_follows_updates(
+        ws_root: Any, kind: str) -> None:
+    """An 8-bit index loaded by a later session views its file (memory-mapped); an update
+    makes a copy that owns its data, and the mapped one is never changed."""
+    from pixql.index import compressed
+
+    def coded(x: np.ndarray, rowids: np.ndarray) -> ColumnVectors:
+        vecs = make(x, rowids)
+        vecs.codes = compressed.build(lambda s, e: vecs.units[s:e], len(x), x.shape[1],
+                                      vecs.valid)
+        return vecs
+
+    x = clustered(n=6000)
+    ann.get_index(ws_root, TABLE, "e", coded(x, np.arange(6000)), kind)  # built and saved
+    old = coded(x, np.arange(6000))  # a new session: loaded, mapped
+    loaded = ann.get_index(ws_root, TABLE, "e", old, kind)
+    assert loaded.loaded
+    assert loaded.mapped
+    before = loaded.index.ntotal
+    new = coded(np.vstack([x[10:], clustered(seed=5, n=100)]),
+                np.concatenate([np.arange(10, 6000), np.arange(7000, 7100)]))
+    got = update.follow(loaded, old, new)
+    assert got is not None
+    assert not got.mapped
+    assert got.index.ntotal == before + 100
+    assert loaded.index.ntotal == before
+    assert recall(new, got, clustered(seed=9, n=20)) >= 0.9

@@ -82,6 +82,7 @@ class AnnIndex:
     updates: int = 0  # incremental updates since the build
     update_seconds: float = 0.0  # the last incremental update's time
     saved: bool = True  # False: updated in memory, not yet written to indexes/
+    mapped: bool = False  # read with IO_FLAG_MMAP_IFC: its data views the file
     # whether no label is dead, worked out on first use (``ids`` is never changed in place:
     # an update makes a new AnnIndex, where this starts unknown again)
     _all_live: bool | None = field(default=None, init=False, repr=False)
@@ -184,8 +185,12 @@ def get_index(ws: Any, table: IndexedTable, column: str, vecs: IndexedVectors,
 def _load(folder: Any, kind: str, vecs: IndexedVectors,
           meta: dict[str, Any]) -> AnnIndex | None:
     faiss = _faiss()
+    # an index over 8-bit codes (a column kept in vector files) is memory-mapped, not read:
+    # its lists / storage stay on disk and only what searches touch is paged in
+    mapped = bool((meta.get("params") or {}).get("sq8"))
     try:
-        index = faiss.read_index(str(folder / f"{kind}.faiss"))
+        index = faiss.read_index(str(folder / f"{kind}.faiss"),
+                                 faiss.IO_FLAG_MMAP_IFC if mapped else 0)
         labels = np.load(folder / f"{kind}.labels.npy") if meta.get("labels") else None
     except (RuntimeError, OSError, ValueError):
         return None
@@ -201,7 +206,7 @@ def _load(folder: Any, kind: str, vecs: IndexedVectors,
         return None
     return AnnIndex(kind, index, ids, float(meta.get("build_seconds", 0.0)), loaded=True,
                     params=dict(meta.get("params", {})), rowids=labels,
-                    built_rows=int(meta.get("built_rows", len(ids))))
+                    built_rows=int(meta.get("built_rows", len(ids))), mapped=mapped)
 
 
 def _positions(rowids: np.ndarray, wanted: np.ndarray) -> np.ndarray:

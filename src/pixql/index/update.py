@@ -18,15 +18,16 @@ A rebuild happens instead (the next ``index=`` SEARCH builds afresh) when it pay
   on (lists get long and unbalanced: recall per probe falls);
 * the dimension changed.
 
-The updated index is a copy (faiss ``clone_index``): a search still running on the previous
-one is never disturbed. It is saved under ``indexes/`` on its next use.
+The updated index is a copy (faiss ``clone_index``, or a serialised copy of an index
+memory-mapped from its file, whose lists faiss cannot grow): a search still running on the
+previous one is never disturbed. It is saved under ``indexes/`` on its next use.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -68,12 +69,13 @@ def follow(ann: AnnIndex, old: IndexedVectors, new: IndexedVectors) -> AnnIndex 
         return None
     if ann.kind == "ivf" and live > IVF_MAX_GROWTH * max(ann.built_rows, 1):
         return None
-    index = _faiss().clone_index(ann.index) if len(add) else ann.index
+    index = _owned_copy(ann) if len(add) else ann.index
     for s in range(0, len(add), ADD_ROWS):
         index.add(np.ascontiguousarray(new.units[add[s : s + ADD_ROWS]]))
     ids = np.concatenate([np.where(keep, where, -1), add]).astype(np.int64)
     rowids = np.concatenate([ann.rowids, new.rowids[add]]).astype(np.int64)
     return replace(ann, index=index, ids=ids, rowids=rowids, loaded=False,
+                   mapped=ann.mapped and not len(add),
                    updates=ann.updates + 1, saved=False,
                    update_seconds=time.perf_counter() - started)
 
@@ -86,3 +88,13 @@ def follow_all(old: IndexedVectors, new: IndexedVectors) -> None:
         updated = follow(ann, old, new)
         if updated is not None:
             new.indexes[kind] = updated
+
+
+
+def _owned_copy(ann: AnnIndex) -> Any:
+    """A copy of ``ann.index`` that owns its data: ``clone_index`` of an index memory-mapped
+    from its file (``IO_FLAG_MMAP_IFC``) still views the file, and adding to it fails."""
+    faiss = _faiss()
+    if ann.mapped:
+        return faiss.deserialize_index(faiss.serialize_index(ann.index))
+    return faiss.clone_index(ann.index)
