@@ -213,11 +213,12 @@ def test_a_filtered_answer_counts_only_once_a_wider_search_agrees(ws_root: Any,
 def test_compressed_columns_get_8bit_indexes_with_exact_scores(ws_root: Any, kind: str) -> None:
     """A column kept as codes gets an index over 8-bit codes (no second fp32 copy); the
     answer is still re-scored in fp32 and saved/reloaded like any index."""
-    from pixql.index import compressed
+    from pixql.index import compressed_build
 
     pytest.importorskip("faiss")
     vecs = column(clustered())
-    vecs.codes = compressed.build(lambda s, e: vecs.units[s:e], len(vecs.units), D, vecs.valid)
+    vecs.codes = compressed_build.build(lambda s, e: vecs.units[s:e], len(vecs.units), D,
+                                        vecs.valid)
     q = query_unit(clustered(seed=3, n=1)[0])
     got = ann.approximate_search(ws_root, TABLE, "e", vecs, q, None, 10, kind, {})
     assert not isinstance(got, str)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from pixql.index import compressed
+from pixql.index import compressed, compressed_build
 from pixql.index.exact import dot_scores, query_unit, rank, unit_rows
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ pytest.importorskip("faiss")
 
 
 def _codes(x: np.ndarray, valid: np.ndarray) -> compressed.SQ8Codes:
-    return compressed.build(lambda s, e: x[s:e], len(x), x.shape[1], valid)
+    return compressed_build.build(lambda s, e: x[s:e], len(x), x.shape[1], valid)
 
 
 def _fp32(units: np.ndarray, q: np.ndarray, k: int,
@@ -104,8 +104,8 @@ def test_near_ties_widen_the_shortlist_until_complete(monkeypatch: pytest.Monkey
 
 
 def test_shards_cover_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compressed, "SHARD_MIN_ROWS", 100)
-    monkeypatch.setattr(compressed, "_threads", lambda: 3)
+    monkeypatch.setattr(compressed_build, "SHARD_MIN_ROWS", 100)
+    monkeypatch.setattr(compressed_build, "_threads", lambda: 3)
     rng = np.random.default_rng(1)
     units = _data("random", 1001, 8, rng)
     valid = np.ones(len(units), bool)
@@ -122,13 +122,13 @@ def test_shards_cover_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_big_codes_are_mapped_shard_by_shard(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Codes larger than PIXQL_CODES_MEMORY_MB stay on disk: each scan maps its shards."""
-    monkeypatch.setattr(compressed, "SHARD_MIN_ROWS", 100)
-    monkeypatch.setattr(compressed, "SHARD_MAX_BYTES", 64 * 300)
+    monkeypatch.setattr(compressed_build, "SHARD_MIN_ROWS", 100)
+    monkeypatch.setattr(compressed_build, "SHARD_MAX_BYTES", 64 * 300)
     monkeypatch.setenv("PIXQL_CODES_MEMORY_MB", "0.01")
     rng = np.random.default_rng(4)
     units = _data("clustered", 2000, 64, rng)
     valid = np.ones(len(units), bool)
-    codes = compressed.build(lambda s, e: units[s:e], 2000, 64, valid, folder=tmp_path)
+    codes = compressed_build.build(lambda s, e: units[s:e], 2000, 64, valid, folder=tmp_path)
     assert codes.mapped
     assert len(codes.shards) == 7
     for _ in range(5):
@@ -138,16 +138,3 @@ def test_big_codes_are_mapped_shard_by_shard(tmp_path: Path,
         assert got is not None
         assert np.array_equal(got[0], want[0])
         assert np.array_equal(got[1], want[1])
-
-
-def test_saved_codes_load_back(tmp_path: Path) -> None:
-    rng = np.random.default_rng(2)
-    units = _data("random", 500, 8, rng)
-    codes = _codes(units, np.ones(500, bool))
-    compressed.save(codes, tmp_path)
-    again = compressed.load(tmp_path, 500, 8)
-    assert again is not None
-    assert np.array_equal(again.err, codes.err)
-    assert compressed.load(tmp_path, 501, 8) is None
-    (tmp_path / "sq8.0.faiss").write_bytes(b"junk")
-    assert compressed.load(tmp_path, 500, 8) is None

@@ -132,11 +132,11 @@ def test_an_index_over_codes_is_mapped_from_its_file_and_still_follows_updates(
         ws_root: Any, kind: str) -> None:
     """An 8-bit index loaded by a later session views its file (memory-mapped); an update
     makes a copy that owns its data, and the mapped one is never changed."""
-    from pixql.index import compressed
+    from pixql.index import compressed_build
 
     def coded(x: np.ndarray, rowids: np.ndarray) -> ColumnVectors:
         vecs = make(x, rowids)
-        vecs.codes = compressed.build(lambda s, e: vecs.units[s:e], len(x), x.shape[1],
+        vecs.codes = compressed_build.build(lambda s, e: vecs.units[s:e], len(x), x.shape[1],
                                       vecs.valid)
         return vecs
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pixql.index import compressed, raw_rows, store
+from pixql.index import compressed, compressed_build, raw_rows, store
 from pixql.index.exact import read_span, register_mapped
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ def open_saved(path: Path, state: Any, dim: int) -> SavedVectors | None:
         raw = open_raw(path, units)
     except (OSError, ValueError):
         return None
-    codes = compressed.load(path, n, dim)
+    codes = compressed_build.load(path, n, dim)
     if codes is None or len(rowids) != n or len(valid) != n \
             or (status is not None and len(status) != n):
         return None
@@ -209,7 +209,7 @@ class UnitsWriter:
         if order is not None:
             self._permute(order)
         read: Callable[[int, int], np.ndarray] = self.read
-        codes = compressed.build(read, n, self.dim, valid, folder=self.path,
+        codes = compressed_build.build(read, n, self.dim, valid, folder=self.path,
                                  value_range=(self.lo, self.hi))
         os.replace(self._tmp, self.path / UNITS)
         self._raw.finish(order)
@@ -228,7 +228,7 @@ class UnitsWriter:
         src = map_units(self._tmp, self.rows, self.dim)
         out = self._tmp.with_name(UNITS + ".sorted")
         with open(out, "wb") as fh:
-            for s in range(0, len(order), compressed.CODE_BLOCK):
-                fh.write(np.ascontiguousarray(src[order[s : s + compressed.CODE_BLOCK]]).data)
+            for s in range(0, len(order), compressed_build.CODE_BLOCK):
+                fh.write(np.ascontiguousarray(src[order[s : s + compressed_build.CODE_BLOCK]]).data)
         del src
         os.replace(out, self._tmp)
