@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the section from results.json, run nothing")
     p.add_argument("--no-write", action="store_true", help="do not update RESULTS.md")
+    p.add_argument("--section", default="peers",
+                   help="RESULTS.md section to write (default peers: the full comparison)")
     p.add_argument("--worker", choices=["data", "build", "search"], help=argparse.SUPPRESS)
     p.add_argument("--system", help=argparse.SUPPRESS)
     p.add_argument("--set", type=Path, help=argparse.SUPPRESS)
@@ -328,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(chosen, command.strip(), args)
     print(text)
     if not args.no_write:
-        write_section("peers", text, RESULTS)
+        write_section(args.section, text, RESULTS)
         print(f"updated {RESULTS}")
 
 

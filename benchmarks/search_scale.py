@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _scale_ivf
 from common import CACHE, RESULTS, machine, write_section
 
 import pixql
@@ -174,6 +175,8 @@ def child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
     ws = pixql.connect(spec["ws"], progress=False)
     if spec.get("duckdb_memory"):
         ws.sql(f"SET memory_limit = '{spec['duckdb_memory']}'")
+    if mode.startswith("ivf"):
+        return _scale_ivf.child(mode, ws, spec, search_sql, peak_mb)
     k, reps = spec["k"], spec["reps"]
     t0 = time.perf_counter()
     first = ws.sql(search_sql(spec, 0, k))
@@ -263,6 +266,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare", type=int, default=0,
                    help="compare codes with scan='fp32' on this many queries (0: all)")
     p.add_argument("--generate-only", action="store_true")
+    p.add_argument("--ivf", type=int, nargs="*", metavar="NPROBE",
+                   help="also build an IVF index over the codes and search it at these nprobe "
+                        "(default 16 64)")
     p.add_argument("--section", default="search_scale",
                    help="RESULTS.md section to write (search_scale_10m for the big run)")
     p.add_argument("--child", help=argparse.SUPPRESS)
@@ -290,7 +296,8 @@ def dataset(args: argparse.Namespace, data: str) -> dict[str, Any]:
 
 def measure(args: argparse.Namespace, data: str) -> dict[str, Any]:
     spec = {**dataset(args, data), "k": args.top_k, "reps": args.reps,
-            "duckdb_memory": args.duckdb_memory, "compare": args.compare}
+            "duckdb_memory": args.duckdb_memory, "compare": args.compare,
+            "nprobe": args.ivf or [16, 64]}
     vec_dir = Path(spec["ws"]) / "indexes"
     shutil.rmtree(vec_dir, ignore_errors=True)  # the build is measured
     out: dict[str, Any] = {"spec": spec}
@@ -302,6 +309,9 @@ def measure(args: argparse.Namespace, data: str) -> dict[str, Any]:
     out["table_mb"] = os.path.getsize(Path(spec["ws"]) / "pixql.duckdb") / 2**20
     out["codes"] = run_child("codes", spec, codes_env)
     assert out["codes"]["reused"] == 1, "the new session did not reuse the vector files"
+    if args.ivf is not None:
+        out["ivf_build"] = run_child("ivf_build", spec, codes_env)
+        out["ivf"] = run_child("ivf", spec, codes_env)
     return out
 
 
@@ -347,6 +357,7 @@ def report(rows: list[dict[str, Any]], command: str) -> str:
             f"{pct(t['SEARCH'], 50) - kc:.1f} | "
             f"**{pct(t['SEARCH'], 50) / floor:.2f}** | {kc / kf:.2f} | {c['identical']} | "
             f"{c['stats'].get('widened', 0)} of {c['stats'].get('scans', 0)} scans |")
+    lines += _scale_ivf.report(rows, pct)
     return "\n".join(lines) + "\n"
 
 

@@ -72,3 +72,8 @@ def test_gather_reads_mapped_rows_like_indexing(tmp_path: Any) -> None:
     assert np.array_equal(gather(x, pick), x[pick])  # plain arrays: plain indexing
     with pytest.raises(IndexError):
         gather(mapped, np.array([50]))
+    run = np.arange(12, 40)  # consecutive rows: one read, the same values
+    assert np.array_equal(gather(mapped, run), x[run])
+    assert np.array_equal(gather(mapped[5:], run[:10]), x[5:][run[:10]])
+    with pytest.raises(IndexError):
+        gather(mapped, np.arange(45, 51))

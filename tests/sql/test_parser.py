@@ -332,3 +332,41 @@ def test_parse_statement_requires_exactly_one() -> None:
     with pytest.raises(ParseError, match="empty statement"):
         parse_statement("  -- nothing ;")
     assert parse_statement("LIST MODEL;") == ListModels()
+
+
+def test_a_repeated_script_is_parsed_once_and_every_caller_gets_its_own_copy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixql.sql import parser
+
+    text = ("SEARCH IMAGE USING m OPTIONS (search_by='text', search_input='a cat', "
+            "emb_col='e', top_k=3) AS SELECT * FROM t WHERE id IN (1, 2); SELECT 42")
+    first = parser.parse_script(text)
+    calls: list[str] = []
+    real = parser._parse
+    monkeypatch.setattr(parser, "_parse", lambda t: calls.append(t) or real(t))
+    second = parser.parse_script(text)
+    assert calls == []  # kept
+    assert second == first
+    assert [s.pos for s in second] == [s.pos for s in first]
+    assert second[0].option_pos == first[0].option_pos  # type: ignore[attr-defined]
+    assert second[0] is not first[0]
+    second[0].options["top_k"] = 99  # type: ignore[attr-defined]
+    second[0].query.subqueries.append(None)  # type: ignore[attr-defined]
+    third = parser.parse_script(text)
+    assert third == first  # a caller's change never reaches the kept statements
+    assert third[0].options["top_k"] == 3  # type: ignore[attr-defined]
+
+
+def test_the_kept_scripts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pixql.sql import parser
+
+    monkeypatch.setattr(parser, "PARSED_MAX", 3)
+    for i in range(10):
+        parser.parse_script(f"SELECT {i}")
+    assert len(parser._PARSED) <= 3
+    long = "SELECT 1" + " " * parser.PARSED_TEXT_MAX
+    parser.parse_script(long)
+    assert long not in parser._PARSED
+    with pytest.raises(ParseError):  # a syntax error is not kept either
+        parser.parse_script("SEARCH IMAGE USING")
+    assert "SEARCH IMAGE USING" not in parser._PARSED

@@ -34,6 +34,7 @@ from pixql.catalog import provenance as prov
 from pixql.errors import Error, ExecutionError, ImageError
 from pixql.execution.compute import Chunk
 from pixql.execution.context import in_open_transaction, quote_ident, to_arrow
+from pixql.execution.search_plan import plain_select
 from pixql.progress import progress_bar
 from pixql.remote.sources import is_url
 
@@ -101,7 +102,6 @@ def vectors_to_arrow(emb: Embedded) -> pa.Array:
 def is_plain(ctx: ExecContext, text: str) -> bool:
     """Whether the AS query is a plain ``SELECT * FROM t [WHERE ...]`` (its rows then carry
     the table's own columns, provenance included, and it is read directly)."""
-    from pixql.execution.search import _plain_select
 
     rows = ctx.cur.execute("SELECT json_serialize_sql(?)", [text]).fetchall()
     tree = json.loads(rows[0][0]) if rows else {}
@@ -109,7 +109,7 @@ def is_plain(ctx: ExecContext, text: str) -> bool:
     if tree.get("error") or len(stmts) != 1:
         return False
     node = stmts[0].get("node") or {}
-    return _plain_select(node, node.get("from_table") or {})
+    return plain_select(node, node.get("from_table") or {})
 
 
 @dataclass

@@ -19,11 +19,7 @@ exactly; the default ``index='exact'`` scores every row.
 from __future__ import annotations
 
 import itertools
-import json
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -34,14 +30,19 @@ from pixql.errors import CatalogError, ModelError, NotFoundError
 from pixql.execution.freshness import Freshness, freshness, result_status, status_counts
 from pixql.execution.options import SearchOptions, validate
 from pixql.execution.result import Result
-from pixql.execution.search_hot import Prepared, fetch_rows, hot_search, memo_of
+from pixql.execution.search_hot import (
+    SELECTION_MAX,
+    Prepared,
+    fetch_rows,
+    hot_search,
+    memo_of,
+)
+from pixql.execution.search_plan import QueryPlan, deterministic, plan_query
 from pixql.execution.vectors import (
     ColumnVectors,
     Stamp,
-    TableRef,
     arrow_vectors,
     read_snapshot,
-    resolve_table,
 )
 from pixql.index.exact import BLOCK_ROWS, dot_scores, query_unit, unit_rows
 from pixql.index.exact import rank as rank_scores
@@ -72,15 +73,6 @@ class SearchIndexOptions(SearchOptions):
         "fp32, same answer; 'fp32' scans the fp32 vectors (for comparison)")
 
 
-@dataclass(frozen=True)
-class QueryPlan:
-    """An AS query the fast path can run: ``SELECT * FROM table [WHERE ...]``."""
-
-    table: TableRef
-    label: str  # the table as the query names it (how CONVERT recorded it in the catalog)
-    rowid_sql: str | None  # SELECT rowid FROM table WHERE ... (None: no WHERE clause)
-
-
 def run_search(ctx: ExecContext, node: Search, opts: SearchIndexOptions | None = None) -> Result:
     """One query embedded from ``search_input`` (the executor of SEARCH,
     :func:`pixql.execution.search_rows.run_any_search`, sends the other forms elsewhere);
@@ -109,11 +101,12 @@ def run_search(ctx: ExecContext, node: Search, opts: SearchIndexOptions | None =
         assert plan is not None
         found = fast_search(ctx, plan, opts, rec.dim, q,
                             freshness(col, rec, plan.table.columns),
-                            hot=None if prep is None else prep.stamp)
+                            hot=None if prep is None else prep.stamp,
+                            selection=prep.selection if prep and prep.pure_where else None)
         if found is not None:
             if memo is not None and prep is None:
                 memo.put(ctx.cur, node.query.text, node.model, opts.emb_col,
-                         Prepared(plan, rec, col))
+                         Prepared(plan, rec, col, pure_where=deterministic(ctx.cur, plan)))
             return _result(*found, result_col)
         if memo is not None and prep is not None:  # look everything up again
             memo.forget()
@@ -237,17 +230,21 @@ def rank(scores: np.ndarray, valid: np.ndarray, top_k: int | None) -> np.ndarray
 # -- fast path ------------------------------------------------------------------------------
 def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim: int,
                 q: np.ndarray, fresh: Freshness | None = None, *, hot: Stamp | None = None,
+                selection: dict[str, np.ndarray] | None = None,
                 ) -> tuple[pa.Table, np.ndarray, str] | None:
     """Rank with the cached vectors of ``plan.table``: (rows, scores, note), or None when
     the cache cannot answer (the caller then takes the general path). ``hot``: the write
     stamp at which the SEARCH memo recognised this SEARCH
-    (:mod:`pixql.execution.search_hot`)."""
+    (:mod:`pixql.execution.search_hot`); ``selection``: where that SEARCH's deterministic
+    WHERE clause keeps its row ids for that committed state."""
     cache = getattr(ctx.ws, "_vector_cache", None)
     if cache is None:
         return None
+    read: dict[str, np.ndarray] = {}
 
-    def ranked(vecs: ColumnVectors) -> tuple[np.ndarray, np.ndarray, str] | None:
-        selected = _selected(ctx, plan, vecs)
+    def ranked(vecs: ColumnVectors, known: dict[str, np.ndarray] | None = None,
+               ) -> tuple[np.ndarray, np.ndarray, str] | None:
+        selected = _selected(ctx, plan, vecs, known, read)
         if selected is False:
             return None
         left_out = "" if fresh is None or vecs.status is None else \
@@ -257,8 +254,10 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
         return positions, scores, "; ".join(n for n in (left_out, note) if n)
 
     found = None if hot is None else \
-        hot_search(ctx, cache, plan, opts.emb_col, fresh, ranked, hot)
+        hot_search(ctx, cache, plan, opts.emb_col, fresh, lambda v: ranked(v, selection), hot)
     if found is not None:
+        if selection is not None and "rowids" in read and len(read["rowids"]) <= SELECTION_MAX:
+            selection.setdefault("rowids", read["rowids"])  # read at the memo's state
         return found
     with read_snapshot(ctx.cur) as ok:
         if not ok:
@@ -274,16 +273,28 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
     return rows, done[1], done[2]
 
 
-def _selected(ctx: ExecContext, plan: QueryPlan,
-              vecs: ColumnVectors) -> np.ndarray | Literal[False] | None:
+def _selected(ctx: ExecContext, plan: QueryPlan, vecs: ColumnVectors,
+              known: dict[str, np.ndarray] | None = None,
+              read: dict[str, np.ndarray] | None = None) -> np.ndarray | Literal[False] | None:
     """Cache positions the AS query selects, in its row order (None: every row); False when
-    a selected row is not in the cache."""
+    a selected row is not in the cache. ``known``: the WHERE clause's row ids when already
+    read at this committed state; ``read``: where the row ids read now are put."""
     if plan.rowid_sql is None:
         return None
-    got = ctx.cur.sql(plan.rowid_sql).fetchnumpy()
-    rowids = np.asarray(next(iter(got.values())), dtype=np.int64)
+    rowids = None if known is None else known.get("rowids")
+    if rowids is None:
+        rowids = where_rowids(ctx, plan)
+        if read is not None:
+            read["rowids"] = rowids
     pos = vecs.positions(rowids)
     return False if pos is None else pos
+
+
+def where_rowids(ctx: ExecContext, plan: QueryPlan) -> np.ndarray:
+    """The row ids the AS query's WHERE clause selects, read from DuckDB."""
+    assert plan.rowid_sql is not None
+    got = ctx.cur.sql(plan.rowid_sql).fetchnumpy()
+    return np.asarray(next(iter(got.values())), dtype=np.int64)
 
 
 def _candidates(vecs: ColumnVectors, selected: np.ndarray | None) -> np.ndarray | None:
@@ -319,80 +330,3 @@ def _select(ctx: ExecContext, vecs: ColumnVectors, q: np.ndarray, cand: np.ndarr
     idx = rank_scores(scores, opts.top_k)
     positions = idx if cand is None else cand[idx]
     return positions, scores[idx], note
-
-
-# -- query analysis -------------------------------------------------------------------------
-_PLAIN: dict[str, Any] = {
-    "modifiers": [], "group_expressions": [], "group_sets": [], "having": None,
-    "sample": None, "qualify": None, "aggregate_handling": "STANDARD_HANDLING"}
-_STAR_EMPTY = ("exclude_list", "replace_list", "qualified_exclude_list", "rename_list")
-_ROWID = {"class": "COLUMN_REF", "type": "COLUMN_REF", "alias": "", "query_location": 0,
-          "column_names": ["rowid"]}
-
-
-def plan_query(ctx: ExecContext, query: Query) -> QueryPlan | None:
-    """A :class:`QueryPlan` when ``query`` is ``SELECT * FROM <base table> [WHERE ...]``
-    (no joins, grouping, ordering, limits, CTEs or samples), else None."""
-    if query.subqueries:
-        return None
-    shape = _query_shape(ctx.cur, query.text)
-    if shape is None:
-        return None
-    schema, name, rowid_sql = shape
-    table = resolve_table(ctx.cur, schema, name)
-    if table is None:
-        return None
-    label = f"{schema}.{table.name}" if schema else table.name
-    return QueryPlan(table=table, label=label, rowid_sql=rowid_sql)
-
-
-#: query text → (schema, table, rowid SQL) or None; parsing does not depend on the database
-_SHAPES: OrderedDict[str, tuple[str, str, str | None] | None] = OrderedDict()
-_SHAPES_MAX = 512
-_SHAPES_LOCK = threading.Lock()
-
-
-def _query_shape(cur: Any, text: str) -> tuple[str, str, str | None] | None:
-    """(schema, table, ``SELECT rowid ... WHERE ...`` or None) when ``text`` is a plain
-    ``SELECT * FROM t [WHERE ...]``, else None; parsed by DuckDB once per distinct text."""
-    with _SHAPES_LOCK:
-        if text in _SHAPES:
-            _SHAPES.move_to_end(text)
-            return _SHAPES[text]
-    rows = cur.execute("SELECT json_serialize_sql(?)", [text]).fetchall()
-    tree = json.loads(rows[0][0]) if rows else {}
-    stmts = tree.get("statements") or []
-    shape = None
-    if not tree.get("error") and len(stmts) == 1:
-        node = stmts[0].get("node") or {}
-        src = node.get("from_table") or {}
-        if _plain_select(node, src):
-            rowid_sql = None
-            if node.get("where_clause") is not None:
-                node["select_list"] = [_ROWID]
-                rowid_sql = str(cur.execute("SELECT json_deserialize_sql(?)",
-                                            [json.dumps(tree)]).fetchall()[0][0])
-            shape = (src.get("schema_name") or "", src.get("table_name") or "", rowid_sql)
-    with _SHAPES_LOCK:
-        _SHAPES[text] = shape
-        while len(_SHAPES) > _SHAPES_MAX:
-            _SHAPES.popitem(last=False)
-    return shape
-
-
-def _plain_select(node: dict[str, Any], src: dict[str, Any]) -> bool:
-    if node.get("type") != "SELECT_NODE" or (node.get("cte_map") or {}).get("map"):
-        return False
-    if any(node.get(k, v) != v for k, v in _PLAIN.items()):
-        return False
-    if src.get("type") != "BASE_TABLE" or src.get("sample") or src.get("at_clause") \
-            or src.get("column_name_alias") or src.get("catalog_name"):
-        return False
-    select = node.get("select_list") or []
-    if len(select) != 1:
-        return False
-    star = select[0]
-    names = {"", src.get("alias") or "", src.get("table_name") or ""}
-    return (star.get("class") == "STAR" and not star.get("columns") and star.get("expr") is None
-            and not any(star.get(k) for k in _STAR_EMPTY)
-            and (star.get("relation_name") or "") in names)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,6 +61,8 @@ Found = tuple[pa.Table, np.ndarray, str]
 
 #: remembered SEARCH shapes per workspace
 MEMO_MAX = 256
+#: a deterministic WHERE clause's row ids are remembered up to this many rows (8 bytes each)
+SELECTION_MAX = 262_144
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,11 @@ class Prepared:
     col: ColumnRecord | None
     cursor: Any = None  # the cursor it was found on (kept alive: its id stays unique)
     stamp: Stamp | None = None  # the write stamp :meth:`SearchMemo.get` recognised it at
+    # the WHERE clause is deterministic (pixql.execution.search_plan.deterministic): its
+    # row ids, once read by a hot SEARCH, are kept in ``selection`` (shared by the copies
+    # :meth:`SearchMemo.get` hands out, all of one committed state)
+    pure_where: bool = False
+    selection: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
 
 
 def catalog_version(cur: duckdb.DuckDBPyConnection) -> int | None:

@@ -26,17 +26,16 @@ from pixql.execution.freshness import Freshness, freshness, result_status, statu
 from pixql.execution.options import validate
 from pixql.execution.result import Result
 from pixql.execution.search import (
-    QueryPlan,
     SearchIndexOptions,
     _check_model,
     _model_and_column,
     _query_rows,
     _result,
     column_matrix,
-    plan_query,
     run_search,
 )
 from pixql.execution.search_hot import fetch_rows
+from pixql.execution.search_plan import QueryPlan, plan_query
 from pixql.execution.vector_load import load_vectors
 from pixql.execution.vectors import ColumnVectors, read_snapshot
 from pixql.index.exact import unit_rows

@@ -3,6 +3,9 @@
 Used by SEARCH only when asked (``OPTIONS (index='hnsw')`` or ``index='ivf'``). The index
 is built over the cached unit vectors of the column on first use, kept with them in memory,
 and saved under ``<workspace>/indexes/`` (:mod:`pixql.index.store`) for later sessions.
+For a column kept compressed (8-bit codes) the index stores 8-bit codes too; an IVF index
+over codes is written straight to its file, a block of rows at a time, and memory-mapped
+from there (:mod:`pixql.index.ivf_file`): building and searching it never hold its lists.
 
 Guarantees:
 
@@ -25,13 +28,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pixql.index import store
+from pixql.index import ivf_file, store
 from pixql.index.compressed import release
-from pixql.index.exact import dot_scores, rank
+from pixql.index.exact import dot_scores, gather, rank
 
 if TYPE_CHECKING:  # pragma: no cover
     from pixql.index.vectors_api import IndexedTable, IndexedVectors
@@ -56,6 +60,8 @@ SEARCH_DEFAULTS: dict[str, dict[str, int]] = {"hnsw": {"ef_search": 128}, "ivf":
 TRAIN_PER_LIST = 64
 #: rows sampled to train an HNSW index's 8-bit codes (their per-dimension range)
 SQ_TRAIN_ROWS = 65536
+#: rows added to an index per call (one block of fp32 rows in memory)
+ADD_ROWS = 65536
 
 
 def _faiss() -> Any:
@@ -83,6 +89,8 @@ class AnnIndex:
     update_seconds: float = 0.0  # the last incremental update's time
     saved: bool = True  # False: updated in memory, not yet written to indexes/
     mapped: bool = False  # read with IO_FLAG_MMAP_IFC: its data views the file
+    # a mapped IVF file's lists, read ahead before and unmapped after each search
+    lists: ivf_file.MappedLists | None = None
     # whether no label is dead, worked out on first use (``ids`` is never changed in place:
     # an update makes a new AnnIndex, where this starts unknown again)
     _all_live: bool | None = field(default=None, init=False, repr=False)
@@ -107,7 +115,11 @@ class AnnIndex:
             bits = np.packbits(keep, bitorder="little")
             params.sel = faiss.IDSelectorBitmap(len(self.ids), faiss.swig_ptr(bits))
         k = min(k, len(self.ids))
+        probed = None if self.lists is None else \
+            self.lists.probe(self.index.quantizer, q, breadth)
         _, labels = self.index.search(q.reshape(1, -1), k, params=params)
+        if probed is not None:
+            self.lists.release(probed)  # type: ignore[union-attr]
         labels = labels[0]
         return self.ids[labels[labels >= 0]]
 
@@ -119,16 +131,14 @@ def _search_params(kind: str, breadth: int, k: int) -> Any:
     return faiss.SearchParametersIVF(nprobe=breadth)
 
 
-def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
-                params: dict[str, int] | None = None, sq8: bool = False) -> AnnIndex:
-    """Build a ``kind`` index over the valid unit rows (inner product = cosine); ``sq8``:
-    the index stores 8-bit codes (``IndexHNSWSQ`` / ``IndexIVFScalarQuantizer``), not a
-    second fp32 copy (used for columns kept compressed; the re-rank reads fp32 anyway)."""
+def _trained(kind: str, units: np.ndarray, valid: np.ndarray,
+             params: dict[str, int] | None, sq8: bool) -> tuple[Any, np.ndarray, dict[str, int]]:
+    """(a new, trained, empty ``kind`` index over the valid unit rows, their positions, the
+    build parameters)."""
     faiss = _faiss()
     ids = np.flatnonzero(valid).astype(np.int64)
     d = units.shape[1]
     p = {**BUILD_DEFAULTS[kind], **(params or {}), "sq8": int(sq8)}
-    started = time.perf_counter()
     index: Any
     n_train = len(ids)
     if kind == "hnsw":
@@ -150,11 +160,46 @@ def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
     if kind == "ivf" or sq8:
         sample = ids if len(ids) <= n_train else \
             np.sort(np.random.default_rng(0).choice(ids, n_train, replace=False))
-        index.train(np.ascontiguousarray(units[sample]))
-    for s in range(0, len(ids), 65536):
-        index.add(units[ids[s : s + 65536]])
+        index.train(gather(units, sample))  # read, not mapped (see exact.gather)
+    return index, ids, p
+
+
+def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
+                params: dict[str, int] | None = None, sq8: bool = False) -> AnnIndex:
+    """Build a ``kind`` index over the valid unit rows (inner product = cosine) in memory;
+    ``sq8``: the index stores 8-bit codes (``IndexHNSWSQ`` / ``IndexIVFScalarQuantizer``),
+    not a second fp32 copy (used for columns kept compressed; the re-rank reads fp32)."""
+    started = time.perf_counter()
+    index, ids, p = _trained(kind, units, valid, params, sq8)
+    for s in range(0, len(ids), ADD_ROWS):
+        index.add(gather(units, ids[s : s + ADD_ROWS]))
     return AnnIndex(kind, index, ids, time.perf_counter() - started, params=p,
                     rowids=np.zeros(0, np.int64), built_rows=len(ids))
+
+
+def _build_on_disk(folder: Path, vecs: IndexedVectors, checksum: str) -> AnnIndex | None:
+    """An IVF index over 8-bit codes, its lists streamed straight into its saved file
+    (:mod:`pixql.index.ivf_file`: memory bounded by a block of rows) and memory-mapped from
+    there; None when the file cannot be written (the caller builds in memory)."""
+    started = time.perf_counter()
+    index, ids, p = _trained("ivf", vecs.units, vecs.valid, None, True)
+    rowids = vecs.rowids[ids]
+    meta = _meta("ivf", p, checksum, len(ids), int(vecs.units.shape[1]), 0.0)
+
+    def write(path: str) -> None:
+        store.write_array(folder / "ivf.labels.npy", rowids)
+        ivf_file.write(Path(path), index, vecs.units, ids)
+        meta["build_seconds"] = round(time.perf_counter() - started, 3)
+
+    try:
+        if not store.save(folder, "ivf", write, meta):
+            return None
+    except ivf_file.UnsupportedLayout:
+        return None
+    ann = _load(folder, "ivf", vecs, meta)
+    if ann is not None:
+        ann.loaded, ann.build_seconds = False, float(meta["build_seconds"])
+    return ann
 
 
 def get_index(ws: Any, table: IndexedTable, column: str, vecs: IndexedVectors,
@@ -173,9 +218,11 @@ def get_index(ws: Any, table: IndexedTable, column: str, vecs: IndexedVectors,
         ann = None
         if meta is not None and meta.get("checksum") == checksum:
             ann = _load(folder, kind, vecs, meta)
+        sq8 = getattr(vecs, "codes", None) is not None
+        if ann is None and kind == "ivf" and sq8:
+            ann = _build_on_disk(folder, vecs, checksum)
         if ann is None:
-            ann = build_index(kind, vecs.units, vecs.valid,
-                              sq8=getattr(vecs, "codes", None) is not None)
+            ann = build_index(kind, vecs.units, vecs.valid, sq8=sq8)
             ann.rowids = vecs.rowids[ann.ids]
             _save(folder, ann, checksum, vecs)
         vecs.indexes[kind] = ann
@@ -206,7 +253,9 @@ def _load(folder: Any, kind: str, vecs: IndexedVectors,
         return None
     return AnnIndex(kind, index, ids, float(meta.get("build_seconds", 0.0)), loaded=True,
                     params=dict(meta.get("params", {})), rowids=labels,
-                    built_rows=int(meta.get("built_rows", len(ids))), mapped=mapped)
+                    built_rows=int(meta.get("built_rows", len(ids))), mapped=mapped,
+                    lists=ivf_file.MappedLists.of(folder / f"{kind}.faiss", index)
+                    if mapped and kind == "ivf" else None)
 
 
 def _positions(rowids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -225,12 +274,18 @@ def _save(folder: Any, ann: AnnIndex, checksum: str, vecs: IndexedVectors) -> No
         store.write_array(folder / f"{ann.kind}.labels.npy", labels)
         faiss.write_index(ann.index, path)
 
-    ann.saved = store.save(
-        folder, ann.kind, write,
-        {"kind": ann.kind, "params": ann.params, "checksum": checksum,
-         "rows": len(ann.ids), "dim": int(vecs.units.shape[1]), "labels": True,
-         "built_rows": ann.built_rows, "build_seconds": round(ann.build_seconds, 3),
-         "faiss_version": faiss.__version__})
+    ann.saved = store.save(folder, ann.kind, write, _meta(
+        ann.kind, ann.params, checksum, ann.built_rows, int(vecs.units.shape[1]),
+        ann.build_seconds, rows=len(ann.ids)))
+
+
+def _meta(kind: str, params: dict[str, int], checksum: str, built_rows: int, dim: int,
+          build_seconds: float, rows: int | None = None) -> dict[str, Any]:
+    """The sidecar of a saved index."""
+    return {"kind": kind, "params": params, "checksum": checksum,
+            "rows": built_rows if rows is None else rows, "dim": dim, "labels": True,
+            "built_rows": built_rows, "build_seconds": round(build_seconds, 3),
+            "faiss_version": _faiss().__version__}
 
 
 def approximate_search(

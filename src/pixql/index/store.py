@@ -9,11 +9,12 @@ delete the files of the columns they change.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
-import tempfile
+import uuid
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,12 +47,22 @@ def read_sidecar(folder: Path, kind: str) -> dict[str, Any] | None:
 
 def save(folder: Path, kind: str, write_index: Any, meta: dict[str, Any]) -> bool:
     """Write the index (``write_index(path)``) then its sidecar, each atomically; False when
-    the folder is not writable (the index then lives in memory only)."""
+    the folder is not writable (the index then lives in memory only). Whatever
+    ``write_index`` raises propagates, and its partial file is removed."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        write_index(tmp)
+        tmp = str(folder / f"{kind}.{uuid.uuid4().hex}.tmp")
+        # created as any file is (the umask decides; mkstemp would make it owner-only)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except OSError:
+        return False
+    try:
+        try:
+            write_index(tmp)
+        except BaseException:  # a failed write leaves no partial file behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         os.replace(tmp, folder / f"{kind}.faiss")
         side = folder / f"{kind}.json.tmp"
         side.write_text(json.dumps({"format": SIDECAR_FORMAT, **meta}, indent=1), encoding="utf-8")

@@ -76,6 +76,7 @@ def follow(ann: AnnIndex, old: IndexedVectors, new: IndexedVectors) -> AnnIndex 
     rowids = np.concatenate([ann.rowids, new.rowids[add]]).astype(np.int64)
     return replace(ann, index=index, ids=ids, rowids=rowids, loaded=False,
                    mapped=ann.mapped and not len(add),
+                   lists=None if len(add) else ann.lists,
                    updates=ann.updates + 1, saved=False,
                    update_seconds=time.perf_counter() - started)
 
