@@ -322,8 +322,9 @@ def pct(xs: list[float], q: float) -> float:
 def report(rows: list[dict[str, Any]], command: str) -> str:
     largest = max(r["spec"]["rows"] for r in rows)
     lines = [
-        f"## Exact SEARCH over 8-bit codes, up to {largest:,} rows "
-        "(`benchmarks/search_scale.py`)", "",
+        f"## SEARCH over 8-bit codes, up to {largest:,} rows: exact"
+        + (", and IVF with lists on disk" if any("ivf" in r for r in rows) else "")
+        + " (`benchmarks/search_scale.py`)", "",
         f"Command: `{command}`  ",
         f"Machine: {machine()}. top_k={rows[0]['spec']['k']}, "
         f"{rows[0]['spec']['reps']} queries per method. Each column comes from a fresh "

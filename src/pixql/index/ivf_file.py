@@ -94,9 +94,19 @@ def _place(fd: int, index: Any, units: np.ndarray, ids: np.ndarray, lists: np.nd
     cut = np.flatnonzero(np.diff(nos)) + 1
     for i0, i1 in zip(np.r_[0, cut], np.r_[cut, len(nos)], strict=True):
         no, at = int(nos[i0]), int(filled[nos[i0]])
-        os.pwrite(fd, codes[i0:i1].tobytes(), int(start[no]) + at * cs)
-        os.pwrite(fd, labels[i0:i1].tobytes(), int(start[no] + sizes[no] * cs) + at * 8)
+        _pwrite(fd, codes[i0:i1].tobytes(), int(start[no]) + at * cs)
+        _pwrite(fd, labels[i0:i1].tobytes(), int(start[no] + sizes[no] * cs) + at * 8)
         filled[no] += i1 - i0
+
+
+def _pwrite(fd: int, data: bytes, offset: int) -> None:
+    """All of ``data`` at ``offset`` (a short write goes on where it stopped)."""
+    view = memoryview(data)
+    while view:
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(f"could not write to the index file at byte {offset}")
+        view, offset = view[n:], offset + n
 
 
 def header(index: Any, ntotal: int, sizes: np.ndarray) -> bytes:
