@@ -4,10 +4,9 @@ that remembers such a clause's row ids for one committed state — and only then
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import numpy as np
 import pytest
 
 from pixql.execution import search
@@ -15,6 +14,9 @@ from pixql.execution.search_plan import QueryPlan, deterministic, where_function
 from tests.execution.test_search_fast import general
 from tests.execution.test_search_fast import search as search_sql
 from tests.execution.test_search_fast import vec_ws as vec_ws
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def _where(cur: Any, clause: str) -> Any:

@@ -149,7 +149,7 @@ def test_a_large_mapped_ivf_file_reads_its_lists_ahead_and_unmaps_them(
     plain = ann.build_index("ivf", vecs.units, vecs.valid, sq8=True)
     built.index.quantizer.assign(rng.standard_normal((1, 64), dtype=np.float32), 1)
     before = _mapped_kb(path)  # the header and the centroids
-    for seed in range(5):
+    for _ in range(5):
         q = query_unit(rng.standard_normal(64).astype(np.float32))
         asked.clear()
         got = built.search(q, 20, None, 8)
