@@ -36,6 +36,8 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 IDENT_RE = re.compile(r"[^\W\d][\w$]*")
 _SPACE_RE = re.compile(r"[ \t\n\r\f\v\ufeff]+")  # ASCII whitespace and a BOM
+#: the characters whitespace or a comment can start with
+_SPACE_OR_COMMENT_START = frozenset(" \t\n\r\f\v\ufeff-/")
 _NUMBER_RE = re.compile(r"(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)(?:[eE][+-]?\d+)?")
 _PARAM_RE = re.compile(r"\$\d+")
 _DOLLAR_RE = re.compile(r"\$(?:[^\W\d]\w*)?\$")
@@ -151,6 +153,8 @@ class Lexer:
         """The offset of the first character at or after ``offset`` that is not
         whitespace or part of a comment."""
         text = self.text
+        if offset < len(text) and text[offset] not in _SPACE_OR_COMMENT_START:
+            return offset  # the common case: a token right here
         while True:
             m = _SPACE_RE.match(text, offset)
             if m:

@@ -280,7 +280,8 @@ class _Parser(QueryScanner):
             if not self.peek(opt=True).is_punct("="):
                 self.fail(self.peek(opt=True), ["'='"], after=f"option {key}")
             self.advance(opt=True)
-            options[key], positions[key] = self.value(), Position(key_tok.line, key_tok.col)
+            options[key], positions[key] = self.value(), Position(*key_tok.lines.position(
+                key_tok.start))
             self.separator(")", after=f"option {key}")
         self.advance(opt=True)
         self.depth -= 1

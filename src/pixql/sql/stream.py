@@ -39,7 +39,8 @@ class TokenStream:
         self.pos = 0  # offset just after the last consumed token
         self.last_end = 0  # end offset of the last consumed token
         self.depth = 0  # open brackets of any kind
-        self._cache: dict[tuple[int, bool], Token] = {}
+        self._sql: dict[int, Token] = {}  # offset → token, one cache per lexing mode
+        self._opt: dict[int, Token] = {}
 
     def peek(self, ahead: int = 0, *, opt: bool = False) -> Token:
         """The token ``ahead`` tokens after the cursor (``opt``: options mode)."""
@@ -49,11 +50,12 @@ class TokenStream:
         return tok
 
     def _token(self, offset: int, opt: bool) -> Token:
-        tok = self._cache.get((offset, opt))
+        cache = self._opt if opt else self._sql
+        tok = cache.get(offset)
         if tok is None:
-            if len(self._cache) > 16:
-                self._cache.clear()
-            tok = self._cache[offset, opt] = self.lexer.token_at(offset, options=opt)
+            if len(cache) > 16:
+                cache.clear()
+            tok = cache[offset] = self.lexer.token_at(offset, options=opt)
         return tok
 
     def advance(self, *, opt: bool = False) -> Token:
