@@ -33,6 +33,7 @@ from pixql.execution.result import Result
 from pixql.execution.search_hot import (
     SELECTION_MAX,
     Prepared,
+    Selection,
     fetch_rows,
     hot_search,
     memo_of,
@@ -102,11 +103,12 @@ def run_search(ctx: ExecContext, node: Search, opts: SearchIndexOptions | None =
         found = fast_search(ctx, plan, opts, rec.dim, q,
                             freshness(col, rec, plan.table.columns),
                             hot=None if prep is None else prep.stamp,
-                            selection=prep.selection if prep and prep.pure_where else None)
+                            selection=None if prep is None else prep.selection)
         if found is not None:
             if memo is not None and prep is None:
                 memo.put(ctx.cur, node.query.text, node.model, opts.emb_col,
-                         Prepared(plan, rec, col, pure_where=deterministic(ctx.cur, plan)))
+                         Prepared(plan, rec, col, selection=Selection()
+                                  if deterministic(ctx.cur, plan) else None))
             return _result(*found, result_col)
         if memo is not None and prep is not None:  # look everything up again
             memo.forget()
@@ -230,7 +232,7 @@ def rank(scores: np.ndarray, valid: np.ndarray, top_k: int | None) -> np.ndarray
 # -- fast path ------------------------------------------------------------------------------
 def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim: int,
                 q: np.ndarray, fresh: Freshness | None = None, *, hot: Stamp | None = None,
-                selection: dict[str, np.ndarray] | None = None,
+                selection: Selection | None = None,
                 ) -> tuple[pa.Table, np.ndarray, str] | None:
     """Rank with the cached vectors of ``plan.table``: (rows, scores, note), or None when
     the cache cannot answer (the caller then takes the general path). ``hot``: the write
@@ -240,9 +242,9 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
     cache = getattr(ctx.ws, "_vector_cache", None)
     if cache is None:
         return None
-    read: dict[str, np.ndarray] = {}
+    read = Selection()
 
-    def ranked(vecs: ColumnVectors, known: dict[str, np.ndarray] | None = None,
+    def ranked(vecs: ColumnVectors, known: Selection | None = None,
                ) -> tuple[np.ndarray, np.ndarray, str] | None:
         selected = _selected(ctx, plan, vecs, known, read)
         if selected is False:
@@ -256,8 +258,9 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
     found = None if hot is None else \
         hot_search(ctx, cache, plan, opts.emb_col, fresh, lambda v: ranked(v, selection), hot)
     if found is not None:
-        if selection is not None and "rowids" in read and len(read["rowids"]) <= SELECTION_MAX:
-            selection.setdefault("rowids", read["rowids"])  # read at the memo's state
+        if selection is not None and selection.rowids is None and read.rowids is not None \
+                and len(read.rowids) <= SELECTION_MAX:
+            selection.rowids = read.rowids  # read at the memo's state
         return found
     with read_snapshot(ctx.cur) as ok:
         if not ok:
@@ -274,18 +277,18 @@ def fast_search(ctx: ExecContext, plan: QueryPlan, opts: SearchIndexOptions, dim
 
 
 def _selected(ctx: ExecContext, plan: QueryPlan, vecs: ColumnVectors,
-              known: dict[str, np.ndarray] | None = None,
-              read: dict[str, np.ndarray] | None = None) -> np.ndarray | Literal[False] | None:
+              known: Selection | None = None,
+              read: Selection | None = None) -> np.ndarray | Literal[False] | None:
     """Cache positions the AS query selects, in its row order (None: every row); False when
     a selected row is not in the cache. ``known``: the WHERE clause's row ids when already
     read at this committed state; ``read``: where the row ids read now are put."""
     if plan.rowid_sql is None:
         return None
-    rowids = None if known is None else known.get("rowids")
+    rowids = None if known is None else known.rowids
     if rowids is None:
         rowids = where_rowids(ctx, plan)
         if read is not None:
-            read["rowids"] = rowids
+            read.rowids = rowids
     pos = vecs.positions(rowids)
     return False if pos is None else pos
 

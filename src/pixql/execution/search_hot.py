@@ -74,11 +74,18 @@ class Prepared:
     col: ColumnRecord | None
     cursor: Any = None  # the cursor it was found on (kept alive: its id stays unique)
     stamp: Stamp | None = None  # the write stamp :meth:`SearchMemo.get` recognised it at
-    # the WHERE clause is deterministic (pixql.execution.search_plan.deterministic): its
-    # row ids, once read by a hot SEARCH, are kept in ``selection`` (shared by the copies
-    # :meth:`SearchMemo.get` hands out, all of one committed state)
-    pure_where: bool = False
-    selection: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
+    # where a deterministic WHERE clause (pixql.execution.search_plan.deterministic) keeps
+    # its row ids; None: the clause is read on every SEARCH (or there is none)
+    selection: Selection | None = field(default=None, compare=False)
+
+
+@dataclass
+class Selection:
+    """The row ids a WHERE clause selects at one committed state, once a hot SEARCH has read
+    them (shared by the copies of a :class:`Prepared` that :meth:`SearchMemo.get` hands
+    out, all of that state)."""
+
+    rowids: np.ndarray | None = None
 
 
 def catalog_version(cur: duckdb.DuckDBPyConnection) -> int | None:

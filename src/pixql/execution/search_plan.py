@@ -91,9 +91,10 @@ def _query_shape(cur: Any, text: str) -> Shape | None:
         node = stmts[0].get("node") or {}
         src = node.get("from_table") or {}
         if plain_select(node, src):
-            rowid_sql, functions = None, frozenset[str]()
+            rowid_sql: str | None = None
+            functions: frozenset[str] | None = frozenset()
             if node.get("where_clause") is not None:
-                functions = where_functions(node["where_clause"])  # type: ignore[assignment]
+                functions = where_functions(node["where_clause"])
                 node["select_list"] = [_ROWID]
                 rowid_sql = str(cur.execute("SELECT json_deserialize_sql(?)",
                                             [json.dumps(tree)]).fetchall()[0][0])

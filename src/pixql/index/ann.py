@@ -60,8 +60,6 @@ SEARCH_DEFAULTS: dict[str, dict[str, int]] = {"hnsw": {"ef_search": 128}, "ivf":
 TRAIN_PER_LIST = 64
 #: rows sampled to train an HNSW index's 8-bit codes (their per-dimension range)
 SQ_TRAIN_ROWS = 65536
-#: rows added to an index per call (one block of fp32 rows in memory)
-ADD_ROWS = 65536
 
 
 def _faiss() -> Any:
@@ -115,11 +113,11 @@ class AnnIndex:
             bits = np.packbits(keep, bitorder="little")
             params.sel = faiss.IDSelectorBitmap(len(self.ids), faiss.swig_ptr(bits))
         k = min(k, len(self.ids))
-        probed = None if self.lists is None else \
-            self.lists.probe(self.index.quantizer, q, breadth)
+        lists = self.lists
+        probed = None if lists is None else lists.probe(self.index.quantizer, q, breadth)
         _, labels = self.index.search(q.reshape(1, -1), k, params=params)
-        if probed is not None:
-            self.lists.release(probed)  # type: ignore[union-attr]
+        if lists is not None and probed is not None:
+            lists.release(probed)
         labels = labels[0]
         return self.ids[labels[labels >= 0]]
 
@@ -171,8 +169,8 @@ def build_index(kind: str, units: np.ndarray, valid: np.ndarray,
     not a second fp32 copy (used for columns kept compressed; the re-rank reads fp32)."""
     started = time.perf_counter()
     index, ids, p = _trained(kind, units, valid, params, sq8)
-    for s in range(0, len(ids), ADD_ROWS):
-        index.add(gather(units, ids[s : s + ADD_ROWS]))
+    for s in range(0, len(ids), ivf_file.BLOCK):
+        index.add(gather(units, ids[s : s + ivf_file.BLOCK]))
     return AnnIndex(kind, index, ids, time.perf_counter() - started, params=p,
                     rowids=np.zeros(0, np.int64), built_rows=len(ids))
 

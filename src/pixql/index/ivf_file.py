@@ -61,7 +61,7 @@ def write(path: Path, index: Any, units: np.ndarray, ids: np.ndarray,
     sizes = np.bincount(lists, minlength=int(index.nlist)).astype(np.int64)
     head = header(index, len(ids), sizes)
     cs = int(index.code_size)
-    start = len(head) + np.concatenate([[0], np.cumsum(sizes * (cs + 8))[:-1]])
+    start = _starts(len(head), sizes * (cs + 8))
     filled = np.zeros(len(sizes), dtype=np.int64)
     with open(path, "wb") as fh:
         fh.write(head)
@@ -69,6 +69,11 @@ def write(path: Path, index: Any, units: np.ndarray, ids: np.ndarray,
         for s in range(0, len(ids), block):
             _place(fh.fileno(), index, units, ids, lists, s, min(s + block, len(ids)),
                    (start, sizes, filled, cs))
+
+
+def _starts(first: int, lengths: np.ndarray) -> np.ndarray:
+    """File offsets of the lists, laid end to end from ``first`` (codes, then ids, each)."""
+    return first + np.concatenate([[0], np.cumsum(lengths)[:-1]])
 
 
 def assign(index: Any, units: np.ndarray, ids: np.ndarray, block: int = BLOCK) -> np.ndarray:
@@ -160,7 +165,7 @@ class MappedLists:
         sizes = np.array([inv.list_size(i) for i in range(nlist)], dtype=np.int64)
         self.lengths = sizes * (cs + 8)
         start = os.path.getsize(path) - int(self.lengths.sum())
-        self.offsets = start + np.concatenate([[0], np.cumsum(self.lengths)[:-1]])
+        self.offsets = _starts(start, self.lengths)
         used = np.flatnonzero(sizes)
         self.base = _address(faiss, inv.get_codes(int(used[0]))) - int(self.offsets[used[0]]) \
             if len(used) else 0

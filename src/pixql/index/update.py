@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pixql.index.ann import AnnIndex, _faiss, _positions
+from pixql.index.exact import gather
+from pixql.index.ivf_file import BLOCK
 
 if TYPE_CHECKING:  # pragma: no cover
     from pixql.index.vectors_api import IndexedVectors
@@ -40,8 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_DEAD_SHARE = 0.3
 #: IVF: rebuild when the live rows exceed this many times the rows it was trained on
 IVF_MAX_GROWTH = 4.0
-#: rows added to faiss per call
-ADD_ROWS = 65536
 
 
 def follow(ann: AnnIndex, old: IndexedVectors, new: IndexedVectors) -> AnnIndex | None:
@@ -56,9 +56,9 @@ def follow(ann: AnnIndex, old: IndexedVectors, new: IndexedVectors) -> AnnIndex 
     keep[idx[~new.valid[where[idx]]]] = False
     idx = np.flatnonzero(keep)
     same = np.empty(len(idx), dtype=bool)
-    for s in range(0, len(idx), ADD_ROWS):  # compare the vectors' bits, a block at a time
-        part = idx[s : s + ADD_ROWS]
-        same[s : s + ADD_ROWS] = (new.units[where[part]] == old.units[ann.ids[part]]).all(1)
+    for s in range(0, len(idx), BLOCK):  # compare the vectors' bits, a block at a time
+        part = idx[s : s + BLOCK]
+        same[s : s + BLOCK] = (new.units[where[part]] == old.units[ann.ids[part]]).all(1)
     keep[idx[~same]] = False
     covered = np.zeros(len(new.rowids), dtype=bool)
     covered[where[keep]] = True
@@ -70,8 +70,8 @@ def follow(ann: AnnIndex, old: IndexedVectors, new: IndexedVectors) -> AnnIndex 
     if ann.kind == "ivf" and live > IVF_MAX_GROWTH * max(ann.built_rows, 1):
         return None
     index = _owned_copy(ann) if len(add) else ann.index
-    for s in range(0, len(add), ADD_ROWS):
-        index.add(np.ascontiguousarray(new.units[add[s : s + ADD_ROWS]]))
+    for s in range(0, len(add), BLOCK):
+        index.add(gather(new.units, add[s : s + BLOCK]))
     ids = np.concatenate([np.where(keep, where, -1), add]).astype(np.int64)
     rowids = np.concatenate([ann.rowids, new.rowids[add]]).astype(np.int64)
     return replace(ann, index=index, ids=ids, rowids=rowids, loaded=False,
